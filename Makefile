@@ -1,0 +1,24 @@
+# Two commands on a fresh machine:
+#   make run    set everything up and open the app on the built-in demo workspace
+#   make test   set everything up and run the whole test suite headless
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEMO_WORKSPACE ?= $(HOME)/.local/share/RadSynth Studio/demo-workspace
+
+.PHONY: setup run test bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+run: setup
+	$(PY) -m app --workspace "$(DEMO_WORKSPACE)"
+
+test: setup
+	QT_QPA_PLATFORM=offscreen RADSYNTH_THREADS=2 $(PY) -m pytest -q -p no:cacheprovider
+
+bench: setup
+	$(PY) -m pip install -q -e ".[bench]"
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info

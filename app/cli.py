@@ -1,0 +1,362 @@
+"""`radsynth <verb>`: every job kind as a headless command, with flags generated from its spec.
+
+    radsynth ingest SOURCE --name NAME --size 128 --json
+    radsynth train --config spec.json --epochs 3
+    radsynth study stats STUDY --json        (two-word verbs map to kind "study-stats")
+
+Each verb takes ``--config FILE.json`` (a spec; flags given as well override its fields) or the
+spec's fields as flags (``--field-name VALUE``). A progress bar is drawn on stderr when it is a
+terminal. With ``--json`` exactly one JSON object — the Done result, or ``{"error": ...}`` — is
+the last line of stdout. Exit codes: 0 Done, 1 Failed, 2 bad arguments, 130 cancelled (Ctrl-C).
+
+Non-job commands (``serve``, ``gui``, ``datasets``, ``runs``, ``jobs``) are listed in COMMANDS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import types
+import typing
+from pathlib import Path
+
+from pydantic import ValidationError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
+
+#: verbs that are not jobs: name -> "module:function(argv: list[str]) -> int"
+COMMANDS: dict[str, str] = {
+    "serve": "app.server.main:main",
+    "gui": "app.__main__:main",
+    "datasets": "app.cli:list_datasets",
+    "runs": "app.cli:list_runs",
+    "jobs": "app.cli:list_jobs",
+}
+
+
+class UsageError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------
+# flags from a spec
+# ---------------------------------------------------------------------------------------------
+
+
+def _unwrap_optional(ann):
+    origin = typing.get_origin(ann)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(ann) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return ann
+
+
+def _describe(ann) -> tuple[str, list | None]:
+    """(shape, choices): shape is 'bool', 'list', 'json' or 'scalar'."""
+    ann = _unwrap_optional(ann)
+    origin = typing.get_origin(ann)
+    if ann is bool:
+        return "bool", None
+    if origin is typing.Literal:
+        return "scalar", [str(a) for a in typing.get_args(ann)]
+    if origin in (list, tuple, set) or ann in (list, tuple):
+        return "list", None
+    if origin is dict or ann is dict or (isinstance(ann, type) and hasattr(ann, "model_fields")):
+        return "json", None
+    import enum
+
+    if isinstance(ann, type) and issubclass(ann, enum.Enum):
+        return "scalar", [str(m.value) for m in ann]
+    return "scalar", None
+
+
+def build_parser(verb: str, spec_cls) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=f"radsynth {verb}",
+        description=(spec_cls.cli_help or spec_cls.__doc__ or "").strip().splitlines()[0] if (spec_cls.cli_help or spec_cls.__doc__) else None,
+    )
+    p.add_argument("--config", type=Path, help="spec as JSON (flags override its fields)")
+    p.add_argument("--workspace", type=Path, help="workspace folder (default: $RADSYNTH_WORKSPACE or the user data dir)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or log lines")
+    aliases_for: dict[str, list[str]] = {}
+    for alias, field_name in spec_cls.cli_aliases.items():
+        aliases_for.setdefault(field_name, []).append(alias)
+    for name in spec_cls.cli_positional:
+        info = spec_cls.model_fields[name]
+        p.add_argument(name, nargs="?", default=None, help=info.description)
+    for name, info in spec_cls.model_fields.items():
+        if name == "kind" or name in spec_cls.cli_positional:
+            continue
+        shape, choices = _describe(info.annotation)
+        flags = [f"--{name.replace('_', '-')}"] + [f"--{a}" for a in aliases_for.get(name, [])]
+        default = None if info.is_required() else info.get_default(call_default_factory=True)
+        help_text = (info.description or "") + ("" if info.is_required() else f" (default: {default})")
+        kw: dict = {"dest": name, "default": None, "help": help_text}
+        if shape == "bool":
+            kw["action"] = argparse.BooleanOptionalAction
+        elif shape == "list":
+            kw["nargs"] = "+"
+        elif choices:
+            kw["choices"] = choices
+            kw["metavar"] = "{" + "|".join(choices) + "}"
+        p.add_argument(*flags, **kw)
+    return p
+
+
+def spec_from_args(spec_cls, ns: argparse.Namespace):
+    data: dict = {}
+    if ns.config is not None:
+        try:
+            data = json.loads(Path(ns.config).read_text())
+        except FileNotFoundError:
+            raise UsageError(f"config file {ns.config} does not exist") from None
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"config file {ns.config} is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise UsageError(f"config file {ns.config} must hold a JSON object")
+    kind = spec_cls.model_fields["kind"].default
+    if data.get("kind", kind) != kind:
+        raise UsageError(f"config file {ns.config} is a {data.get('kind')!r} spec, not {kind!r}")
+    data["kind"] = kind
+    for name, info in spec_cls.model_fields.items():
+        if name == "kind":
+            continue
+        value = getattr(ns, name, None)
+        if value is None:
+            continue
+        shape, _ = _describe(info.annotation)
+        if shape == "json" and isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                raise UsageError(f"--{name.replace('_', '-')} expects JSON, got {value!r}") from None
+        data[name] = value
+    try:
+        return spec_cls.model_validate(data)
+    except ValidationError as exc:
+        from app.engine.jobs import format_validation_error
+
+        raise UsageError(format_validation_error(exc)) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# terminal reporting
+# ---------------------------------------------------------------------------------------------
+
+
+class TerminalReporter:
+    """Prints log lines and a one-line progress bar to stderr (bar only on a terminal)."""
+
+    def __init__(self, quiet: bool = False, stream=None):
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self.tty = self.stream.isatty()
+        self.t0 = time.monotonic()
+        self._bar_shown = False
+        self._last_draw = 0.0
+        self.artifacts: list[tuple[str, str]] = []
+
+    def _clear_bar(self):
+        if self._bar_shown:
+            self.stream.write("\r\033[K")
+            self._bar_shown = False
+
+    def __call__(self, ev) -> None:
+        from app.engine import jobs as J
+
+        if self.quiet:
+            return
+        if isinstance(ev, J.Progress):
+            now = time.monotonic()
+            if not self.tty or (now - self._last_draw < 0.1 and ev.step < ev.total):
+                return
+            self._last_draw = now
+            frac = ev.step / ev.total if ev.total else 0.0
+            width = 30
+            filled = int(round(frac * width))
+            elapsed = now - self.t0
+            eta = elapsed * (1 - frac) / frac if frac > 0 else float("nan")
+            eta_s = f"{eta:5.0f}s" if eta == eta else "    ?"
+            label = f" {ev.label}" if ev.label else ""
+            self.stream.write(
+                f"\r\033[K[{'#' * filled}{'.' * (width - filled)}] {ev.step}/{ev.total} eta {eta_s}{label}"
+            )
+            self.stream.flush()
+            self._bar_shown = True
+        elif isinstance(ev, J.Log):
+            if ev.level == "debug" and not os.environ.get("RADSYNTH_DEBUG"):
+                return
+            self._clear_bar()
+            prefix = "" if ev.level == "info" else f"{ev.level}: "
+            self.stream.write(f"{prefix}{ev.text}\n")
+        elif isinstance(ev, J.Scalar):
+            pass
+        elif isinstance(ev, J.Artifact):
+            self.artifacts.append((ev.kind, ev.path))
+        elif isinstance(ev, (J.Done, J.Failed, J.Cancelled)):
+            self._clear_bar()
+        self.stream.flush()
+
+
+# ---------------------------------------------------------------------------------------------
+# entry point
+# ---------------------------------------------------------------------------------------------
+
+
+def _resolve_verb(argv: list[str]) -> tuple[str, list[str]]:
+    from app.engine.jobs import KIND_MODULES
+
+    if len(argv) >= 2 and f"{argv[0]}-{argv[1]}" in KIND_MODULES:
+        return f"{argv[0]}-{argv[1]}", argv[2:]
+    return argv[0], argv[1:]
+
+
+def _usage() -> str:
+    from app.engine.jobs import KIND_MODULES
+
+    verbs = sorted(k.replace("-", " ", 1) if k.startswith("study-") else k for k in KIND_MODULES)
+    return (
+        "usage: radsynth VERB [options]   (radsynth VERB --help for a verb's options)\n\n"
+        f"job verbs: {', '.join(verbs)}\n"
+        f"other commands: {', '.join(sorted(COMMANDS))}\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return EXIT_OK if argv else EXIT_USAGE
+    if argv[0] == "--version":
+        from app import __version__
+
+        print(__version__)
+        return EXIT_OK
+
+    verb, rest = _resolve_verb(argv)
+    if verb in COMMANDS:
+        module, func = COMMANDS[verb].split(":")
+        return int(getattr(importlib.import_module(module), func)(rest) or 0)
+
+    from app.engine import jobs as J
+
+    try:
+        spec_cls = J.spec_class(verb)
+    except J.UserError as exc:
+        print(f"radsynth: {exc}\n\n{_usage()}", file=sys.stderr)
+        return EXIT_USAGE
+    parser = build_parser(verb.replace("-", " ", 1) if verb.startswith("study-") else verb, spec_cls)
+    try:
+        ns = parser.parse_args(rest)
+    except SystemExit as exc:  # argparse already printed the message
+        return EXIT_OK if exc.code == 0 else EXIT_USAGE
+    try:
+        spec = spec_from_args(spec_cls, ns)
+    except UsageError as exc:
+        msg = f"radsynth {verb}: {exc}"
+        print(msg, file=sys.stderr)
+        if ns.json:
+            print(json.dumps({"error": str(exc), "exit_code": EXIT_USAGE}))
+        return EXIT_USAGE
+
+    J.cpu_threads_from_env()
+    stop = threading.Event()
+    interrupts = {"n": 0}
+
+    def on_sigint(signum, frame):
+        interrupts["n"] += 1
+        if interrupts["n"] > 1:  # second Ctrl-C: stop waiting for the job to notice
+            raise KeyboardInterrupt
+        stop.set()
+        print("\ncancelling (Ctrl-C again to abort at once)...", file=sys.stderr)
+
+    old = signal.signal(signal.SIGINT, on_sigint)
+    reporter = TerminalReporter(quiet=ns.quiet)
+    try:
+        final = J.run(spec, reporter, stop.is_set, workspace=ns.workspace, transport="cli")
+    except KeyboardInterrupt:
+        final = J.Cancelled()
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+    if isinstance(final, J.Done):
+        if ns.json:
+            print(json.dumps(final.result))
+        else:
+            print(json.dumps(final.result, indent=2))
+        return EXIT_OK
+    if isinstance(final, J.Cancelled):
+        print("cancelled", file=sys.stderr)
+        if ns.json:
+            print(json.dumps({"cancelled": True, "exit_code": EXIT_CANCELLED}))
+        return EXIT_CANCELLED
+    print(f"radsynth {verb} failed: {final.message}", file=sys.stderr)
+    if ns.json:
+        print(json.dumps({"error": final.message, "exit_code": EXIT_FAILED}))
+    return EXIT_FAILED
+
+
+# ---------------------------------------------------------------------------------------------
+# listing commands
+# ---------------------------------------------------------------------------------------------
+
+
+def _ws_from(argv: list[str], prog: str):
+    p = argparse.ArgumentParser(prog=f"radsynth {prog}")
+    p.add_argument("--workspace", type=Path)
+    p.add_argument("--json", action="store_true")
+    ns = p.parse_args(argv)
+    from app.engine.store import Workspace
+
+    return Workspace.open(ns.workspace), ns.json
+
+
+def list_datasets(argv: list[str]) -> int:
+    ws, as_json = _ws_from(argv, "datasets")
+    rows = [
+        {"name": d.name, "images": d.n_images, "size": [d.height, d.width], "classes": d.classes, "source": d.source}
+        for d in ws.datasets()
+    ]
+    if as_json:
+        print(json.dumps(rows))
+    else:
+        for r in rows:
+            print(f"{r['name']:24s} {r['images']:6d} images {r['size'][0]}x{r['size'][1]}  classes={r['classes']}")
+    return EXIT_OK
+
+
+def list_runs(argv: list[str]) -> int:
+    ws, as_json = _ws_from(argv, "runs")
+    rows = [{"id": r.id, "kind": r.kind, "dataset": r.dataset, "state": r.state, "meta": r.meta} for r in ws.runs()]
+    if as_json:
+        print(json.dumps(rows))
+    else:
+        for r in rows:
+            print(f"{r['id']:36s} {r['kind']:8s} {r['state']:8s} dataset={r['dataset']}")
+    return EXIT_OK
+
+
+def list_jobs(argv: list[str]) -> int:
+    ws, as_json = _ws_from(argv, "jobs")
+    rows = [
+        {"id": j.id, "kind": j.kind, "state": j.state, "transport": j.transport, "message": j.message}
+        for j in ws.jobs()
+    ]
+    if as_json:
+        print(json.dumps(rows))
+    else:
+        for r in rows:
+            print(f"{r['id']:28s} {r['kind']:12s} {r['state']:10s} {r['message'] or ''}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""The dataset cache: one chunked HDF5 file per dataset, the only thing training ever reads.
+
+File ``cache.h5`` holds:
+
+    images    float32 (N, 1, H, W), values in [-1, 1], chunked one image per chunk
+    labels    int64 (N,), class index, -1 when unlabelled
+    split     uint8 (N,), 0 = train, 1 = val, 2 = test
+    group     str (N,), salted hash of PatientID (or series / file when there is none)
+    source    str (N,), source file path as given at ingest
+    frame     int32 (N,), frame / slice index within the source file (0 for 2-D files)
+    modality  str (N,), "MR", "CT", "CR", "DX", "OT" ...
+    attrs:    class_names (JSON list), normalize, size, created, format_version, source_root
+
+Writers go through ``CacheWriter`` and readers through ``ImageDataset`` so the format lives here
+and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from app.engine.jobs import UserError
+
+FORMAT_VERSION = 1
+SPLITS = {"train": 0, "val": 1, "test": 2}
+_STR = h5py.string_dtype("utf-8")
+
+
+class CacheWriter:
+    """Append images one by one (or in batches) to a new cache file, then ``close``."""
+
+    def __init__(self, path: Path, height: int, width: int, class_names: list[str], attrs: dict | None = None):
+        self.path = Path(path)
+        self.h, self.w = int(height), int(width)
+        self.f = h5py.File(self.path, "w")
+        self.n = 0
+        f = self.f
+        f.create_dataset(
+            "images", shape=(0, 1, self.h, self.w), maxshape=(None, 1, self.h, self.w), dtype="float32",
+            chunks=(1, 1, self.h, self.w), compression="lzf",
+        )
+        f.create_dataset("labels", shape=(0,), maxshape=(None,), dtype="int64", chunks=(4096,))
+        f.create_dataset("split", shape=(0,), maxshape=(None,), dtype="uint8", chunks=(4096,))
+        f.create_dataset("frame", shape=(0,), maxshape=(None,), dtype="int32", chunks=(4096,))
+        for name in ("group", "source", "modality"):
+            f.create_dataset(name, shape=(0,), maxshape=(None,), dtype=_STR, chunks=(4096,))
+        f.attrs["class_names"] = json.dumps(list(class_names))
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["created"] = time.time()
+        for k, v in (attrs or {}).items():
+            f.attrs[k] = v if isinstance(v, (int, float, str)) else json.dumps(v)
+
+    def append(self, images: np.ndarray, labels, groups, sources, frames, modalities) -> None:
+        images = np.asarray(images, dtype=np.float32)
+        if images.ndim == 2:
+            images = images[None, None]
+        elif images.ndim == 3:
+            images = images[:, None]
+        k = images.shape[0]
+        if images.shape[1:] != (1, self.h, self.w):
+            raise ValueError(f"image batch of shape {images.shape} does not match cache size {(self.h, self.w)}")
+        if not np.isfinite(images).all():
+            raise ValueError("images contain NaN or infinite values")
+        if images.min() < -1.0001 or images.max() > 1.0001:
+            raise ValueError("cache images must be normalised to [-1, 1]")
+
+        def as_list(v):
+            return list(v) if isinstance(v, (list, tuple, np.ndarray)) else [v] * k
+
+        f = self.f
+        for name in ("images", "labels", "split", "frame", "group", "source", "modality"):
+            f[name].resize((self.n + k,) + f[name].shape[1:])
+        f["images"][self.n : self.n + k] = np.clip(images, -1, 1)
+        f["labels"][self.n : self.n + k] = np.asarray(as_list(labels), dtype=np.int64)
+        f["split"][self.n : self.n + k] = 0
+        f["frame"][self.n : self.n + k] = np.asarray(as_list(frames), dtype=np.int32)
+        f["group"][self.n : self.n + k] = [str(x) for x in as_list(groups)]
+        f["source"][self.n : self.n + k] = [str(x) for x in as_list(sources)]
+        f["modality"][self.n : self.n + k] = [str(x) for x in as_list(modalities)]
+        self.n += k
+
+    def set_splits(self, split: np.ndarray) -> None:
+        split = np.asarray(split, dtype=np.uint8)
+        if split.shape != (self.n,):
+            raise ValueError(f"split has shape {split.shape}, expected ({self.n},)")
+        self.f["split"][:] = split
+
+    def set_labels(self, labels: np.ndarray, class_names: list[str] | None = None) -> None:
+        self.f["labels"][:] = np.asarray(labels, dtype=np.int64)
+        if class_names is not None:
+            self.f.attrs["class_names"] = json.dumps(list(class_names))
+
+    def close(self) -> None:
+        if self.f:
+            self.f.flush()
+            self.f.close()
+            self.f = None
+
+
+class ImageDataset:
+    """Read access to a dataset cache. Arrays come back as numpy; slicing reads only what it needs."""
+
+    def __init__(self, path: Path, name: str = ""):
+        self.path = Path(path)
+        self.name = name or self.path.parent.name
+        if not self.path.exists():
+            raise UserError(f"dataset cache {self.path} is missing")
+        try:
+            with h5py.File(self.path, "r") as f:
+                self.n = int(f["images"].shape[0])
+                self.shape = tuple(int(s) for s in f["images"].shape[1:])
+                self.class_names: list[str] = json.loads(f.attrs.get("class_names", "[]"))
+                self.attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+                self._labels = f["labels"][:]
+                self._split = f["split"][:]
+        except (OSError, KeyError) as exc:
+            raise UserError(f"dataset cache {self.path} is unreadable: {exc}") from None
+
+    @classmethod
+    def from_workspace(cls, workspace, name: str) -> ImageDataset:
+        rec = workspace.dataset(name)
+        return cls(rec.cache_path, name)
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def height(self) -> int:
+        return self.shape[1]
+
+    @property
+    def width(self) -> int:
+        return self.shape[2]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def indices(self, split: str | None = None) -> np.ndarray:
+        """Image indices of a split ("train", "val", "test") or of all images (None / "all")."""
+        if split in (None, "all"):
+            return np.arange(self.n)
+        if split not in SPLITS:
+            raise UserError(f"split {split!r} is not one of all, {', '.join(SPLITS)}")
+        return np.flatnonzero(self._split == SPLITS[split])
+
+    def labels(self, split: str | None = None) -> np.ndarray:
+        return self._labels[self.indices(split)]
+
+    def split_array(self) -> np.ndarray:
+        return self._split.copy()
+
+    def images(self, split: str | None = None, indices=None) -> np.ndarray:
+        """float32 (k, 1, H, W) in [-1, 1]."""
+        idx = self.indices(split) if indices is None else np.asarray(indices)
+        with h5py.File(self.path, "r") as f:
+            if len(idx) == 0:
+                return np.zeros((0,) + self.shape, np.float32)
+            order = np.argsort(idx)
+            data = f["images"][np.sort(idx)]  # h5py needs increasing indices
+            out = np.empty_like(data)
+            out[order] = data
+            return out
+
+    def provenance(self, i: int) -> dict:
+        with h5py.File(self.path, "r") as f:
+            return {
+                "index": int(i),
+                "source": f["source"].asstr()[i],
+                "frame": int(f["frame"][i]),
+                "modality": f["modality"].asstr()[i],
+                "group": f["group"].asstr()[i],
+                "label": int(self._labels[i]),
+                "class": self.class_names[self._labels[i]] if 0 <= self._labels[i] < len(self.class_names) else "",
+                "split": {v: k for k, v in SPLITS.items()}[int(self._split[i])],
+            }
+
+    def groups(self) -> np.ndarray:
+        with h5py.File(self.path, "r") as f:
+            return f["group"].asstr()[:]

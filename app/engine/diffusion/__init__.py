@@ -1,0 +1,1 @@
+"""Noise processes and their losses, one file each."""

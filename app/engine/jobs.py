@@ -1,0 +1,400 @@
+"""The job spine: validated specs, the events a job emits, and run(spec, emit, should_stop).
+
+Every long-running thing RadSynth does is a job. A job kind is a pydantic ``Spec`` subclass with
+``kind: Literal["name"] = "name"`` and one runner function registered with ``@register``. The
+runner receives the spec and a ``JobContext`` and returns a JSON-serialisable result dict; it
+reports only through the context (which emits events) and checks ``ctx.check()`` at every step of
+its loops so that cancellation is cooperative. ``run`` turns the outcome into exactly one of
+``Done`` / ``Failed`` / ``Cancelled`` and never raises into its caller.
+
+The same spec is what a GUI form fills in, what ``radsynth <verb> --config x.json`` reads, what the
+remote server accepts, and what is stored next to every run.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import importlib
+import io
+import json
+import os
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+# --------------------------------------------------------------------------------------------
+# Specs
+# --------------------------------------------------------------------------------------------
+
+
+class Spec(BaseModel):
+    """Base class of every job spec: strict about unknown fields, JSON round-trippable.
+
+    Subclasses declare ``kind: Literal["name"] = "name"`` as their first field. Optional class
+    variables shape the generated command line (see ``app/cli.py``):
+
+    - ``cli_positional``: field names taken as positional arguments, in order;
+    - ``cli_aliases``: extra flag names, e.g. ``{"class": "class_label", "n": "n_images"}``;
+    - ``cli_help``: one line shown by ``radsynth --help``.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+    cli_positional: ClassVar[tuple[str, ...]] = ()
+    cli_aliases: ClassVar[dict[str, str]] = {}
+    cli_help: ClassVar[str] = ""
+    #: True for jobs that use the heavy compute device (training, sampling, score-based recon).
+    heavy: ClassVar[bool] = False
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+
+class UserError(Exception):
+    """An error whose message is meant for the user as it is (bad input, missing file...).
+
+    ``run`` reports it without the exception class name; the traceback still goes to a Log event.
+    """
+
+
+class JobCancelled(Exception):
+    """Raised by ``JobContext.check`` when the caller asked the job to stop."""
+
+
+# --------------------------------------------------------------------------------------------
+# Events
+# --------------------------------------------------------------------------------------------
+
+IMAGE_KINDS = ("image", "kspace", "uncertainty", "grid", "mask", "difference")
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    step: int
+    total: int
+    label: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Log:
+    level: str  # "debug" | "info" | "warning" | "error"
+    text: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Scalar:
+    name: str
+    step: int
+    value: float
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Image:
+    name: str
+    array: np.ndarray  # (H, W) or (H, W, 3); float (any range) or uint8
+    kind: str = "image"  # one of IMAGE_KINDS
+
+
+@dataclasses.dataclass(frozen=True)
+class Artifact:
+    kind: str  # "checkpoint", "dataset", "samples", "report", "figure", "array", ...
+    path: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Done:
+    result: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class Failed:
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Cancelled:
+    pass
+
+
+Event = Progress | Log | Scalar | Image | Artifact | Done | Failed | Cancelled
+TERMINAL = (Done, Failed, Cancelled)
+_EVENT_TYPES = {c.__name__: c for c in (Progress, Log, Scalar, Image, Artifact, Done, Failed, Cancelled)}
+
+
+def event_to_dict(event: Event) -> dict:
+    """A JSON-serialisable dict for an event (images as base64 .npy bytes) for the wire."""
+    d: dict[str, Any] = {"type": type(event).__name__}
+    for f in dataclasses.fields(event):
+        value = getattr(event, f.name)
+        if isinstance(value, np.ndarray):
+            buf = io.BytesIO()
+            np.save(buf, value, allow_pickle=False)
+            value = {"npy": base64.b64encode(buf.getvalue()).decode("ascii")}
+        d[f.name] = value
+    return d
+
+
+def event_from_dict(d: dict) -> Event:
+    cls = _EVENT_TYPES.get(d.get("type", ""))
+    if cls is None:
+        raise ValueError(f"unknown event type {d.get('type')!r}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        value = d.get(f.name)
+        if isinstance(value, dict) and set(value) == {"npy"}:
+            value = np.load(io.BytesIO(base64.b64decode(value["npy"])), allow_pickle=False)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert numpy scalars/arrays and paths inside a result so json.dumps accepts it."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None if np.isnan(obj) else (1e308 if obj > 0 else -1e308)
+    return obj
+
+
+# --------------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------------
+
+#: kind -> module that defines its spec and registers its runner. Modules are imported lazily so
+#: that the CLI starts fast and a broken optional module only breaks its own verbs.
+KIND_MODULES: dict[str, str] = {
+    "ingest": "app.engine.data.ingest",
+    "eda": "app.engine.data.eda",
+    "demo": "app.engine.data.demo",
+    "train": "app.engine.training",
+    "sample": "app.engine.sampling.job",
+    "export-onnx": "app.engine.export",
+    "recon": "app.engine.recon.job",
+    "recon-sweep": "app.engine.recon.sweep",
+    "ct-recon": "app.engine.recon.ct.job",
+    "evaluate": "app.engine.metrics.job",
+    "audit": "app.engine.privacy",
+    "study-create": "app.engine.study",
+    "study-stats": "app.engine.study",
+    "study-export": "app.engine.study",
+    "study-import": "app.engine.study",
+    "selftest": "app.engine.selftest",
+}
+
+_SPECS: dict[str, type[Spec]] = {}
+_RUNNERS: dict[str, Callable[[Spec, JobContext], dict | None]] = {}
+
+
+def register(spec_cls: type[Spec]):
+    """Decorator registering ``fn(spec, ctx) -> result dict`` as the runner of ``spec_cls``."""
+    kind = spec_cls.model_fields["kind"].default
+    if not isinstance(kind, str) or not kind:
+        raise TypeError(f"{spec_cls.__name__} needs a field kind: Literal['name'] = 'name'")
+
+    def deco(fn):
+        _SPECS[kind] = spec_cls
+        _RUNNERS[kind] = fn
+        return fn
+
+    return deco
+
+
+def spec_class(kind: str) -> type[Spec]:
+    """The spec class of a job kind, importing its module on first use."""
+    if kind not in _SPECS:
+        module = KIND_MODULES.get(kind)
+        if module is None:
+            raise UserError(f"unknown job kind {kind!r}; known kinds: {', '.join(sorted(KIND_MODULES))}")
+        importlib.import_module(module)
+        if kind not in _SPECS:
+            raise RuntimeError(f"module {module} does not register a runner for job kind {kind!r}")
+    return _SPECS[kind]
+
+
+def parse_spec(data: dict | str | Path) -> Spec:
+    """Validate a spec from a dict, a JSON string, or a JSON file; ``kind`` selects the class."""
+    if isinstance(data, Path):
+        try:
+            data = json.loads(data.read_text())
+        except FileNotFoundError:
+            raise UserError(f"spec file {data} does not exist") from None
+        except json.JSONDecodeError as exc:
+            raise UserError(f"spec file {data} is not valid JSON: {exc}") from None
+    elif isinstance(data, str):
+        data = json.loads(data)
+    if not isinstance(data, dict) or "kind" not in data:
+        raise UserError("a spec is a JSON object with a 'kind' field")
+    return spec_class(data["kind"]).model_validate(data)
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line per bad field: ``field: message``."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(spec)"
+        lines.append(f"{loc}: {err['msg']}")
+    return "; ".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Running
+# --------------------------------------------------------------------------------------------
+
+Emit = Callable[[Event], None]
+
+
+class JobContext:
+    """What a runner sees: event helpers, the stop check, the workspace and the job id."""
+
+    def __init__(self, emit: Emit, should_stop: Callable[[], bool], workspace=None, job_id: str = ""):
+        self._emit = emit
+        self._should_stop = should_stop
+        self._workspace = workspace
+        self.job_id = job_id or new_job_id()
+
+    # -- events --------------------------------------------------------------------------
+    def emit(self, event: Event) -> None:
+        self._emit(event)
+
+    def progress(self, step: int, total: int, label: str = "") -> None:
+        self._emit(Progress(int(step), int(total), label))
+
+    def log(self, text: str, level: str = "info") -> None:
+        self._emit(Log(level, text))
+
+    def scalar(self, name: str, step: int, value: float) -> None:
+        self._emit(Scalar(name, int(step), float(value)))
+
+    def image(self, name: str, array: np.ndarray, kind: str = "image") -> None:
+        if kind not in IMAGE_KINDS:
+            raise ValueError(f"image kind {kind!r} is not one of {IMAGE_KINDS}")
+        self._emit(Image(name, np.asarray(array), kind))
+
+    def artifact(self, kind: str, path: str | Path) -> None:
+        self._emit(Artifact(kind, str(path)))
+
+    # -- cancellation ----------------------------------------------------------------------
+    def should_stop(self) -> bool:
+        return bool(self._should_stop())
+
+    def check(self) -> None:
+        """Raise JobCancelled if the caller asked us to stop. Call at every loop step."""
+        if self._should_stop():
+            raise JobCancelled()
+
+    # -- workspace -------------------------------------------------------------------------
+    @property
+    def workspace(self):
+        if self._workspace is None or isinstance(self._workspace, (str, Path)):
+            from app.engine.store import Workspace
+
+            self._workspace = Workspace.open(self._workspace)
+        return self._workspace
+
+    def job_dir(self) -> Path:
+        """A folder for this job's outputs inside the workspace (created on first use)."""
+        d = self.workspace.root / "jobs" / self.job_id
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+
+def new_job_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+
+def run(
+    spec: Spec,
+    emit: Emit,
+    should_stop: Callable[[], bool] = lambda: False,
+    *,
+    workspace=None,
+    job_id: str = "",
+    transport: str = "local",
+    record: bool = True,
+) -> Event:
+    """Run a job to its end and return its terminal event (also emitted). Never raises.
+
+    ``workspace`` is a ``Workspace``, a folder, or None for the default workspace. When ``record``
+    is true the job and its outcome are written to the workspace's job table.
+    """
+    ctx = JobContext(emit, should_stop, workspace, job_id)
+    kind = getattr(spec, "kind", "?")
+    store = None
+    if record:
+        try:
+            store = ctx.workspace
+            store.record_job_start(ctx.job_id, kind, spec.model_dump(mode="json"), transport)
+        except Exception as exc:  # a broken workspace must not hide the job's own error
+            emit(Log("warning", f"could not record the job in the workspace: {exc}"))
+            store = None
+
+    def finish(event: Event) -> Event:
+        if store is not None:
+            try:
+                if isinstance(event, Done):
+                    store.record_job_end(ctx.job_id, "done", result=event.result)
+                elif isinstance(event, Failed):
+                    store.record_job_end(ctx.job_id, "failed", message=event.message)
+                else:
+                    store.record_job_end(ctx.job_id, "cancelled")
+            except Exception as exc:
+                emit(Log("warning", f"could not record the job's end in the workspace: {exc}"))
+        emit(event)
+        return event
+
+    try:
+        spec_class(kind)  # imports the module that registers the runner
+        runner = _RUNNERS[kind]
+        result = runner(spec, ctx)
+        return finish(Done(to_jsonable(result or {})))
+    except JobCancelled:
+        return finish(Cancelled())
+    except KeyboardInterrupt:
+        return finish(Cancelled())
+    except UserError as exc:
+        emit(Log("debug", traceback.format_exc()))
+        return finish(Failed(str(exc)))
+    except ValidationError as exc:
+        emit(Log("debug", traceback.format_exc()))
+        return finish(Failed(format_validation_error(exc)))
+    except MemoryError:
+        emit(Log("error", traceback.format_exc()))
+        return finish(Failed("out of memory: try a smaller batch size, image size or model"))
+    except OSError as exc:
+        emit(Log("error", traceback.format_exc()))
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        return finish(Failed(f"{exc.strerror or exc}{where}"))
+    except Exception as exc:
+        emit(Log("error", traceback.format_exc()))
+        return finish(Failed(f"{type(exc).__name__}: {exc}"))
+
+
+def run_collect(spec: Spec, should_stop: Callable[[], bool] = lambda: False, **kw) -> list[Event]:
+    """Run a job and return all its events (handy for tests and scripts)."""
+    events: list[Event] = []
+    run(spec, events.append, should_stop, **kw)
+    return events
+
+
+def cpu_threads_from_env() -> None:
+    """Honour RADSYNTH_THREADS for torch's intra-op pool (tests set it to keep runs predictable)."""
+    n = os.environ.get("RADSYNTH_THREADS")
+    if n:
+        import torch
+
+        torch.set_num_threads(int(n))

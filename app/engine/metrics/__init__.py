@@ -1,0 +1,1 @@
+"""Image and distribution metrics, feature extractors."""

@@ -1,0 +1,1 @@
+"""Score / noise networks."""

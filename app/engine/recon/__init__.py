@@ -1,0 +1,1 @@
+"""Reconstruction from incomplete measurements: MRI k-space and CT sinograms."""

@@ -1,0 +1,1 @@
+"""CT: Radon transform, filtered back-projection, score-based reconstruction and denoising."""

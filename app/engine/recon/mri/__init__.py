@@ -1,0 +1,1 @@
+"""MRI: FFT conventions, masks, operators, reconstruction methods."""

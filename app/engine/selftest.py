@@ -1,0 +1,57 @@
+"""A diagnostic job: checks the compute device with a timed matrix product loop.
+
+It exercises every event type, so it is also what the transports' own tests run: it can be told
+to fail at a step (``fail_at``) to show how a failing job is reported.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from app.engine.jobs import JobContext, Spec, UserError, register
+
+
+class SelfTestSpec(Spec):
+    """Check the compute device: N timed matrix products, with progress and a preview image."""
+
+    kind: Literal["selftest"] = "selftest"
+    steps: int = Field(20, ge=1, le=100_000, description="number of steps")
+    size: int = Field(64, ge=8, le=8192, description="matrix size")
+    delay: float = Field(0.0, ge=0, le=60, description="seconds to sleep per step (to test cancellation)")
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
+    fail_at: int = Field(-1, description="raise an error at this step (-1: never)")
+    seed: int = 0
+
+
+@register(SelfTestSpec)
+def run_selftest(spec: SelfTestSpec, ctx: JobContext) -> dict:
+    import torch
+
+    from app.engine.devices import compute_info, resolve_device
+
+    device = resolve_device(spec.device)
+    ctx.log(f"self-test on {device} ({spec.steps} steps of {spec.size}x{spec.size} products)")
+    g = torch.Generator().manual_seed(spec.seed)
+    a = torch.randn(spec.size, spec.size, generator=g).to(device)
+    t0 = time.perf_counter()
+    norm = 0.0
+    for step in range(1, spec.steps + 1):
+        ctx.check()
+        if step == spec.fail_at:
+            raise UserError(f"self-test asked to fail at step {step}")
+        b = a @ a.T / spec.size
+        norm = float(b.norm())
+        ctx.scalar("norm", step, norm)
+        ctx.progress(step, spec.steps)
+        if spec.delay:
+            time.sleep(spec.delay)
+    seconds = time.perf_counter() - t0
+    img = np.asarray(a[:32, :32].float().cpu())
+    ctx.image("matrix", img, "image")
+    gflops = 2 * spec.size**3 * spec.steps / max(seconds, 1e-9) / 1e9
+    return {"device": str(device), "seconds": round(seconds, 4), "gflops": round(gflops, 3), "norm": norm,
+            "compute": compute_info()}

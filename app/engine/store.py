@@ -1,0 +1,385 @@
+"""The workspace: one SQLite registry (datasets, runs, jobs, studies) with files beside it.
+
+Layout of a workspace folder::
+
+    radsynth.sqlite          the registry (WAL journal; every write is one transaction)
+    datasets/<name>/         cache.h5 (see app/engine/data/cache.py) and ingest report
+    runs/<run id>/           spec.json, checkpoints/, previews/ of a training run
+    jobs/<job id>/           outputs of other jobs (samples, reconstructions, reports)
+    studies/<study id>/      reader-study files
+
+A dataset is registered only after its files are complete (``commit_dataset`` moves a finished
+staging folder into place and inserts the row in one transaction), so an interrupted ingest
+leaves no half-registered dataset. A crash mid-write leaves the last committed state: SQLite's
+transactions give that for the registry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.engine.jobs import UserError
+
+ENV_VAR = "RADSYNTH_WORKSPACE"
+DB_NAME = "radsynth.sqlite"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS datasets (
+    name     TEXT PRIMARY KEY,
+    created  REAL NOT NULL,
+    path     TEXT NOT NULL,          -- relative to the workspace root
+    n_images INTEGER NOT NULL,
+    height   INTEGER NOT NULL,
+    width    INTEGER NOT NULL,
+    classes  TEXT NOT NULL,          -- JSON list of class names ([] when unlabelled)
+    source   TEXT NOT NULL,
+    meta     TEXT NOT NULL           -- JSON: modality, normalisation, splits, skipped count...
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id       TEXT PRIMARY KEY,
+    kind     TEXT NOT NULL,          -- the process: ncsn, ddpm, vpsde, flow ...
+    dataset  TEXT,
+    created  REAL NOT NULL,
+    path     TEXT NOT NULL,
+    state    TEXT NOT NULL,          -- running | stopped | done | failed
+    spec     TEXT NOT NULL,
+    meta     TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id        TEXT PRIMARY KEY,
+    kind      TEXT NOT NULL,
+    spec      TEXT NOT NULL,
+    state     TEXT NOT NULL,         -- running | done | failed | cancelled
+    transport TEXT NOT NULL,
+    created   REAL NOT NULL,
+    finished  REAL,
+    result    TEXT,
+    message   TEXT
+);
+CREATE TABLE IF NOT EXISTS studies (
+    id       TEXT PRIMARY KEY,
+    name     TEXT NOT NULL,
+    created  REAL NOT NULL,
+    path     TEXT NOT NULL,
+    spec     TEXT NOT NULL,
+    meta     TEXT NOT NULL
+);
+"""
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+
+
+def default_workspace_dir() -> Path:
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("RadSynth Studio", "RadSynth")) / "workspace"
+
+
+def check_name(name: str, what: str = "name") -> str:
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise UserError(
+            f"{what} {name!r} is not valid: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+@dataclass
+class DatasetRecord:
+    name: str
+    created: float
+    path: Path  # absolute folder
+    n_images: int
+    height: int
+    width: int
+    classes: list[str]
+    source: str
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def cache_path(self) -> Path:
+        return self.path / "cache.h5"
+
+
+@dataclass
+class RunRecord:
+    id: str
+    kind: str
+    dataset: str | None
+    created: float
+    path: Path
+    state: str
+    spec: dict
+    meta: dict
+
+
+@dataclass
+class JobRecord:
+    id: str
+    kind: str
+    spec: dict
+    state: str
+    transport: str
+    created: float
+    finished: float | None
+    result: dict | None
+    message: str | None
+
+
+class Workspace:
+    """A workspace folder and its SQLite registry. Safe to use from several threads."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root).expanduser().resolve()
+        self.db_path = self.root / DB_NAME
+
+    # -- opening -----------------------------------------------------------------------
+    @classmethod
+    def open(cls, root: str | Path | None = None) -> Workspace:
+        root = Path(root) if root is not None else default_workspace_dir()
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            for sub in ("datasets", "runs", "jobs", "studies"):
+                (root / sub).mkdir(exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create the workspace folder {root}: {exc.strerror or exc}") from None
+        ws = cls(root)
+        try:
+            con = ws.connect()
+            try:  # executescript runs its own transaction; every statement is IF NOT EXISTS
+                con.executescript(
+                    _SCHEMA + f"INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');"
+                )
+            finally:
+                con.close()
+        except sqlite3.DatabaseError as exc:
+            raise UserError(f"{ws.db_path} is not a usable RadSynth workspace database: {exc}") from None
+        return ws
+
+    def connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.db_path, timeout=30, isolation_level=None, check_same_thread=False)
+        con.row_factory = sqlite3.Row
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")
+        con.execute("PRAGMA foreign_keys=ON")
+        return con
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """``with ws.transaction() as con:`` — one IMMEDIATE transaction, committed on success."""
+        con = self.connect()
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+        finally:
+            con.close()
+
+    def query(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+        con = self.connect()
+        try:
+            return con.execute(sql, params).fetchall()
+        finally:
+            con.close()
+
+    # -- datasets ----------------------------------------------------------------------
+    def staging_dir(self) -> Path:
+        """A fresh folder to build a dataset in before ``commit_dataset`` registers it."""
+        d = self.root / "datasets" / f".staging-{uuid.uuid4().hex[:12]}"
+        d.mkdir(parents=True)
+        return d
+
+    def commit_dataset(
+        self,
+        staging: Path,
+        name: str,
+        *,
+        n_images: int,
+        height: int,
+        width: int,
+        classes: list[str],
+        source: str,
+        meta: dict,
+        replace: bool = False,
+    ) -> DatasetRecord:
+        """Move a finished staging folder to datasets/<name> and register it atomically."""
+        check_name(name, "dataset name")
+        final = self.root / "datasets" / name
+        if self.has_dataset(name) and not replace:
+            raise UserError(f"a dataset named {name!r} already exists in {self.root}")
+        backup = None
+        if final.exists():
+            backup = final.with_name(f".old-{name}-{uuid.uuid4().hex[:6]}")
+            os.replace(final, backup)
+        os.replace(staging, final)
+        try:
+            with self.transaction() as con:
+                con.execute("DELETE FROM datasets WHERE name = ?", (name,))
+                con.execute(
+                    "INSERT INTO datasets(name, created, path, n_images, height, width, classes, source, meta)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        name,
+                        time.time(),
+                        str(final.relative_to(self.root)),
+                        int(n_images),
+                        int(height),
+                        int(width),
+                        json.dumps(list(classes)),
+                        str(source),
+                        json.dumps(meta),
+                    ),
+                )
+        except BaseException:
+            shutil.rmtree(final, ignore_errors=True)
+            if backup is not None:
+                os.replace(backup, final)
+            raise
+        if backup is not None:
+            shutil.rmtree(backup, ignore_errors=True)
+        return self.dataset(name)
+
+    def discard_staging(self, staging: Path) -> None:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    def has_dataset(self, name: str) -> bool:
+        return bool(self.query("SELECT 1 FROM datasets WHERE name = ?", (name,)))
+
+    def _dataset_from_row(self, r: sqlite3.Row) -> DatasetRecord:
+        return DatasetRecord(
+            name=r["name"],
+            created=r["created"],
+            path=self.root / r["path"],
+            n_images=r["n_images"],
+            height=r["height"],
+            width=r["width"],
+            classes=json.loads(r["classes"]),
+            source=r["source"],
+            meta=json.loads(r["meta"]),
+        )
+
+    def dataset(self, name: str) -> DatasetRecord:
+        rows = self.query("SELECT * FROM datasets WHERE name = ?", (name,))
+        if not rows:
+            known = ", ".join(d.name for d in self.datasets()) or "none"
+            raise UserError(f"no dataset named {name!r} in workspace {self.root} (datasets: {known})")
+        return self._dataset_from_row(rows[0])
+
+    def datasets(self) -> list[DatasetRecord]:
+        return [self._dataset_from_row(r) for r in self.query("SELECT * FROM datasets ORDER BY created")]
+
+    def delete_dataset(self, name: str) -> None:
+        rec = self.dataset(name)
+        with self.transaction() as con:
+            con.execute("DELETE FROM datasets WHERE name = ?", (name,))
+        shutil.rmtree(rec.path, ignore_errors=True)
+
+    # -- runs --------------------------------------------------------------------------
+    def create_run(self, kind: str, spec: dict, dataset: str | None = None, run_id: str | None = None) -> RunRecord:
+        run_id = run_id or f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
+        check_name(run_id, "run id")
+        path = self.root / "runs" / run_id
+        path.mkdir(parents=True, exist_ok=False)
+        (path / "spec.json").write_text(json.dumps(spec, indent=2))
+        with self.transaction() as con:
+            con.execute(
+                "INSERT INTO runs(id, kind, dataset, created, path, state, spec, meta) VALUES (?,?,?,?,?,?,?,?)",
+                (run_id, kind, dataset, time.time(), str(path.relative_to(self.root)), "running", json.dumps(spec), "{}"),
+            )
+        return self.run(run_id)
+
+    def update_run(self, run_id: str, *, state: str | None = None, meta: dict | None = None) -> None:
+        """Set the state and/or merge keys into the run's meta, in one transaction."""
+        with self.transaction() as con:
+            row = con.execute("SELECT meta FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise UserError(f"no run {run_id!r} in workspace {self.root}")
+            merged = json.loads(row["meta"])
+            if meta:
+                merged.update(meta)
+            if state is not None:
+                con.execute("UPDATE runs SET state = ?, meta = ? WHERE id = ?", (state, json.dumps(merged), run_id))
+            else:
+                con.execute("UPDATE runs SET meta = ? WHERE id = ?", (json.dumps(merged), run_id))
+
+    def _run_from_row(self, r: sqlite3.Row) -> RunRecord:
+        return RunRecord(
+            id=r["id"],
+            kind=r["kind"],
+            dataset=r["dataset"],
+            created=r["created"],
+            path=self.root / r["path"],
+            state=r["state"],
+            spec=json.loads(r["spec"]),
+            meta=json.loads(r["meta"]),
+        )
+
+    def run(self, run_id: str) -> RunRecord:
+        rows = self.query("SELECT * FROM runs WHERE id = ?", (run_id,))
+        if not rows:
+            known = ", ".join(r.id for r in self.runs()[-5:]) or "none"
+            raise UserError(f"no run {run_id!r} in workspace {self.root} (latest runs: {known})")
+        return self._run_from_row(rows[0])
+
+    def runs(self) -> list[RunRecord]:
+        return [self._run_from_row(r) for r in self.query("SELECT * FROM runs ORDER BY created")]
+
+    # -- jobs --------------------------------------------------------------------------
+    def record_job_start(self, job_id: str, kind: str, spec: dict, transport: str = "local") -> None:
+        with self.transaction() as con:
+            con.execute(
+                "INSERT OR REPLACE INTO jobs(id, kind, spec, state, transport, created) VALUES (?,?,?,?,?,?)",
+                (job_id, kind, json.dumps(spec), "running", transport, time.time()),
+            )
+
+    def record_job_end(self, job_id: str, state: str, result: dict | None = None, message: str | None = None) -> None:
+        with self.transaction() as con:
+            con.execute(
+                "UPDATE jobs SET state = ?, finished = ?, result = ?, message = ? WHERE id = ?",
+                (state, time.time(), json.dumps(result) if result is not None else None, message, job_id),
+            )
+
+    def jobs(self, limit: int = 200) -> list[JobRecord]:
+        rows = self.query("SELECT * FROM jobs ORDER BY created DESC LIMIT ?", (limit,))
+        return [
+            JobRecord(
+                id=r["id"],
+                kind=r["kind"],
+                spec=json.loads(r["spec"]),
+                state=r["state"],
+                transport=r["transport"],
+                created=r["created"],
+                finished=r["finished"],
+                result=json.loads(r["result"]) if r["result"] else None,
+                message=r["message"],
+            )
+            for r in rows
+        ]
+
+    def mark_interrupted_jobs(self) -> int:
+        """Jobs still 'running' from a previous process are marked failed (the app restarted)."""
+        with self.transaction() as con:
+            cur = con.execute(
+                "UPDATE jobs SET state = 'failed', message = 'interrupted: the application stopped while it ran',"
+                " finished = ? WHERE state = 'running'",
+                (time.time(),),
+            )
+            return cur.rowcount

@@ -1,0 +1,1 @@
+"""The engine as an authenticated service for a remote GPU box."""

@@ -1,0 +1,1 @@
+"""Qt views: main window and one module per panel."""

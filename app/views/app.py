@@ -1,0 +1,37 @@
+"""QApplication set-up: theme, workspace choice, demo data on first start, main window."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+
+def create_application(argv: list[str] | None = None):
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv[:1])
+    app.setApplicationName("RadSynth Studio")
+    app.setOrganizationName("RadSynth")
+    from app.views.theme import apply_dark_theme
+
+    apply_dark_theme(app)
+    return app
+
+
+def run_app(workspace: Path | None = None, screenshot: Path | None = None) -> int:
+    app = create_application()
+    from app.views.main_window import MainWindow
+
+    win = MainWindow(workspace=workspace)
+    win.show()
+    if screenshot is not None:
+        from PySide6.QtCore import QTimer
+
+        def shoot():
+            win.grab().save(str(screenshot))
+            win.close()
+            app.quit()
+
+        QTimer.singleShot(int(os.environ.get("RADSYNTH_SCREENSHOT_DELAY_MS", "1500")), shoot)
+    return app.exec()

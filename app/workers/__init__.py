@@ -1,0 +1,1 @@
+"""Qt side of the job spine: local QThread runner, remote runner, job manager."""

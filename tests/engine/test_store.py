@@ -1,0 +1,87 @@
+"""The workspace registry: real SQLite file, transactions, atomic dataset registration."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+from app.engine.data.cache import CacheWriter, ImageDataset
+from app.engine.jobs import UserError
+from app.engine.store import Workspace
+
+
+def _make_dataset(ws: Workspace, name: str, n: int = 4) -> None:
+    staging = ws.staging_dir()
+    w = CacheWriter(staging / "cache.h5", 8, 8, ["a", "b"])
+    imgs = np.linspace(-1, 1, n * 64, dtype=np.float32).reshape(n, 8, 8)
+    w.append(imgs, labels=[i % 2 for i in range(n)], groups=[f"p{i}" for i in range(n)],
+             sources=[f"f{i}.png" for i in range(n)], frames=0, modalities="MR")
+    w.set_splits(np.array([0] * (n - 1) + [1]))
+    w.close()
+    ws.commit_dataset(staging, name, n_images=n, height=8, width=8, classes=["a", "b"], source="test", meta={})
+
+
+def test_workspace_is_a_real_sqlite_file_in_wal_mode(workspace):
+    con = sqlite3.connect(workspace.db_path)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"datasets", "runs", "jobs", "studies"} <= tables
+
+
+def test_dataset_round_trip_through_cache_and_registry(workspace):
+    _make_dataset(workspace, "toy", n=5)
+    rec = Workspace.open(workspace.root).dataset("toy")  # a second connection sees it
+    assert rec.n_images == 5 and rec.classes == ["a", "b"]
+    ds = ImageDataset(rec.cache_path)
+    assert ds.images().shape == (5, 1, 8, 8)
+    assert list(ds.labels()) == [0, 1, 0, 1, 0]
+    assert list(ds.indices("val")) == [4]
+    assert ds.images(indices=[3, 1]).shape == (2, 1, 8, 8)
+    np.testing.assert_array_equal(ds.images(indices=[3, 1])[0], ds.images()[3])
+    assert ds.provenance(2) == {"index": 2, "source": "f2.png", "frame": 0, "modality": "MR", "group": "p2",
+                                "label": 0, "class": "a", "split": "train"}
+
+
+def test_duplicate_dataset_names_are_refused_and_the_first_is_kept(workspace):
+    _make_dataset(workspace, "toy", n=3)
+    with pytest.raises(UserError, match="already exists"):
+        _make_dataset(workspace, "toy", n=4)
+    assert workspace.dataset("toy").n_images == 3
+    assert ImageDataset(workspace.dataset("toy").cache_path).n == 3
+
+
+def test_a_failed_transaction_leaves_the_last_committed_state(workspace):
+    _make_dataset(workspace, "keep", n=2)
+    with pytest.raises(RuntimeError):
+        with workspace.transaction() as con:
+            con.execute("DELETE FROM datasets")
+            raise RuntimeError("crash mid-write")
+    assert [d.name for d in workspace.datasets()] == ["keep"]
+
+
+def test_bad_names_and_missing_things_get_clear_messages(workspace):
+    with pytest.raises(UserError, match="not valid"):
+        workspace.create_run("ddpm", {}, run_id="../escape")
+    with pytest.raises(UserError, match="no dataset named 'ghost'"):
+        workspace.dataset("ghost")
+    with pytest.raises(UserError, match="no run"):
+        workspace.run("ghost")
+
+
+def test_runs_keep_their_spec_and_merge_meta(workspace):
+    run = workspace.create_run("ddpm", {"lr": 1e-3}, dataset="toy")
+    assert (run.path / "spec.json").exists()
+    workspace.update_run(run.id, meta={"epoch": 1})
+    workspace.update_run(run.id, state="done", meta={"loss": 0.5})
+    again = workspace.run(run.id)
+    assert again.state == "done" and again.meta == {"epoch": 1, "loss": 0.5} and again.spec == {"lr": 1e-3}
+
+
+def test_a_corrupt_database_file_gets_a_clear_error(tmp_path):
+    root = tmp_path / "broken"
+    root.mkdir()
+    (root / "radsynth.sqlite").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(UserError, match="not a usable RadSynth workspace"):
+        Workspace.open(root)

@@ -1,0 +1,80 @@
+"""The CLI contract: --json prints one JSON object last, exit codes 0 / 1 / 2 / 130."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from app.cli import main
+
+
+def _last_json(out: str) -> dict:
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_done_prints_the_result_as_the_last_line_and_exits_0(capsys):
+    code = main(["selftest", "--steps", "3", "--size", "8", "--json"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert _last_json(out)["device"] == "cpu"
+
+
+def test_failed_prints_the_error_and_exits_1(capsys):
+    code = main(["selftest", "--steps", "3", "--fail-at", "2", "--json"])
+    assert code == 1
+    assert _last_json(capsys.readouterr().out) == {"error": "self-test asked to fail at step 2", "exit_code": 1}
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["selftest", "--steps", "zero"], "steps"),
+        (["selftest", "--steps", "0"], "steps"),
+        (["selftest", "--bogus"], "unrecognized"),
+        (["no-such-verb"], "unknown job kind"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_message_naming_the_problem(argv, needle, capsys):
+    assert main(argv + ["--json"]) == 2
+    captured = capsys.readouterr()
+    assert needle in captured.err + captured.out
+
+
+def test_config_file_is_read_and_flags_override_it(tmp_path, capsys):
+    cfg = tmp_path / "spec.json"
+    cfg.write_text(json.dumps({"kind": "selftest", "steps": 2, "size": 8, "fail_at": 1}))
+    assert main(["selftest", "--config", str(cfg), "--json"]) == 1
+    capsys.readouterr()
+    assert main(["selftest", "--config", str(cfg), "--fail-at", "-1", "--json"]) == 0
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({"kind": "train"}))
+    assert main(["selftest", "--config", str(wrong)]) == 2
+    assert main(["selftest", "--config", str(tmp_path / "missing.json")]) == 2
+
+
+def test_ctrl_c_cancels_the_job_cleanly_and_exits_130(tmp_path):
+    env = dict(os.environ, RADSYNTH_WORKSPACE=str(tmp_path / "ws"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "selftest", "--steps", "1000", "--delay", "0.05", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    time.sleep(3.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert _last_json(out) == {"cancelled": True, "exit_code": 130}
+    from app.engine.store import Workspace
+
+    assert [j.state for j in Workspace.open(tmp_path / "ws").jobs()] == ["cancelled"]
+
+
+def test_workspace_flag_selects_the_workspace(tmp_path, capsys):
+    ws = tmp_path / "elsewhere"
+    assert main(["selftest", "--steps", "1", "--workspace", str(ws), "--json"]) == 0
+    assert (ws / "radsynth.sqlite").exists()
