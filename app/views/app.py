@@ -21,8 +21,14 @@ def create_application(argv: list[str] | None = None):
 
 def run_app(workspace: Path | None = None, screenshot: Path | None = None) -> int:
     app = create_application()
+    from PySide6.QtCore import QSettings
+
     from app.views.main_window import MainWindow
 
+    if workspace is None and not os.environ.get("RADSYNTH_WORKSPACE"):
+        last = QSettings().value("workspace/last")
+        if last and Path(str(last)).is_dir():
+            workspace = Path(str(last))
     win = MainWindow(workspace=workspace)
     win.show()
     if screenshot is not None:

@@ -1,37 +1,78 @@
-"""The main window: navigation list of panels, a status bar with the workspace and compute in use."""
+"""The main window: panel navigation, the Jobs dock, menus, status bar, settings, error reporting.
+
+    win = MainWindow(workspace=None, settings=None, runner=None, error_mode=None, demo_at_first_start=True)
+
+- Panels are built as ``Panel(ctx)`` (``app.views.context.AppContext``) from the modules in
+  ``PANEL_MODULES``; each gets the objectName of its key. A module that does not exist yet shows
+  a placeholder saying what it will hold; a module that exists but fails to import or build
+  shows its error in the placeholder.
+- ``win.jobs`` is the JobManager, ``win.jobs_dock`` the Jobs dock, ``win.panels[key]`` the panels.
+- Errors of failed jobs (and ``win.show_error(title, message, details)`` from panels) open a
+  non-modal error dialog, or with ``error_mode="record"`` (or ``RADSYNTH_ERROR_DIALOGS=record``,
+  used by tests) are only recorded; either way ``win.errors`` / ``win.last_error`` hold them.
+- Closing while jobs run asks whether to cancel them, then waits for them to end (jobs write
+  through staging folders and transactions, so nothing half-written is left).
+- QSettings keep the last workspace, window geometry and dock layout.
+"""
 
 from __future__ import annotations
 
+import importlib
+import os
+import traceback
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
+    QFileDialog,
     QHBoxLayout,
     QLabel,
     QListWidget,
+    QListWidgetItem,
     QMainWindow,
+    QMessageBox,
+    QPlainTextEdit,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
 
+from app.views.context import AppContext
+from app.views.dialogs import ErrorDialog, ShortcutsDialog, about_text
+from app.views.widgets.jobs_dock import JobsDock
+
 PANELS = [
     ("datasets", "Datasets", "Import DICOM, PNG/TIFF, NIfTI, fastMRI HDF5 and NPZ; labels, splits and statistics."),
     ("train", "Training", "Train NCSN, DDPM, VP-SDE and flow-matching models with live loss curves and previews."),
     ("generate", "Generation", "Sample synthetic images with Langevin, ancestral, DDIM, PC and ODE samplers."),
-    ("reconstruct", "Reconstruction", "Undersampled MRI and sparse-view CT: zero-filled, CS-TV, score-based posterior."),
-    ("audit", "Evaluation & Audit", "FID/KID, precision/recall, diversity, utility, and the memorization audit."),
-    ("study", "Reader Study", "Blinded real-vs-synthetic reading by radiologists, with statistics."),
+    ("reconstruct", "Reconstruction",
+     "Undersampled MRI and sparse-view CT: zero-filled, CS-TV and score-based posterior sampling, "
+     "with linked comparison grids and per-pixel uncertainty."),
+    ("audit", "Evaluation & Audit",
+     "FID/KID, precision/recall, diversity and the nearest-neighbour memorization audit of a synthetic set."),
+    ("study", "Reader Study", "Blinded real-vs-synthetic reading by radiologists, answers saved as given, with statistics."),
 ]
+
+PANEL_MODULES = {
+    "datasets": ("app.views.datasets_panel", "DatasetsPanel"),
+    "train": ("app.views.train_panel", "TrainPanel"),
+    "generate": ("app.views.generate_panel", "GeneratePanel"),
+    "reconstruct": ("app.views.reconstruct_panel", "ReconstructPanel"),
+    "audit": ("app.views.audit_panel", "AuditPanel"),
+    "study": ("app.views.study_panel", "StudyPanel"),
+}
 
 
 class PlaceholderPanel(QWidget):
-    """Says what a panel will hold until its own module provides it."""
+    """Says what a panel will hold until its module provides it, or why its module failed."""
 
-    def __init__(self, key: str, title: str, text: str):
+    def __init__(self, key: str, title: str, text: str, error: str | None = None):
         super().__init__()
         self.setObjectName(key)
+        self.error = error
         lay = QVBoxLayout(self)
+        lay.setContentsMargins(24, 20, 24, 20)
         t = QLabel(title)
         t.setProperty("role", "title")
         lay.addWidget(t)
@@ -39,36 +80,329 @@ class PlaceholderPanel(QWidget):
         d.setWordWrap(True)
         d.setProperty("role", "hint")
         lay.addWidget(d)
-        lay.addStretch(1)
+        if error:
+            e = QLabel("This panel could not be loaded:")
+            e.setProperty("role", "error")
+            lay.addWidget(e)
+            box = QPlainTextEdit(error)
+            box.setReadOnly(True)
+            box.setObjectName("panelError")
+            lay.addWidget(box, 1)
+        else:
+            note = QLabel("This panel arrives in a coming version.")
+            note.setProperty("role", "hint")
+            lay.addWidget(note)
+            lay.addStretch(1)
+
+
+def _error_mode_default() -> str:
+    return os.environ.get("RADSYNTH_ERROR_DIALOGS", "dialog")
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, workspace: Path | None = None):
+    def __init__(self, workspace: Path | str | None = None, settings: QSettings | None = None, runner=None,
+                 error_mode: str | None = None, demo_at_first_start: bool = True):
         super().__init__()
+        self.setObjectName("mainWindow")
+        self.settings = settings if settings is not None else QSettings()
+        self.error_mode = error_mode or _error_mode_default()
+        if self.error_mode not in ("dialog", "record"):
+            raise ValueError(f"error_mode {self.error_mode!r} is not one of dialog, record")
+        self.errors: list[dict] = []
+        self.last_error: dict | None = None
+        self.error_dialogs: list[ErrorDialog] = []
+        self.compute_text = "Compute: …"
+        self.demo_handle = None
+        self._runner = runner
+        self._closing = False
+        self.resize(1400, 880)
+        self.setMinimumSize(900, 600)
+        self._build_menus()
+        self._build_status_bar()
+        self._open(workspace, demo_at_first_start)
+        geo = self.settings.value("window/geometry")
+        if geo is not None:
+            self.restoreGeometry(geo)
+        state = self.settings.value("window/state")
+        if state is not None:
+            self.restoreState(state)
+        self._query_compute()
+
+    # -- building --------------------------------------------------------------------------------
+    def _open(self, workspace, demo_at_first_start: bool = True) -> None:
         from app.engine.store import Workspace
+        from app.workers.manager import JobManager
 
         self.workspace = Workspace.open(workspace)
+        try:
+            self.workspace.mark_interrupted_jobs()
+        except Exception:
+            pass
+        self.settings.setValue("workspace/last", str(self.workspace.root))
         self.setWindowTitle(f"RadSynth Studio — {self.workspace.root}")
-        self.resize(1280, 800)
+        self.jobs = JobManager(self.workspace, runner=self._runner, parent=self)
+        self.jobs.job_failed.connect(self._on_job_failed)
+        self.jobs.job_added.connect(lambda _h: self._update_jobs_label())
+        self.jobs.job_finished.connect(lambda _h: self._update_jobs_label())
+        self.jobs.job_finished.connect(lambda _h: self._update_workspace_label())
+        self.jobs.runner_changed.connect(lambda _t: self._query_compute())
+        self.ctx = AppContext(workspace=self.workspace, jobs=self.jobs, settings=self.settings, main_window=self)
+
+        first_start = demo_at_first_start and not self.workspace.datasets() and not self.workspace.jobs(1)
+
         central = QWidget()
         lay = QHBoxLayout(central)
         lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
         self.nav = QListWidget()
         self.nav.setObjectName("navigation")
         self.nav.setFixedWidth(190)
         self.stack = QStackedWidget()
         self.panels: dict[str, QWidget] = {}
         for key, title, text in PANELS:
-            panel = PlaceholderPanel(key, title, text)
+            panel = self._make_panel(key, title, text)
             self.panels[key] = panel
             self.stack.addWidget(panel)
-            self.nav.addItem(title)
+            item = QListWidgetItem(title)
+            item.setToolTip(text)
+            self.nav.addItem(item)
         self.nav.currentRowChanged.connect(self.stack.setCurrentIndex)
-        self.nav.setCurrentRow(0)
+        last = int(self.settings.value("window/panel", 0) or 0)
+        self.nav.setCurrentRow(last if 0 <= last < len(PANELS) else 0)
         lay.addWidget(self.nav)
         lay.addWidget(self.stack, 1)
+        old = self.centralWidget()
         self.setCentralWidget(central)
-        n = len(self.workspace.datasets())
-        self.statusBar().addWidget(QLabel(f"Workspace: {self.workspace.root}  ·  {n} dataset(s)"))
-        self.statusBar().addPermanentWidget(QLabel("Compute: local CPU"))
-        self.nav.setFocus(Qt.OtherFocusReason)
+        if old is not None:
+            old.deleteLater()
+
+        old_dock = getattr(self, "jobs_dock", None)
+        self.jobs_dock = JobsDock(self.jobs, self)
+        if old_dock is not None:
+            self.removeDockWidget(old_dock)
+            old_dock.deleteLater()
+        self.addDockWidget(Qt.BottomDockWidgetArea, self.jobs_dock)
+        self.resizeDocks([self.jobs_dock], [190], Qt.Vertical)
+        self._jobs_toggle.setEnabled(True)
+        try:
+            self._jobs_toggle.triggered.disconnect()
+        except (RuntimeError, TypeError):
+            pass
+        self._jobs_toggle.triggered.connect(lambda: self.jobs_dock.setVisible(not self.jobs_dock.isVisible()))
+        self._update_workspace_label()
+        self._update_jobs_label()
+        if first_start:
+            QTimer.singleShot(0, self._create_demo)
+
+    def _make_panel(self, key: str, title: str, text: str) -> QWidget:
+        module_name, cls_name = PANEL_MODULES[key]
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                return PlaceholderPanel(key, title, text)
+            return PlaceholderPanel(key, title, text, error=traceback.format_exc())
+        except Exception:
+            return PlaceholderPanel(key, title, text, error=traceback.format_exc())
+        try:
+            panel = getattr(module, cls_name)(self.ctx)
+        except Exception:
+            return PlaceholderPanel(key, title, text, error=traceback.format_exc())
+        panel.setObjectName(key)
+        return panel
+
+    def _build_menus(self) -> None:
+        mb = self.menuBar()
+        f = mb.addMenu("&File")
+        self._action(f, "&Open workspace…", QKeySequence.Open, self.choose_workspace)
+        self._action(f, "&New workspace…", "Ctrl+Shift+N", lambda: self.choose_workspace(new=True))
+        f.addSeparator()
+        self._action(f, "&Import dataset…", "Ctrl+I", self.import_dataset)
+        f.addSeparator()
+        self._action(f, "&Quit", QKeySequence.Quit, self.close)
+        v = mb.addMenu("&View")
+        for i, (key, title, _) in enumerate(PANELS):
+            self._action(v, title, f"Ctrl+{i + 1}", lambda _=False, k=key: self.show_panel(k))
+        v.addSeparator()
+        self._jobs_toggle = self._action(v, "&Jobs dock", "Ctrl+J", lambda: None)
+        h = mb.addMenu("&Help")
+        self._action(h, "&Keyboard shortcuts", "F1", self.show_shortcuts)
+        self._action(h, "&About RadSynth Studio", None, self.show_about)
+
+    def _action(self, menu, text, shortcut, slot) -> QAction:
+        a = QAction(text, self)
+        if shortcut is not None:
+            a.setShortcut(QKeySequence(shortcut))
+        a.triggered.connect(slot)
+        menu.addAction(a)
+        return a
+
+    def _build_status_bar(self) -> None:
+        sb = self.statusBar()
+        self.workspace_label = QLabel("")
+        self.workspace_label.setObjectName("workspaceLabel")
+        self.jobs_label = QLabel("")
+        self.compute_label = QLabel(self.compute_text)
+        self.compute_label.setObjectName("computeLabel")
+        sb.addWidget(self.workspace_label, 1)
+        sb.addPermanentWidget(self.jobs_label)
+        sb.addPermanentWidget(self.compute_label)
+
+    # -- status ----------------------------------------------------------------------------------
+    def _update_workspace_label(self) -> None:
+        try:
+            n = len(self.workspace.datasets())
+        except Exception:
+            n = 0
+        self.workspace_label.setText(f"Workspace: {self.workspace.root}  ·  {n} dataset{'s' if n != 1 else ''}")
+
+    def _update_jobs_label(self) -> None:
+        active = self.jobs.active()
+        running = sum(1 for h in active if h.state == "running")
+        queued = len(active) - running
+        self.jobs_label.setText(f"{running} running · {queued} queued" if active else "no jobs running")
+
+    def _query_compute(self) -> None:
+        """The compute in use, found off the GUI thread (importing torch takes a moment)."""
+        runner = self.jobs.runner
+        transport = getattr(runner, "transport", "local")
+        if transport != "local":
+            name = getattr(runner, "server_name", None) or getattr(runner, "url", None) or transport
+            self._set_compute(f"Compute: remote {name}")
+            describe = getattr(runner, "compute_info", None)
+            if describe is None:
+                return
+            fn = describe
+        else:
+            from app.engine.devices import compute_info as fn
+
+        from app.workers.manager import run_in_thread
+
+        run_in_thread(fn, lambda info, t=transport: self._set_compute(self.describe_compute(info, t)),
+                      lambda msg, tb: self._set_compute(f"Compute: unknown ({msg})"))
+
+    @staticmethod
+    def describe_compute(info: dict, transport: str = "local") -> str:
+        where = "" if transport == "local" else f"remote {transport} · "
+        if info.get("device") == "cuda":
+            gpus = info.get("gpus", [])
+            extra = f" (+{len(gpus) - 1} more)" if len(gpus) > 1 else ""
+            return f"Compute: {where}GPU {info.get('name')} · {info.get('memory_gb')} GB{extra}"
+        cores = info.get("cores")
+        return f"Compute: {where}CPU{f' · {cores} cores' if cores else ''} · torch {info.get('torch', '?')}"
+
+    def _set_compute(self, text: str) -> None:
+        self.compute_text = text
+        self.compute_label.setText(text)
+
+    # -- first start -----------------------------------------------------------------------------
+    def _create_demo(self) -> None:
+        """The demo dataset, made by a job (never on the GUI thread) on an empty workspace."""
+        try:
+            from app.engine.jobs import spec_class
+
+            spec = spec_class("demo")()
+        except Exception as exc:
+            self.statusBar().showMessage(f"Demo dataset not available: {exc}", 8000)
+            return
+        self.demo_handle = self.jobs.submit(spec)
+        self.statusBar().showMessage("First start: creating the demo dataset…", 5000)
+
+    # -- navigation and menus --------------------------------------------------------------------
+    def show_panel(self, key: str) -> QWidget:
+        keys = [k for k, _, _ in PANELS]
+        self.nav.setCurrentRow(keys.index(key))
+        return self.panels[key]
+
+    def import_dataset(self) -> None:
+        panel = self.show_panel("datasets")
+        fn = getattr(panel, "open_import_wizard", None)
+        if fn is not None:
+            fn()
+
+    def choose_workspace(self, new: bool = False) -> None:
+        title = "New workspace folder" if new else "Open workspace folder"
+        path = QFileDialog.getExistingDirectory(self, title, str(self.workspace.root.parent))
+        if path:
+            self.switch_workspace(Path(path))
+
+    def switch_workspace(self, path: Path) -> bool:
+        """Open another workspace (asks first when jobs run). Returns False if the user declined."""
+        if not self._stop_jobs_for("switching workspace"):
+            return False
+        self._open(path, demo_at_first_start=True)
+        self._query_compute()
+        return True
+
+    def show_shortcuts(self) -> ShortcutsDialog:
+        dlg = ShortcutsDialog(self)
+        dlg.setAttribute(Qt.WA_DeleteOnClose)
+        dlg.show()
+        return dlg
+
+    def show_about(self) -> None:
+        from app import __version__
+
+        box = QMessageBox(QMessageBox.Information, "About RadSynth Studio", about_text(__version__),
+                          QMessageBox.Close, self)
+        box.setAttribute(Qt.WA_DeleteOnClose)
+        box.setModal(False)
+        box.show()
+
+    # -- errors ----------------------------------------------------------------------------------
+    def show_error(self, title: str, message: str, details: str = "") -> dict:
+        """Report an error: recorded always, shown in a non-modal dialog unless error_mode is record."""
+        err = {"title": title, "message": message, "details": details}
+        self.errors.append(err)
+        self.last_error = err
+        self.statusBar().showMessage(f"{title}: {message}", 10000)
+        if self.error_mode == "dialog" and not self._closing:
+            dlg = ErrorDialog(title, message, details, self)
+            dlg.setAttribute(Qt.WA_DeleteOnClose)
+            dlg.destroyed.connect(lambda _=None, d=dlg: self.error_dialogs.remove(d) if d in self.error_dialogs else None)
+            self.error_dialogs.append(dlg)
+            dlg.show()
+        return err
+
+    def _on_job_failed(self, handle) -> None:
+        details = "\n".join(text for level, text in handle.logs if level in ("error", "debug", "warning"))
+        self.show_error(f"The {handle.kind} job failed", handle.message or "unknown error",
+                        details or "\n".join(text for _, text in handle.logs))
+
+    # -- closing ---------------------------------------------------------------------------------
+    def confirm(self, question: str) -> bool:
+        """Ask yes/no; in record mode (tests) the answer is yes and the question is recorded."""
+        if self.error_mode == "record":
+            self.errors.append({"title": "question", "message": question, "details": ""})
+            return True
+        ans = QMessageBox.question(self, "RadSynth Studio", question, QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
+        return ans == QMessageBox.Yes
+
+    def _stop_jobs_for(self, why: str) -> bool:
+        active = self.jobs.active()
+        if not active:
+            return True
+        kinds = ", ".join(sorted({h.kind for h in active}))
+        if not self.confirm(f"{len(active)} job(s) are still running or queued ({kinds}).\n"
+                            f"Cancel them before {why}?"):
+            return False
+        self.statusBar().showMessage("Cancelling jobs…")
+        self.jobs.cancel_all()
+        self.jobs.wait_all(60000)
+        return True
+
+    def closeEvent(self, ev) -> None:
+        if not self._stop_jobs_for("quitting"):
+            ev.ignore()
+            return
+        self._closing = True
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/state", self.saveState())
+        self.settings.setValue("window/panel", self.nav.currentRow())
+        self.settings.sync()
+        from app.workers.manager import wait_for_calls
+
+        wait_for_calls(5.0)
+        for dlg in list(self.error_dialogs):
+            dlg.close()
+        ev.accept()

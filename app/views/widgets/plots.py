@@ -1,0 +1,142 @@
+"""Live plots: a loss-curve plot fed with batches of (name, step, value) scalars, and bar charts.
+
+``CurvePlot`` creates one PlotDataItem per scalar name the first time it sees the name and then
+only calls ``setData`` (pyqtgraph's draw-once, update-data pattern), with clip-to-view and auto
+down-sampling so a 100 000-point curve stays cheap. A log-scale toggle is built in.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+PALETTE = [(90, 160, 240), (240, 150, 70), (120, 200, 120), (220, 100, 200), (230, 220, 90),
+           (100, 220, 220), (240, 100, 100), (170, 140, 250)]
+
+
+class _Series:
+    __slots__ = ("x", "y", "n", "item")
+
+    def __init__(self, item):
+        self.x = np.empty(256, np.float64)
+        self.y = np.empty(256, np.float64)
+        self.n = 0
+        self.item = item
+
+    def extend(self, xs, ys) -> None:
+        k = len(xs)
+        if self.n + k > len(self.x):
+            cap = max(len(self.x) * 2, self.n + k)
+            self.x = np.resize(self.x, cap)
+            self.y = np.resize(self.y, cap)
+        self.x[self.n:self.n + k] = xs
+        self.y[self.n:self.n + k] = ys
+        self.n += k
+
+
+class CurvePlot(QWidget):
+    """Named curves over steps. ``add_points([(name, step, value), ...])``; ``accept(name)`` filters."""
+
+    updated = Signal()
+
+    def __init__(self, title: str = "", y_label: str = "", log_y: bool = False, accept=None, parent=None):
+        super().__init__(parent)
+        self.accept = accept or (lambda name: True)
+        self.series: dict[str, _Series] = {}
+        self.updates = 0  # setData calls made (the responsiveness benchmark reads it)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        top = QHBoxLayout()
+        self.title = QLabel(title)
+        self.title.setProperty("role", "hint")
+        top.addWidget(self.title)
+        top.addStretch(1)
+        self.log_box = QCheckBox("log scale")
+        self.log_box.setChecked(log_y)
+        self.log_box.toggled.connect(self.set_log_y)
+        top.addWidget(self.log_box)
+        lay.addLayout(top)
+        self.plot = pg.PlotWidget()
+        self.plot.showGrid(x=True, y=True, alpha=0.2)
+        self.plot.setLabel("bottom", "step")
+        if y_label:
+            self.plot.setLabel("left", y_label)
+        self.legend = self.plot.addLegend(offset=(-10, 10))
+        lay.addWidget(self.plot, 1)
+        self.set_log_y(log_y)
+
+    def set_log_y(self, on: bool) -> None:
+        self.plot.setLogMode(x=False, y=bool(on))
+        if self.log_box.isChecked() != bool(on):
+            self.log_box.setChecked(bool(on))
+
+    def clear(self) -> None:
+        for s in self.series.values():
+            self.plot.removeItem(s.item)
+        self.legend.clear()
+        self.series.clear()
+
+    def add_points(self, batch) -> None:
+        grouped: dict[str, tuple[list, list]] = {}
+        for name, step, value in batch:
+            if not self.accept(name):
+                continue
+            xs, ys = grouped.setdefault(name, ([], []))
+            xs.append(step)
+            ys.append(value)
+        for name, (xs, ys) in grouped.items():
+            s = self.series.get(name)
+            if s is None:
+                colour = PALETTE[len(self.series) % len(PALETTE)]
+                item = self.plot.plot([], [], pen=pg.mkPen(colour, width=1.5), name=name)
+                item.setClipToView(True)
+                item.setDownsampling(auto=True, method="peak")
+                s = self.series[name] = _Series(item)
+            s.extend(np.asarray(xs, np.float64), np.asarray(ys, np.float64))
+            y = s.y[:s.n]
+            if self.log_box.isChecked():
+                y = np.where(y > 0, y, np.nan)
+            s.item.setData(s.x[:s.n], y, connect="finite")
+            self.updates += 1
+        if grouped:
+            self.updated.emit()
+
+    def points(self, name: str) -> int:
+        s = self.series.get(name)
+        return 0 if s is None else s.n
+
+    def total_points(self) -> int:
+        return sum(s.n for s in self.series.values())
+
+
+class BarChart(pg.PlotWidget):
+    """Bars with category labels (class distribution) or a histogram (edges + counts)."""
+
+    def __init__(self, title: str = "", parent=None):
+        super().__init__(parent)
+        self.setTitle(title, size="9pt")
+        self.showGrid(y=True, alpha=0.2)
+        self.bars = pg.BarGraphItem(x=[0], height=[0], width=0.8, brush=(90, 160, 240))
+        self.addItem(self.bars)
+        self.setMouseEnabled(x=False, y=False)
+        self.hideButtons()
+
+    def set_categories(self, names: list[str], counts) -> None:
+        counts = np.asarray(counts, float)
+        x = np.arange(len(counts))
+        self.bars.setOpts(x=x, height=counts, width=0.7, brush=(90, 160, 240))
+        ax = self.getAxis("bottom")
+        ax.setTicks([[(i, str(n)) for i, n in enumerate(names)]])
+        self.setXRange(-0.6, max(len(counts) - 0.4, 0.6), padding=0)
+        self.setYRange(0, max(float(counts.max()) if counts.size else 1.0, 1.0) * 1.1, padding=0)
+
+    def set_histogram(self, edges, counts) -> None:
+        edges = np.asarray(edges, float)
+        counts = np.asarray(counts, float)
+        centres = (edges[:-1] + edges[1:]) / 2
+        self.bars.setOpts(x=centres, height=counts, width=float(np.diff(edges).mean()) if len(edges) > 1 else 1.0,
+                          brush=(150, 150, 160))
+        self.getAxis("bottom").setTicks(None)
+        self.autoRange()

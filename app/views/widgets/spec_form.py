@@ -1,0 +1,335 @@
+"""SpecForm: a form generated from a job's pydantic Spec class, so forms never drift from the engine.
+
+Field type -> widget: ``bool`` -> check box; ``Literal[...]`` / Enum -> combo box; ``int`` ->
+spin box over the field's ``ge/gt/le/lt`` bounds; ``float`` -> spin box when bounded to a
+moderate range, else a text box that accepts ``2e-4``; ``str`` / ``Path`` -> text box (a combo
+when the panel supplies ``choices``); ``X | None`` -> text box where empty means None; lists,
+tuples and dicts -> JSON text. The field's description is the tooltip; the pydantic validation
+error of a field is shown in red under it, on every edit.
+
+    form = SpecForm(TrainSpec, exclude=("resume",), choices={"dataset": ["demo-phantoms"]})
+    form.set_values({...}) / form.set_spec(spec)
+    form.values() -> dict            # raw values as typed (only the fields shown + hidden defaults)
+    form.spec() -> Spec | None       # validated spec, None while any field is invalid
+    form.errors -> {field: message}
+    signals: changed(), validity_changed(bool)
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import types
+import typing
+from pathlib import Path
+
+from pydantic import ValidationError
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+_NONE = object()
+INT_LIMIT = 2**31 - 1
+
+
+def _bounds(field) -> tuple[float | None, float | None]:
+    lo = hi = None
+    for m in field.metadata:
+        for attr, is_lo, delta in (("ge", True, 0), ("gt", True, 1), ("le", False, 0), ("lt", False, -1)):
+            v = getattr(m, attr, None)
+            if v is not None:
+                if is_lo:
+                    lo = v + (delta if isinstance(v, int) else 0)
+                else:
+                    hi = v + (delta if isinstance(v, int) else 0)
+    return lo, hi
+
+
+def _unwrap_optional(ann):
+    origin = typing.get_origin(ann)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(ann) if a is not type(None)]
+        if len(args) == 1 and len(args) < len(typing.get_args(ann)):
+            return args[0], True
+    return ann, False
+
+
+def _pretty(name: str) -> str:
+    return name.replace("_", " ")
+
+
+class _FieldEditor:
+    """One field's widget with typed get / set."""
+
+    def __init__(self, name: str, field, choices: list[str] | None, on_change):
+        self.name = name
+        self.field = field
+        ann, self.optional = _unwrap_optional(field.annotation)
+        self.ann = ann
+        origin = typing.get_origin(ann)
+        self.kind = "text"
+        desc = field.description or ""
+        lo, hi = _bounds(field)
+        default = field.get_default(call_default_factory=True) if not field.is_required() else None
+        if origin is typing.Literal:
+            self.kind = "choice"
+            self.options = list(typing.get_args(ann))
+            w = QComboBox()
+            w.addItems([str(o) for o in self.options])
+            w.currentIndexChanged.connect(on_change)
+        elif isinstance(ann, type) and issubclass(ann, enum.Enum):
+            self.kind = "enum"
+            self.options = list(ann)
+            w = QComboBox()
+            w.addItems([str(o.value) for o in self.options])
+            w.currentIndexChanged.connect(on_change)
+        elif ann is bool and not self.optional:
+            self.kind = "bool"
+            w = QCheckBox()
+            w.toggled.connect(on_change)
+        elif ann is int and not self.optional:
+            self.kind = "int"
+            w = QSpinBox()
+            w.setRange(int(max(lo, -INT_LIMIT)) if lo is not None else -INT_LIMIT,
+                       int(min(hi, INT_LIMIT)) if hi is not None else INT_LIMIT)
+            w.setAccelerated(True)
+            w.valueChanged.connect(on_change)
+        elif (ann is float and not self.optional and lo is not None and hi is not None and hi - lo <= 1e6
+              and (default is None or default == 0 or abs(default) >= 1e-2)):
+            self.kind = "float"
+            w = QDoubleSpinBox()
+            w.setDecimals(4)
+            w.setRange(float(lo), float(hi))
+            w.setSingleStep(max((hi - lo) / 100.0, 1e-4))
+            w.valueChanged.connect(on_change)
+        elif choices is not None and ann in (str, Path):
+            self.kind = "str-choice"
+            w = QComboBox()
+            w.setEditable(True)
+            w.addItems([str(c) for c in choices])
+            w.currentTextChanged.connect(on_change)
+        else:
+            self.kind = "json" if origin in (list, tuple, dict, set) or ann in (list, tuple, dict) else "text"
+            self.scalar = ann if ann in (int, float, str, bool) or ann is Path else None
+            w = QLineEdit()
+            if self.optional:
+                w.setPlaceholderText("(none)")
+            w.textChanged.connect(on_change)
+        self.widget = w
+        tip = desc
+        if lo is not None or hi is not None:
+            tip += f"  [{'' if lo is None else lo} … {'' if hi is None else hi}]"
+        w.setToolTip(tip.strip())
+        w.setObjectName(f"field_{name}")
+        self.error = QLabel("")
+        self.error.setProperty("role", "error")
+        self.error.setWordWrap(True)
+        self.error.setVisible(False)
+        self.error.setObjectName(f"error_{name}")
+        self.parse_error: str | None = None
+
+    def set(self, value) -> None:
+        w = self.widget
+        if self.kind == "choice":
+            idx = next((i for i, o in enumerate(self.options) if o == value or str(o) == str(value)), -1)
+            if idx >= 0:
+                w.setCurrentIndex(idx)
+        elif self.kind == "enum":
+            idx = next((i for i, o in enumerate(self.options) if o == value or o.value == value), -1)
+            if idx >= 0:
+                w.setCurrentIndex(idx)
+        elif self.kind == "bool":
+            w.setChecked(bool(value))
+        elif self.kind == "int":
+            w.setValue(int(value))
+        elif self.kind == "float":
+            w.setValue(float(value))
+        elif self.kind == "str-choice":
+            w.setCurrentText("" if value is None else str(value))
+        elif self.kind == "json":
+            w.setText("" if value is None else json.dumps(list(value) if isinstance(value, (tuple, set)) else value))
+        else:
+            w.setText("" if value is None else (repr(value) if isinstance(value, float) and abs(value) < 1e-3 and value else str(value)))
+
+    def get(self):
+        """The typed value, or raises ValueError with a message for text that cannot be parsed."""
+        w = self.widget
+        if self.kind == "choice":
+            return self.options[w.currentIndex()] if w.currentIndex() >= 0 else None
+        if self.kind == "enum":
+            return self.options[w.currentIndex()].value if w.currentIndex() >= 0 else None
+        if self.kind == "bool":
+            return w.isChecked()
+        if self.kind in ("int", "float"):
+            return w.value()
+        if self.kind == "str-choice":
+            text = w.currentText().strip()
+            return None if (self.optional and not text) else text
+        text = w.text().strip()
+        if self.optional and text == "":
+            return None
+        if self.kind == "json":
+            try:
+                return json.loads(text) if text else []
+            except json.JSONDecodeError:
+                raise ValueError("not valid JSON (e.g. [1, 2, 3])") from None
+        if self.scalar is int:
+            try:
+                return int(text)
+            except ValueError:
+                raise ValueError("enter a whole number") from None
+        if self.scalar is float:
+            try:
+                return float(text)
+            except ValueError:
+                raise ValueError("enter a number (e.g. 0.0002 or 2e-4)") from None
+        return text
+
+
+class SpecForm(QWidget):
+    """A form for one Spec class (see the module docstring)."""
+
+    changed = Signal()
+    validity_changed = Signal(bool)
+
+    def __init__(self, spec_cls, exclude: tuple[str, ...] = (), choices: dict[str, list] | None = None,
+                 only: tuple[str, ...] | None = None, parent=None):
+        super().__init__(parent)
+        self.spec_cls = spec_cls
+        self.errors: dict[str, str] = {}
+        self._valid = True
+        self._loading = False
+        self._hidden: dict[str, object] = {}
+        self.editors: dict[str, _FieldEditor] = {}
+        choices = choices or {}
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        self.form = QFormLayout()
+        self.form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
+        self.form.setRowWrapPolicy(QFormLayout.DontWrapRows)
+        lay.addLayout(self.form)
+        self.spec_error = QLabel("")
+        self.spec_error.setProperty("role", "error")
+        self.spec_error.setWordWrap(True)
+        self.spec_error.setVisible(False)
+        lay.addWidget(self.spec_error)
+        for name, field in spec_cls.model_fields.items():
+            if name == "kind" or name in exclude or (only is not None and name not in only):
+                if not field.is_required():
+                    self._hidden[name] = field.get_default(call_default_factory=True)
+                continue
+            ed = _FieldEditor(name, field, choices.get(name), self._on_edit)
+            self.editors[name] = ed
+            label = QLabel(_pretty(name))
+            label.setToolTip(field.description or "")
+            box = QWidget()
+            bl = QVBoxLayout(box)
+            bl.setContentsMargins(0, 0, 0, 0)
+            bl.setSpacing(1)
+            bl.addWidget(ed.widget)
+            bl.addWidget(ed.error)
+            self.form.addRow(label, box)
+            if not field.is_required():
+                self._loading = True
+                ed.set(field.get_default(call_default_factory=True))
+                self._loading = False
+        self.validate()
+
+    # -- values -------------------------------------------------------------------------------
+    def set_choices(self, name: str, options: list) -> None:
+        """Replace the options of a ``str-choice`` field (e.g. the datasets of the workspace)."""
+        ed = self.editors.get(name)
+        if ed is None or ed.kind != "str-choice":
+            return
+        current = ed.widget.currentText()
+        self._loading = True
+        ed.widget.clear()
+        ed.widget.addItems([str(o) for o in options])
+        ed.widget.setCurrentText(current if current or not options else str(options[0]))
+        self._loading = False
+        self.validate()
+
+    def set_values(self, values: dict) -> None:
+        self._loading = True
+        try:
+            for k, v in values.items():
+                if k in self.editors:
+                    self.editors[k].set(v)
+                elif k != "kind":
+                    self._hidden[k] = v
+        finally:
+            self._loading = False
+        self.validate()
+        self.changed.emit()
+
+    def set_spec(self, spec) -> None:
+        self.set_values(spec.model_dump(mode="json"))
+
+    def values(self) -> dict:
+        """The form's raw values (parse errors are left out; see ``errors``)."""
+        out = dict(self._hidden)
+        for name, ed in self.editors.items():
+            try:
+                out[name] = ed.get()
+                ed.parse_error = None
+            except ValueError as exc:
+                ed.parse_error = str(exc)
+        return out
+
+    def spec(self):
+        """The validated spec, or None (errors are shown next to their fields)."""
+        return self.validate()
+
+    @property
+    def is_valid(self) -> bool:
+        return self._valid
+
+    # -- validation ------------------------------------------------------------------------------
+    def _on_edit(self, *_):
+        if self._loading:
+            return
+        self.validate()
+        self.changed.emit()
+
+    def validate(self):
+        values = self.values()
+        errors: dict[str, str] = {n: ed.parse_error for n, ed in self.editors.items() if ed.parse_error}
+        spec = None
+        general = []
+        try:
+            spec = self.spec_cls.model_validate(values)
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc = err["loc"]
+                name = str(loc[0]) if loc else ""
+                msg = err["msg"].removeprefix("Value error, ")
+                if name in self.editors:
+                    errors.setdefault(name, msg)
+                else:
+                    general.append(f"{name or 'spec'}: {msg}" if name else msg)
+        if errors:
+            spec = None
+        self.errors = errors
+        for name, ed in self.editors.items():
+            msg = errors.get(name)
+            ed.error.setText(msg or "")
+            ed.error.setVisible(bool(msg))
+            ed.widget.setProperty("invalid", bool(msg))
+            ed.widget.style().unpolish(ed.widget)
+            ed.widget.style().polish(ed.widget)
+        self.spec_error.setText("\n".join(general))
+        self.spec_error.setVisible(bool(general))
+        valid = spec is not None
+        if valid != self._valid:
+            self._valid = valid
+            self.validity_changed.emit(valid)
+        return spec

@@ -1,0 +1,88 @@
+"""JobManager: heavy jobs queue one at a time, light ones start at once, history after a restart."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from app.engine.selftest import SelfTestSpec
+from app.workers.manager import JobManager, run_in_thread
+
+
+class HeavySelfTest(SelfTestSpec):
+    """The self-test marked heavy (a training-like job) to exercise the queue."""
+
+    heavy: ClassVar[bool] = True
+
+
+def test_heavy_jobs_run_one_at_a_time_and_light_jobs_start_at_once(workspace, qtbot):
+    m = JobManager(workspace)
+    a = m.submit(HeavySelfTest(steps=10_000, size=8, delay=0.005))
+    b = m.submit(HeavySelfTest(steps=3, size=8))
+    light = m.submit(SelfTestSpec(steps=3, size=8))
+    assert [h.job_id for h in m.queued()] == [b.job_id]
+    qtbot.waitUntil(lambda: light.state == "done", timeout=10000)
+    assert b.state == "queued" and a.state == "running"  # the light job did not wait for a
+    with qtbot.waitSignal(b.finished, timeout=10000):
+        a.cancel()
+    assert a.state == "cancelled" and b.state == "done"
+    assert m.wait_all(5000)
+    assert [h.job_id for h in m.handles()] == [a.job_id, b.job_id, light.job_id]
+
+
+def test_a_queued_job_cancelled_before_it_starts_never_runs(workspace, qtbot):
+    m = JobManager(workspace)
+    a = m.submit(HeavySelfTest(steps=10_000, size=8, delay=0.005))
+    b = m.submit(HeavySelfTest(steps=3, size=8))
+    with qtbot.waitSignal(b.finished, timeout=5000):
+        b.cancel()
+    a.cancel()
+    assert m.wait_all(10000)
+    assert b.state == "cancelled" and b.started_at is None
+    assert b.job_id not in [r.id for r in m.history()]  # it never reached the engine
+
+
+def test_history_lists_jobs_of_an_earlier_session_from_the_workspace(workspace, qtbot):
+    m = JobManager(workspace)
+    h = m.submit(SelfTestSpec(steps=2, size=8))
+    failing = m.submit(SelfTestSpec(steps=5, size=8, fail_at=2))
+    assert m.wait_all(10000)
+    later = JobManager(workspace)  # a new session on the same workspace
+    states = {r.id: r.state for r in later.history()}
+    assert states[h.job_id] == "done" and states[failing.job_id] == "failed"
+    assert later.handles() == []
+
+
+def test_job_failed_is_emitted_with_the_handle_of_a_failing_job(workspace, qtbot):
+    m = JobManager(workspace)
+    with qtbot.waitSignal(m.job_failed, timeout=10000) as blocker:
+        m.submit(SelfTestSpec(steps=5, size=8, fail_at=3))
+    assert blocker.args[0].message == "self-test asked to fail at step 3"
+
+
+class _BrokenRunner:
+    transport = "remote-test"
+
+    def start(self, handle):
+        raise ConnectionError("server unreachable")
+
+
+def test_set_runner_switches_the_transport_and_a_runner_that_cannot_start_fails_the_job(workspace, qtbot):
+    m = JobManager(workspace)
+    with qtbot.waitSignal(m.runner_changed, timeout=1000):
+        m.set_runner(_BrokenRunner())
+    h = m.submit(SelfTestSpec(steps=2))
+    qtbot.waitUntil(lambda: h.is_final, timeout=5000)
+    assert h.transport == "remote-test" and h.state == "failed"
+    assert "server unreachable" in h.message
+
+
+def test_run_in_thread_delivers_the_value_or_the_error_on_the_gui_thread(qtbot):
+    from PySide6.QtCore import QThread
+
+    got = {}
+    gui = QThread.currentThread()
+    run_in_thread(lambda: 41 + 1, lambda v: got.update(value=v, on_gui=QThread.currentThread() is gui))
+    run_in_thread(lambda: 1 / 0, None, lambda msg, tb: got.update(error=msg))
+    qtbot.waitUntil(lambda: "value" in got and "error" in got, timeout=5000)
+    assert got["value"] == 42 and got["on_gui"]
+    assert got["error"].startswith("ZeroDivisionError")
