@@ -1,0 +1,112 @@
+"""Reconstruction methods by name: zero-filled, CS-TV, L1-wavelet, score-based posterior sampling.
+
+``reconstruct(method, A, y, ...)`` is the one entry point used by the recon job, the sweep, the
+GUI panel and the benchmarks. It returns a ``Reconstruction`` with the complex image (A's input
+shape), and for the score-based methods the posterior samples' per-pixel standard deviation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from app.engine.jobs import UserError
+from app.engine.recon.mri.operators import LinearOperator
+
+
+class Method(str, enum.Enum):
+    zero_filled = "zero-filled"
+    cs_tv = "cs-tv"
+    cs_wavelet = "cs-wavelet"
+    score_ald = "score-ald"
+    score_pc = "score-pc"
+
+
+METHODS = tuple(m.value for m in Method)
+SCORE_METHODS = ("score-ald", "score-pc")
+
+
+@dataclasses.dataclass
+class Reconstruction:
+    method: str
+    image: np.ndarray  # complex, A.ishape (posterior mean for score-based methods)
+    std: np.ndarray | None = None  # per-pixel std of the posterior samples' magnitudes
+    samples: np.ndarray | None = None  # (N, ...) complex posterior samples
+    seconds: float = 0.0
+    info: dict = dataclasses.field(default_factory=dict)
+
+
+def zero_filled(A: LinearOperator, y) -> np.ndarray:
+    """A^H y: inverse FFT of the zero-filled k-space (coil-combined with the maps for SENSE)."""
+    return np.asarray(A.adjoint(y))
+
+
+def hard_data_consistency(A: LinearOperator, x, y) -> np.ndarray:
+    """Replace the sampled k-space of a single-coil image by the measurements (Cartesian masks)."""
+    from app.engine.recon.mri.fft import fft2c, ifft2c
+    from app.engine.recon.mri.operators import MaskedFFT
+
+    if not isinstance(A, MaskedFFT):
+        raise ValueError("hard data consistency is defined here for single-coil Cartesian sampling")
+    m = A.mask.cpu().numpy()
+    return ifft2c((1 - m) * fft2c(np.asarray(x)) + m * np.asarray(y))
+
+
+def reconstruct(
+    method: str,
+    A: LinearOperator,
+    y,
+    *,
+    lam: float | None = None,
+    iterations: int = 100,
+    model=None,
+    samples: int = 4,
+    steps: int = 100,
+    noise_sigma: float = 0.0,
+    seed: int = 0,
+    callback: Callable[[int, int, np.ndarray], None] | None = None,
+) -> Reconstruction:
+    """Run one named method. ``callback(step, total, image)`` streams intermediate complex images.
+
+    ``model`` (a ``checkpoints.LoadedModel``) is needed by the score-based methods.
+    """
+    method = str(getattr(method, "value", method))
+    if method not in METHODS:
+        raise UserError(f"method {method!r} is not one of {', '.join(METHODS)}")
+    t0 = time.perf_counter()
+
+    def cb(step, total, img):
+        if callback is not None:
+            callback(step, total, img.detach().cpu().numpy() if hasattr(img, "detach") else np.asarray(img))
+
+    if method == "zero-filled":
+        img = zero_filled(A, y)
+        cb(1, 1, img)
+        return Reconstruction(method, img, seconds=time.perf_counter() - t0)
+    if method == "cs-tv":
+        from app.engine.recon.mri.cs import tv_recon
+
+        lam = 0.005 if lam is None else lam
+        img = tv_recon(A, np.asarray(y), lam=lam, iterations=iterations, callback=cb)
+        return Reconstruction(method, img, seconds=time.perf_counter() - t0, info={"lam": lam, "iterations": iterations})
+    if method == "cs-wavelet":
+        from app.engine.recon.mri.cs import wavelet_recon
+
+        lam = 0.005 if lam is None else lam
+        img = wavelet_recon(A, np.asarray(y), lam=lam, iterations=iterations, callback=cb)
+        return Reconstruction(method, img, seconds=time.perf_counter() - t0, info={"lam": lam, "iterations": iterations})
+    if model is None:
+        raise UserError(f"method {method!r} needs a trained checkpoint (--run RUN)")
+    from app.engine.recon.mri.score import posterior_sample
+
+    out = posterior_sample(
+        model, A, np.asarray(y), n_samples=samples, steps=steps, corrector="pc" if method == "score-pc" else "ald",
+        noise_sigma=noise_sigma, seed=seed, callback=cb,
+    )
+    out.method = method
+    out.seconds = time.perf_counter() - t0
+    return out

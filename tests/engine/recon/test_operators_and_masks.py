@@ -1,0 +1,94 @@
+"""Specification of the MRI conventions, masks and linear operators."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from app.engine.recon.mri.coils import espirit_maps
+from app.engine.recon.mri.fft import fft2c, ifft2c
+from app.engine.recon.mri.masks import MASK_KINDS, center_is_sampled, make_mask
+from app.engine.recon.mri.operators import FiniteDifference, MaskedFFT, SenseOp, inner
+from tests.conftest import shared_file
+
+
+def _crandn(rng, shape):
+    return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+
+
+def test_fft2c_is_unitary_and_centred(rng):
+    x = _crandn(rng, (3, 32, 40))
+    k = fft2c(x)
+    assert np.allclose(np.linalg.norm(k), np.linalg.norm(x), rtol=1e-5)
+    assert np.allclose(ifft2c(k), x, atol=1e-5)
+    delta = np.zeros((32, 40), np.complex64)
+    delta[16, 20] = 1.0  # an image-centre delta has a flat spectrum; a constant image has DC at (H//2, W//2)
+    assert np.allclose(np.abs(fft2c(delta)), 1 / np.sqrt(32 * 40))
+    ones = np.ones((32, 40), np.complex64)
+    assert np.argmax(np.abs(fft2c(ones))) == 16 * 40 + 20
+    assert torch.allclose(fft2c(torch.as_tensor(x)), torch.as_tensor(k), atol=1e-5)
+
+
+def _operators(rng):
+    mask, _ = make_mask("poisson2d", (24, 28), 3, 0.2, seed=1)
+    maps = _crandn(rng, (4, 24, 28))
+    return {
+        "masked_fft": MaskedFFT(mask),
+        "sense": SenseOp(maps, mask),
+        "sense_two_sets": SenseOp(np.stack([maps, _crandn(rng, (4, 24, 28))]), mask),
+        "finite_difference": FiniteDifference((24, 28)),
+    }
+
+
+@pytest.mark.parametrize("name", ["masked_fft", "sense", "sense_two_sets", "finite_difference"])
+def test_every_operator_has_an_exact_adjoint(name, rng):
+    A = _operators(rng)[name]
+    x = _crandn(rng, A.ishape)
+    y = _crandn(rng, A.oshape)
+    lhs = inner(A.forward(x), y)
+    rhs = inner(x, A.adjoint(y))
+    assert np.isclose(lhs, rhs, rtol=1e-5), (lhs, rhs)
+
+
+def test_sense_with_espirit_maps_of_real_8coil_data_has_an_exact_adjoint(rng):
+    with np.load(shared_file("bart_brain_8coil_kspace.npz")) as z:
+        ks = z["kspace"]
+    maps = espirit_maps(ks)
+    mask = (np.abs(ks) > 0).any(0).astype(np.float32)
+    A = SenseOp(maps, mask)
+    x, y = _crandn(rng, A.ishape), _crandn(rng, A.oshape)
+    assert np.isclose(inner(A.forward(x), y), inner(x, A.adjoint(y)), rtol=1e-5)
+    # inside the head the maps are normalised (sum_c |S_c|^2 = 1) and the object covers a good part
+    energy = (np.abs(maps) ** 2).sum(0)
+    assert np.allclose(energy[energy > 0.5], 1.0, atol=1e-3)
+    assert 0.3 < (energy > 0.5).mean() < 0.95
+
+
+@pytest.mark.parametrize("kind", MASK_KINDS)
+@pytest.mark.parametrize("acceleration", [4, 8])
+def test_masks_are_deterministic_reach_the_acceleration_and_sample_the_centre(kind, acceleration):
+    state = np.random.get_state()
+    m1, r1 = make_mask(kind, (96, 128), acceleration, 0.08, seed=3)
+    m2, r2 = make_mask(kind, (96, 128), acceleration, 0.08, seed=3)
+    m3, _ = make_mask(kind, (96, 128), acceleration, 0.08, seed=4)
+    after = np.random.get_state()
+    assert np.array_equal(m1, m2) and r1 == r2
+    assert not np.array_equal(m1, m3)
+    assert abs(r1 - acceleration) / acceleration < 0.05
+    assert np.isclose(r1, m1.size / m1.sum())
+    assert center_is_sampled(m1, 0.08)
+    assert state[0] == after[0] and np.array_equal(state[1], after[1]) and state[2:] == after[2:]
+
+
+def test_one_dimensional_masks_select_whole_phase_encode_lines():
+    for kind in ("random", "equispaced", "gaussian1d"):
+        m, _ = make_mask(kind, (64, 80), 4, 0.08, seed=0)
+        assert (m == m[:1]).all(), kind
+
+
+def test_poisson_disc_mask_is_denser_at_the_centre_than_at_the_edge():
+    m, _ = make_mask("poisson2d", (128, 128), 6, 0.08, seed=0)
+    yy, xx = np.mgrid[-64:64, -64:64]
+    r = np.hypot(yy, xx)
+    assert m[(r > 12) & (r < 30)].mean() > 1.5 * m[r > 50].mean()
