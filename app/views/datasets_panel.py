@@ -1,0 +1,589 @@
+"""Datasets panel: the workspace's datasets, the import wizard over the ingest job, and the EDA view.
+
+For the selected dataset: a thumbnail grid (read off the GUI thread), the selected image in the
+shared ImageView with its provenance (``ImageDataset.provenance(i)``), and the statistics of the
+``eda`` job (intensity histogram, class distribution, mean image per class). EDA results are kept
+per dataset for the session so that browsing does not start a job per click.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+    QWizard,
+    QWizardPage,
+)
+
+from app.views.widgets.image_view import ImageView
+from app.views.widgets.plots import BarChart
+from app.views.widgets.spec_form import SpecForm
+from app.views.widgets.thumbnails import ThumbnailGrid
+from app.workers.manager import run_in_thread
+
+MAX_THUMBS = 96
+
+
+def _spec_class(kind: str):
+    """The engine's spec class of a job kind, or None (with the reason) while it is not available."""
+    from app.engine.jobs import spec_class
+
+    try:
+        return spec_class(kind), None
+    except Exception as exc:  # the engine module may not exist yet in this build
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def _field_named(spec_cls, *names: str) -> str | None:
+    for n in names:
+        if n in spec_cls.model_fields:
+            return n
+    return None
+
+
+# ------------------------------------------------------------------------------------------------
+# Import wizard
+# ------------------------------------------------------------------------------------------------
+
+
+class _SourcePage(QWizardPage):
+    def __init__(self, wizard: ImportWizard):
+        super().__init__()
+        self.wiz = wizard
+        self.setTitle("Source")
+        self.setSubTitle("A folder of DICOM / PNG / TIFF / NIfTI files, or one HDF5 (fastMRI), NPZ or NIfTI file.")
+        lay = QVBoxLayout(self)
+        row = QHBoxLayout()
+        self.path = QLineEdit()
+        self.path.setObjectName("sourcePath")
+        self.path.setPlaceholderText("path to a folder or file")
+        self.path.textChanged.connect(self._on_path)
+        row.addWidget(self.path, 1)
+        b1 = QPushButton("Folder…")
+        b1.clicked.connect(self._pick_folder)
+        b2 = QPushButton("File…")
+        b2.clicked.connect(self._pick_file)
+        row.addWidget(b1)
+        row.addWidget(b2)
+        lay.addLayout(row)
+        self.detected = QLabel("Detected format: —")
+        self.detected.setObjectName("detectedFormat")
+        lay.addWidget(self.detected)
+        name_row = QHBoxLayout()
+        name_row.addWidget(QLabel("Dataset name"))
+        self.name = QLineEdit()
+        self.name.setObjectName("datasetName")
+        self.name.textChanged.connect(self.completeChanged)
+        name_row.addWidget(self.name, 1)
+        lay.addLayout(name_row)
+        lay.addStretch(1)
+        self._token = 0
+
+    def _pick_folder(self):
+        d = QFileDialog.getExistingDirectory(self, "Source folder")
+        if d:
+            self.path.setText(d)
+
+    def _pick_file(self):
+        f, _ = QFileDialog.getOpenFileName(self, "Source file")
+        if f:
+            self.path.setText(f)
+
+    def _on_path(self, text: str):
+        p = Path(text.strip()).expanduser()
+        if not self.name.text() or self.name.property("auto"):
+            stem = "".join(c if c.isalnum() or c in "._-" else "-" for c in p.stem)[:60].strip("-.") or "dataset"
+            self.name.setText(stem)
+            self.name.setProperty("auto", True)
+        self._token += 1
+        token = self._token
+        self.detected.setText("Detected format: …")
+
+        def detect():
+            if not p.exists():
+                return "— (path does not exist)"
+            try:
+                from app.engine.data.readers import detect_format
+            except ImportError:
+                return "(format detection not available in this build)"
+            return str(detect_format(p))
+
+        run_in_thread(detect, lambda fmt: token == self._token and self._show_format(fmt),
+                      lambda msg, tb: token == self._token and self._show_format(f"not readable: {msg}"))
+        self.completeChanged.emit()
+
+    def _show_format(self, fmt: str):
+        self.wiz.detected_format = fmt
+        self.detected.setText(f"Detected format: {fmt}")
+
+    def isComplete(self) -> bool:
+        return bool(self.path.text().strip()) and Path(self.path.text().strip()).expanduser().exists() and bool(
+            self.name.text().strip())
+
+
+class _OptionsPage(QWizardPage):
+    def __init__(self, wizard: ImportWizard):
+        super().__init__()
+        self.wiz = wizard
+        self.setTitle("Options")
+        self.setSubTitle("Labels, image size, normalisation and the train / val / test split.")
+        lay = QVBoxLayout(self)
+        self.form = None
+        if wizard.spec_cls is None:
+            lay.addWidget(QLabel(f"The ingest job is not available: {wizard.spec_error}"))
+            return
+        exclude = tuple(n for n in (wizard.source_field, wizard.name_field) if n)
+        self.form = SpecForm(wizard.spec_cls, exclude=exclude)
+        self.form.validity_changed.connect(lambda _v: self.completeChanged.emit())
+        from PySide6.QtWidgets import QScrollArea
+
+        sc = QScrollArea()
+        sc.setWidgetResizable(True)
+        sc.setWidget(self.form)
+        lay.addWidget(sc)
+
+    def initializePage(self):
+        if self.form is not None:
+            self.form.set_values(self.wiz.base_values())
+
+    def isComplete(self) -> bool:
+        return self.form is not None and self.form.is_valid
+
+
+class _RunPage(QWizardPage):
+    def __init__(self, wizard: ImportWizard):
+        super().__init__()
+        self.wiz = wizard
+        self.setTitle("Import")
+        lay = QVBoxLayout(self)
+        self.bar = QProgressBar()
+        lay.addWidget(self.bar)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.status.setObjectName("ingestStatus")
+        lay.addWidget(self.status)
+        self.summary = QTableWidget(0, 2)
+        self.summary.setObjectName("ingestSummary")
+        self.summary.setHorizontalHeaderLabels(["", "count / reason"])
+        self.summary.horizontalHeader().setSectionResizeMode(1, QHeaderView.Stretch)
+        self.summary.verticalHeader().setVisible(False)
+        lay.addWidget(self.summary, 1)
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumHeight(110)
+        lay.addWidget(self.log)
+        self.handle = None
+
+    def initializePage(self):
+        spec = self.wiz.build_spec()
+        if spec is None:
+            self.status.setText("The options are not valid.")
+            return
+        self.handle = self.wiz.jobs.submit(spec)
+        self.wiz.handle = self.handle
+        h = self.handle
+        h.progress.connect(lambda s, t, label: (self.bar.setRange(0, max(t, 1)), self.bar.setValue(s),
+                                                self.status.setText(label or f"{s} / {t}")))
+        h.log.connect(lambda lvl, text: self.log.appendPlainText(text if lvl != "debug" else text.splitlines()[-1]))
+        h.finished.connect(self._on_finished)
+        self.status.setText("Importing…")
+
+    def _on_finished(self, _ev):
+        h = self.handle
+        if h.state == "done":
+            self.bar.setRange(0, 1)
+            self.bar.setValue(1)
+            self.show_summary(h.result or {})
+        elif h.state == "failed":
+            self.status.setText(f"Import failed: {h.message}")
+        else:
+            self.status.setText("Import cancelled; nothing was registered.")
+        self.completeChanged.emit()
+
+    def show_summary(self, result: dict):
+        rows = summary_rows(result)
+        self.summary.setRowCount(len(rows))
+        for r, (k, v) in enumerate(rows):
+            self.summary.setItem(r, 0, QTableWidgetItem(k))
+            self.summary.setItem(r, 1, QTableWidgetItem(v))
+        self.summary.resizeColumnToContents(0)
+        kept = result.get("kept", result.get("n_images", "?"))
+        skipped = result.get("skipped", result.get("n_skipped", 0))
+        if isinstance(skipped, list):
+            skipped = len(skipped)
+        self.status.setText(f"Dataset {result.get('name', self.wiz.dataset_name())}: kept {kept}, skipped {skipped}.")
+
+    def isComplete(self) -> bool:
+        return self.handle is not None and self.handle.is_final
+
+
+def summary_rows(result: dict) -> list[tuple[str, str]]:
+    """Rows of the kept / skipped summary from an ingest result (counts, then one row per reason)."""
+    rows: list[tuple[str, str]] = []
+    for key, v in result.items():
+        if key in ("skipped_reasons", "reasons", "skipped_files") or key.endswith("path"):
+            continue
+        if isinstance(v, dict):
+            if all(not isinstance(x, (dict, list)) for x in v.values()):
+                rows.append((key.replace("_", " "), ", ".join(f"{a}: {b}" for a, b in v.items())))
+        elif isinstance(v, list):
+            if all(not isinstance(x, (dict, list)) for x in v) and len(v) <= 50:
+                rows.append((key.replace("_", " "), ", ".join(map(str, v))))
+        else:
+            rows.append((key.replace("_", " "), str(v)))
+    reasons = result.get("skipped_reasons") or result.get("reasons") or {}
+    if isinstance(reasons, dict):
+        for reason, n in reasons.items():
+            rows.append(("skipped", f"{n} × {reason}" if not isinstance(n, list) else f"{len(n)} × {reason}"))
+    skipped = result.get("skipped_files") or (result.get("skipped") if isinstance(result.get("skipped"), list) else [])
+    for entry in skipped[:200]:
+        if isinstance(entry, dict):
+            rows.append(("skipped file", f"{entry.get('path', entry.get('file', '?'))}: {entry.get('reason', '')}"))
+        elif isinstance(entry, (list, tuple)) and len(entry) == 2:
+            rows.append(("skipped file", f"{entry[0]}: {entry[1]}"))
+    return rows
+
+
+class ImportWizard(QWizard):
+    """Source -> options (the ingest spec's form) -> the running job and its kept / skipped summary."""
+
+    def __init__(self, ctx, parent=None):
+        super().__init__(parent)
+        self.setObjectName("importWizard")
+        self.setWindowTitle("Import dataset")
+        self.resize(760, 600)
+        self.jobs = ctx.jobs
+        self.handle = None
+        self.detected_format = ""
+        self.spec_cls, self.spec_error = _spec_class("ingest")
+        self.source_field = self.name_field = None
+        if self.spec_cls is not None:
+            pos = getattr(self.spec_cls, "cli_positional", ())
+            self.source_field = pos[0] if pos else _field_named(self.spec_cls, "source", "path", "src")
+            self.name_field = _field_named(self.spec_cls, "name", "dataset", "dataset_name")
+        self.source_page = _SourcePage(self)
+        self.options_page = _OptionsPage(self)
+        self.run_page = _RunPage(self)
+        for p in (self.source_page, self.options_page, self.run_page):
+            self.addPage(p)
+        self.setOption(QWizard.NoBackButtonOnLastPage, True)
+
+    def dataset_name(self) -> str:
+        return self.source_page.name.text().strip()
+
+    def base_values(self) -> dict:
+        v = {}
+        if self.source_field:
+            v[self.source_field] = self.source_page.path.text().strip()
+        if self.name_field:
+            v[self.name_field] = self.dataset_name()
+        return v
+
+    def build_spec(self):
+        if self.options_page.form is None:
+            return None
+        values = self.options_page.form.values()
+        values.update(self.base_values())
+        try:
+            return self.spec_cls.model_validate(values)
+        except Exception as exc:
+            self.run_page.status.setText(str(exc))
+            return None
+
+    def reject(self):
+        if self.handle is not None and not self.handle.is_final:
+            self.handle.cancel()
+        super().reject()
+
+
+# ------------------------------------------------------------------------------------------------
+# The panel
+# ------------------------------------------------------------------------------------------------
+
+
+class DatasetsPanel(QWidget):
+    def __init__(self, ctx):
+        super().__init__()
+        self.ctx = ctx
+        self.current: str | None = None
+        self.dataset = None  # ImageDataset of the current one
+        self.eda_results: dict[str, dict] = {}
+        self.eda_handles: dict[str, object] = {}
+        self.wizard: ImportWizard | None = None
+        self._load_token = 0
+
+        outer = QHBoxLayout(self)
+        outer.setContentsMargins(6, 6, 6, 6)
+        split = QSplitter(Qt.Horizontal)
+        outer.addWidget(split)
+
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        title = QLabel("Datasets")
+        title.setProperty("role", "title")
+        ll.addWidget(title)
+        self.list = QListWidget()
+        self.list.setObjectName("datasetList")
+        self.list.currentItemChanged.connect(lambda cur, _prev: self.select(cur.data(Qt.UserRole) if cur else None))
+        ll.addWidget(self.list, 1)
+        row = QHBoxLayout()
+        self.import_button = QPushButton("Import…")
+        self.import_button.setObjectName("importButton")
+        self.import_button.clicked.connect(self.open_import_wizard)
+        row.addWidget(self.import_button)
+        self.eda_button = QPushButton("Statistics")
+        self.eda_button.setToolTip("Run the EDA job again for this dataset")
+        self.eda_button.clicked.connect(lambda: self.current and self.run_eda(self.current, force=True))
+        row.addWidget(self.eda_button)
+        ll.addLayout(row)
+        self.info = QLabel("")
+        self.info.setObjectName("datasetInfo")
+        self.info.setWordWrap(True)
+        self.info.setProperty("role", "hint")
+        ll.addWidget(self.info)
+        split.addWidget(left)
+
+        right = QSplitter(Qt.Vertical)
+        top = QSplitter(Qt.Horizontal)
+        self.thumbs = ThumbnailGrid(icon_size=76)
+        self.thumbs.setObjectName("datasetThumbnails")
+        self.thumbs.selection.connect(self._on_thumb_selected)
+        top.addWidget(self.thumbs)
+        viewer = QWidget()
+        vl = QVBoxLayout(viewer)
+        vl.setContentsMargins(0, 0, 0, 0)
+        self.view = ImageView(title="")
+        vl.addWidget(self.view, 3)
+        self.provenance = QTableWidget(0, 2)
+        self.provenance.setObjectName("provenance")
+        self.provenance.setHorizontalHeaderLabels(["source", "value"])
+        self.provenance.horizontalHeader().setSectionResizeMode(1, QHeaderView.Stretch)
+        self.provenance.verticalHeader().setVisible(False)
+        self.provenance.setEditTriggers(QTableWidget.NoEditTriggers)
+        vl.addWidget(self.provenance, 1)
+        top.addWidget(viewer)
+        top.setSizes([520, 420])
+        right.addWidget(top)
+
+        stats = QWidget()
+        sl = QHBoxLayout(stats)
+        sl.setContentsMargins(0, 0, 0, 0)
+        self.histogram = BarChart("Intensity histogram")
+        self.classes = BarChart("Class distribution")
+        means_box = QWidget()
+        ml = QVBoxLayout(means_box)
+        ml.setContentsMargins(0, 0, 0, 0)
+        self.means_label = QLabel("Mean image per class")
+        self.means_label.setWordWrap(True)
+        self.means_label.setProperty("role", "hint")
+        ml.addWidget(self.means_label)
+        self.means = ThumbnailGrid(icon_size=84)
+        self.means.setObjectName("classMeans")
+        ml.addWidget(self.means, 1)
+        for w in (self.histogram, self.classes, means_box):
+            sl.addWidget(w, 1)
+        right.addWidget(stats)
+        right.setSizes([520, 240])
+        split.addWidget(right)
+        split.setSizes([230, 1000])
+
+        ctx.jobs.job_finished.connect(self._on_job_finished)
+        self.refresh()
+
+    # -- list ---------------------------------------------------------------------------------
+    def refresh(self, select: str | None = None) -> None:
+        keep = select or self.current
+        self.list.blockSignals(True)
+        self.list.clear()
+        for rec in self.ctx.workspace.datasets():
+            item = QListWidgetItem(f"{rec.name}\n{rec.n_images} images · {rec.height}×{rec.width}"
+                                   f"{' · ' + str(len(rec.classes)) + ' classes' if rec.classes else ''}")
+            item.setData(Qt.UserRole, rec.name)
+            item.setToolTip(rec.source)
+            self.list.addItem(item)
+        self.list.blockSignals(False)
+        names = self.dataset_names()
+        if names:
+            target = keep if keep in names else names[0]
+            self.list.setCurrentRow(names.index(target))
+            if target != self.current:
+                self.select(target)
+        else:
+            self.current = None
+            self.info.setText("No dataset yet: import one (File ▸ Import dataset).")
+
+    def dataset_names(self) -> list[str]:
+        return [self.list.item(i).data(Qt.UserRole) for i in range(self.list.count())]
+
+    def _on_job_finished(self, handle) -> None:
+        if handle.kind in ("ingest", "demo") and handle.state == "done":
+            name = (handle.result or {}).get("name") or (handle.result or {}).get("dataset")
+            self.refresh(select=name)
+            main = self.ctx.main_window
+            if main is not None and hasattr(main, "_update_workspace_label"):
+                main._update_workspace_label()
+
+    # -- selection -----------------------------------------------------------------------------
+    def select(self, name: str | None) -> None:
+        if not name:
+            return
+        self.current = name
+        rec = self.ctx.workspace.dataset(name)
+        meta = rec.meta or {}
+        bits = [f"<b>{rec.name}</b>", f"{rec.n_images} images, {rec.height}×{rec.width}",
+                f"source: {rec.source}"]
+        for k in ("modality", "normalize", "format", "skipped"):
+            if k in meta and not isinstance(meta[k], (dict, list)):
+                bits.append(f"{k}: {meta[k]}")
+        if rec.classes:
+            bits.append("classes: " + ", ".join(rec.classes))
+        self.info.setText("<br>".join(bits))
+        self._load_token += 1
+        token = self._load_token
+        path = rec.cache_path
+
+        def load():
+            from app.engine.data.cache import ImageDataset
+
+            ds = ImageDataset(path, name)
+            idx = np.unique(np.linspace(0, len(ds) - 1, min(len(ds), MAX_THUMBS)).round().astype(int)) if len(ds) else []
+            imgs = ds.images(indices=idx) if len(idx) else np.zeros((0, 1, 8, 8), np.float32)
+            return ds, list(map(int, idx)), imgs
+
+        run_in_thread(load, lambda v: token == self._load_token and self._show_thumbs(*v),
+                      lambda msg, tb: self._report("Could not read the dataset", msg, tb))
+        if name in self.eda_results:
+            self.show_eda(self.eda_results[name])
+        else:
+            self.run_eda(name)
+
+    def _show_thumbs(self, ds, idx: list[int], imgs: np.ndarray) -> None:
+        self.dataset = ds
+        labels = ds.labels()
+        names = [f"#{i}" + (f" {ds.class_names[labels[i]]}" if 0 <= labels[i] < len(ds.class_names) else "")
+                 for i in idx]
+        self.thumbs.set_images(imgs, labels=names, keys=idx)
+        if idx:
+            self.thumbs.setCurrentRow(0)
+            self.thumbs.item(0).setSelected(True)
+
+    def _on_thumb_selected(self, keys: list) -> None:
+        if not keys or self.dataset is None:
+            return
+        i = int(keys[-1])
+        ds = self.dataset
+        run_in_thread(lambda: (ds.images(indices=[i])[0, 0], ds.provenance(i)),
+                      lambda v: self._show_image(i, *v),
+                      lambda msg, tb: self._report("Could not read the image", msg, tb))
+
+    def _show_image(self, i: int, img: np.ndarray, prov: dict) -> None:
+        self.view._title = f"{self.current} #{i}"
+        self.view.set_image(img, autolevel=True)
+        self.provenance.setRowCount(len(prov))
+        for r, (k, v) in enumerate(prov.items()):
+            self.provenance.setItem(r, 0, QTableWidgetItem(str(k)))
+            item = QTableWidgetItem(str(v))
+            item.setToolTip(str(v))
+            self.provenance.setItem(r, 1, item)
+        self.provenance.resizeColumnToContents(0)
+
+    # -- EDA ------------------------------------------------------------------------------------
+    def run_eda(self, name: str, force: bool = False):
+        if not force and name in self.eda_handles and not self.eda_handles[name].is_final:
+            return self.eda_handles[name]
+        spec_cls, err = _spec_class("eda")
+        if spec_cls is None:
+            self.means_label.setText(f"Statistics not available: {err}")
+            return None
+        field = _field_named(spec_cls, "dataset", "name")
+        try:
+            spec = spec_cls.model_validate({field: name})
+        except Exception as exc:
+            self.means_label.setText(f"Statistics: {exc}")
+            return None
+        h = self.ctx.jobs.submit(spec)
+        self.eda_handles[name] = h
+        h.finished.connect(lambda _ev, n=name, hh=h: self._on_eda_done(n, hh))
+        return h
+
+    def _on_eda_done(self, name: str, h) -> None:
+        if h.state != "done":
+            return
+        self.eda_results[name] = h.result or {}
+        if name == self.current:
+            self.show_eda(self.eda_results[name])
+
+    def show_eda(self, res: dict) -> None:
+        hist = res.get("histogram") or res.get("intensity_histogram") or {}
+        edges = hist.get("edges") or hist.get("bin_edges")
+        counts = hist.get("counts")
+        if edges is not None and counts is not None:
+            self.histogram.set_histogram(edges, counts)
+        cd = res.get("class_counts") or res.get("class_distribution") or {}
+        if isinstance(cd, dict) and cd:
+            self.classes.set_categories(list(cd.keys()), list(cd.values()))
+        elif isinstance(cd, list) and cd:
+            names = res.get("class_names") or [str(i) for i in range(len(cd))]
+            self.classes.set_categories(names, cd)
+        self._show_means(res)
+
+    def _show_means(self, res: dict) -> None:
+        means = res.get("class_means") or res.get("mean_images") or res.get("mean_per_class")
+        if isinstance(means, str):  # a path to an .npy / .npz written by the job
+            path = means
+
+            def load():
+                arr = np.load(path)
+                if hasattr(arr, "files"):
+                    keys = list(arr.files)
+                    return keys, np.stack([arr[k] for k in keys])
+                return None, arr
+
+            run_in_thread(load, lambda v: self._set_means(res, *v),
+                          lambda msg, tb: self.means_label.setText(f"Mean images unreadable: {msg}"))
+        elif isinstance(means, dict) and means:
+            self._set_means(res, list(means.keys()), np.stack([np.asarray(v, np.float32) for v in means.values()]))
+        elif isinstance(means, list) and means:
+            self._set_means(res, None, np.asarray(means, np.float32))
+
+    def _set_means(self, res: dict, keys, arr) -> None:
+        arr = np.asarray(arr, np.float32)
+        if arr.ndim == 2:
+            arr = arr[None]
+        names = keys or res.get("class_names") or [f"class {i}" for i in range(len(arr))]
+        self.means.set_images(arr, labels=[str(n) for n in names], lo=None, hi=None)
+        self.means_label.setText(f"Mean image per class ({len(arr)})")
+
+    # -- import ----------------------------------------------------------------------------------
+    def open_import_wizard(self, source: str | None = None) -> ImportWizard:
+        self.wizard = ImportWizard(self.ctx, self)
+        if source:
+            self.wizard.source_page.path.setText(str(source))
+        self.wizard.setAttribute(Qt.WA_DeleteOnClose, False)
+        self.wizard.show()
+        return self.wizard
+
+    def _report(self, title: str, message: str, details: str = "") -> None:
+        main = self.ctx.main_window
+        if main is not None and hasattr(main, "show_error"):
+            main.show_error(title, message, details)
+        else:
+            self.info.setText(f"{title}: {message}")

@@ -1,0 +1,402 @@
+"""Generation panel: pick a checkpoint, set the sampler, watch the estimate sharpen, browse, compare, export.
+
+The sampler settings are a SpecForm of ``app.engine.sampling.job.SampleSpec`` (the checkpoint
+fields are set by the run / checkpoint / EMA pickers above it). While the job runs, the current
+denoising estimate (``pred_x0`` image events, thinned by the JobHandle) is shown live; when it
+ends, its images are read off the GUI thread into the results grid, with images per second.
+Select images; two selected are compared side by side in linked views (same zoom and window);
+export writes PNG / DICOM / NPZ through ``app.engine.export.export_images`` on a worker thread,
+with the sample job's provenance, so every file is marked synthetic.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.views.widgets.image_view import ImageView
+from app.views.widgets.spec_form import SpecForm
+from app.views.widgets.thumbnails import ThumbnailGrid
+from app.workers.manager import run_in_thread
+
+CHECKPOINT_FIELDS = ("checkpoint", "run", "run_id", "epoch", "ema", "use_ema")
+EXPORT_CHOICES = [("PNG (8 bit)", "png"), ("PNG (16 bit)", "png16"), ("DICOM (Secondary Capture)", "dicom"),
+                  ("NPZ", "npz")]
+
+
+def load_samples(path: str) -> np.ndarray:
+    """Images (N, 1, H, W) from a sample job's output (.npz / .npy / HDF5)."""
+    p = Path(path)
+    if p.suffix == ".npy":
+        arr = np.load(p)
+    elif p.suffix in (".h5", ".hdf5"):
+        import h5py
+
+        with h5py.File(p, "r") as f:
+            arr = f["images"][:]
+    else:
+        with np.load(p) as z:
+            key = "images" if "images" in z.files else z.files[0]
+            arr = z[key]
+    arr = np.asarray(arr, np.float32)
+    if arr.ndim == 3:
+        arr = arr[:, None]
+    return arr
+
+
+class GeneratePanel(QWidget):
+    def __init__(self, ctx):
+        super().__init__()
+        self.ctx = ctx
+        self.handle = None
+        self.images: np.ndarray | None = None
+        self.result: dict = {}
+        self.live_updates = 0
+        self.last_export: list[Path] = []
+        self.export_error: str | None = None
+        self._t_start = 0.0
+        self.error = None
+        try:
+            from app.engine.sampling.job import SampleSpec
+
+            self.spec_cls = SampleSpec
+        except Exception as exc:
+            self.spec_cls = None
+            self.error = f"{type(exc).__name__}: {exc}"
+
+        outer = QHBoxLayout(self)
+        outer.setContentsMargins(6, 6, 6, 6)
+        split = QSplitter(Qt.Horizontal)
+        outer.addWidget(split)
+
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        t = QLabel("Generation")
+        t.setProperty("role", "title")
+        ll.addWidget(t)
+        pick = QFormLayout()
+        self.runs = QComboBox()
+        self.runs.setObjectName("runCombo")
+        self.runs.currentIndexChanged.connect(self._on_run)
+        self.ckpts = QComboBox()
+        self.ckpts.setObjectName("checkpointCombo")
+        self.ema = QCheckBox("use EMA weights")
+        self.ema.setChecked(True)
+        self.ema.setToolTip("Sample with the exponential moving average of the weights (usually better)")
+        pick.addRow("Run", self.runs)
+        pick.addRow("Checkpoint", self.ckpts)
+        pick.addRow("", self.ema)
+        ll.addLayout(pick)
+        self.form = None
+        if self.spec_cls is not None:
+            excl = tuple(n for n in CHECKPOINT_FIELDS if n in self.spec_cls.model_fields)
+            self.form = SpecForm(self.spec_cls, exclude=excl)
+            self.form.validity_changed.connect(lambda _v: self._update_buttons())
+            sc = QScrollArea()
+            sc.setWidgetResizable(True)
+            sc.setWidget(self.form)
+            sc.setMinimumWidth(320)
+            ll.addWidget(sc, 1)
+        else:
+            msg = QLabel(f"The sampling engine is not available: {self.error}")
+            msg.setWordWrap(True)
+            msg.setProperty("role", "error")
+            ll.addWidget(msg)
+            ll.addStretch(1)
+        brow = QHBoxLayout()
+        self.generate_button = QPushButton("Generate")
+        self.generate_button.setObjectName("generateButton")
+        self.generate_button.clicked.connect(self.generate)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.clicked.connect(lambda: self.handle and self.handle.cancel())
+        brow.addWidget(self.generate_button, 1)
+        brow.addWidget(self.stop_button)
+        ll.addLayout(brow)
+        split.addWidget(left)
+
+        right = QWidget()
+        rl = QVBoxLayout(right)
+        rl.setContentsMargins(0, 0, 0, 0)
+        self.status = QLabel("Pick a checkpoint and press Generate.")
+        self.status.setObjectName("generateStatus")
+        rl.addWidget(self.status)
+        vsplit = QSplitter(Qt.Vertical)
+        self.view_stack = QStackedWidget()
+        self.live = ImageView(title="Current estimate")
+        self.live.setObjectName("liveView")
+        self.view_stack.addWidget(self.live)
+        cmp = QWidget()
+        cl = QHBoxLayout(cmp)
+        cl.setContentsMargins(0, 0, 0, 0)
+        self.compare_a = ImageView(title="A")
+        self.compare_b = ImageView(title="B")
+        self.compare_a.link(self.compare_b)
+        cl.addWidget(self.compare_a)
+        cl.addWidget(self.compare_b)
+        self.view_stack.addWidget(cmp)
+        vsplit.addWidget(self.view_stack)
+        grid_box = QWidget()
+        gl = QVBoxLayout(grid_box)
+        gl.setContentsMargins(0, 0, 0, 0)
+        self.results = ThumbnailGrid(icon_size=96)
+        self.results.setObjectName("resultsGrid")
+        self.results.selection.connect(self._on_selection)
+        gl.addWidget(self.results, 1)
+        erow = QHBoxLayout()
+        self.selection_label = QLabel("Select images: one to view, two to compare.")
+        self.selection_label.setProperty("role", "hint")
+        erow.addWidget(self.selection_label, 1)
+        self.export_format = QComboBox()
+        self.export_format.setObjectName("exportFormat")
+        for label, fmt in EXPORT_CHOICES:
+            self.export_format.addItem(label, fmt)
+        erow.addWidget(self.export_format)
+        self.export_button = QPushButton("Export…")
+        self.export_button.setObjectName("exportButton")
+        self.export_button.setToolTip("Write the selected images (all if none is selected), marked synthetic")
+        self.export_button.clicked.connect(lambda: self.export())
+        erow.addWidget(self.export_button)
+        gl.addLayout(erow)
+        vsplit.addWidget(grid_box)
+        vsplit.setSizes([480, 300])
+        rl.addWidget(vsplit, 1)
+        split.addWidget(right)
+        split.setSizes([360, 1000])
+
+        ctx.jobs.job_finished.connect(self._on_any_job_finished)
+        self.refresh_runs()
+        self._update_buttons()
+
+    # -- checkpoint picker -----------------------------------------------------------------------
+    def refresh_runs(self, select: str | None = None) -> None:
+        keep = select or self.runs.currentData()
+        self.runs.blockSignals(True)
+        self.runs.clear()
+        try:
+            runs = list(self.ctx.workspace.runs())
+        except Exception:
+            runs = []
+        for r in reversed(runs):
+            self.runs.addItem(f"{r.id} · {r.kind} · {r.dataset or ''} ({r.state})", r.id)
+        self.runs.blockSignals(False)
+        idx = self.runs.findData(keep) if keep else 0
+        self.runs.setCurrentIndex(max(idx, 0) if self.runs.count() else -1)
+        self._on_run()
+
+    def _on_run(self, *_):
+        run_id = self.runs.currentData()
+        self.ckpts.clear()
+        if not run_id:
+            self._update_buttons()
+            return
+        ws = self.ctx.workspace
+
+        def load():
+            from app.engine.checkpoints import list_checkpoints
+
+            return list_checkpoints(run_id, ws)
+
+        run_in_thread(load, lambda cks, r=run_id: self._show_ckpts(r, cks),
+                      lambda msg, tb: self.status.setText(f"Checkpoints unreadable: {msg}"))
+
+    def _show_ckpts(self, run_id: str, cks) -> None:
+        if run_id != self.runs.currentData():
+            return
+        self.ckpts.clear()
+        for ck in cks:
+            path = ck.get("path") if isinstance(ck, dict) else getattr(ck, "path", ck)
+            bits = [Path(str(path)).name]
+            for attr in ("epoch", "step"):
+                v = ck.get(attr) if isinstance(ck, dict) else getattr(ck, attr, None)
+                if v is not None:
+                    bits.append(f"{attr} {v}")
+            self.ckpts.addItem(" · ".join(bits), str(path))
+        if self.ckpts.count():
+            self.ckpts.setCurrentIndex(self.ckpts.count() - 1)
+        self._update_buttons()
+
+    # -- running ---------------------------------------------------------------------------------
+    def build_spec(self):
+        if self.form is None:
+            return None
+        values = self.form.values()
+        fields = self.spec_cls.model_fields
+        ck = self.ckpts.currentData()
+        if "checkpoint" in fields:
+            values["checkpoint"] = ck
+        for name in ("run", "run_id"):
+            if name in fields:
+                values[name] = self.runs.currentData()
+        for name in ("ema", "use_ema"):
+            if name in fields:
+                values[name] = self.ema.isChecked()
+        try:
+            return self.spec_cls.model_validate(values)
+        except Exception as exc:
+            self.status.setText(f"Not valid: {exc}")
+            return None
+
+    def generate(self):
+        spec = self.build_spec()
+        if spec is None:
+            return None
+        self.live.clear()
+        self.results.clear()
+        self.images = None
+        self.view_stack.setCurrentIndex(0)
+        self._t_start = time.monotonic()
+        h = self.ctx.jobs.submit(spec)
+        self.handle = h
+        h.image.connect(self._on_image)
+        h.progress.connect(self._on_progress)
+        h.finished.connect(self._on_finished)
+        h.state_changed.connect(lambda _s: self._update_buttons())
+        self.status.setText("Queued…" if h.state == "queued" else "Sampling…")
+        self._update_buttons()
+        return h
+
+    def _on_image(self, name: str, array, kind: str) -> None:
+        self.live_updates += 1
+        self.live._title = name
+        self.live.set_image(array)
+
+    def _on_progress(self, step: int, total: int, label: str) -> None:
+        self.status.setText(f"{label + ' · ' if label else ''}step {step} / {total}")
+
+    def _on_finished(self, _ev) -> None:
+        h = self.handle
+        self._update_buttons()
+        if h.state != "done":
+            self.status.setText("Stopped." if h.state == "cancelled" else f"Sampling failed: {h.message}")
+            return
+        self.result = h.result or {}
+        path = self.samples_path(h)
+        if path is None:
+            self.status.setText("The job finished but wrote no images.")
+            return
+        run_in_thread(lambda: load_samples(path), self._show_results,
+                      lambda msg, tb: self.status.setText(f"Could not read the images: {msg}"))
+
+    @staticmethod
+    def samples_path(h) -> str | None:
+        res = h.result or {}
+        for key in ("samples", "path", "images", "output"):
+            v = res.get(key)
+            if isinstance(v, str) and Path(v).suffix in (".npz", ".npy", ".h5", ".hdf5"):
+                return v
+        for kind, path in h.artifacts:
+            if Path(path).suffix in (".npz", ".npy", ".h5", ".hdf5") and kind in ("samples", "array", "images"):
+                return path
+        for _kind, path in h.artifacts:
+            if Path(path).suffix in (".npz", ".npy"):
+                return path
+        return None
+
+    def _show_results(self, images: np.ndarray) -> None:
+        self.images = images
+        n = len(images)
+        self.results.set_images(images, labels=[f"#{i}" for i in range(n)])
+        seconds = self.result.get("seconds") or (time.monotonic() - self._t_start)
+        ips = self.result.get("images_per_second") or (n / seconds if seconds else 0.0)
+        self.status.setText(f"{n} images in {seconds:.1f} s · {ips:.2f} images/s")
+        if n:
+            self.live._title = "#0"
+            self.live.set_image(images[0, 0], autolevel=True)
+
+    def _on_selection(self, keys: list) -> None:
+        if self.images is None:
+            return
+        if len(keys) == 2:
+            a, b = keys
+            self.compare_a._title, self.compare_b._title = f"#{a}", f"#{b}"
+            self.compare_a.set_image(self.images[a, 0], levels=(-1.0, 1.0))
+            self.compare_b.set_image(self.images[b, 0], levels=(-1.0, 1.0))
+            self.view_stack.setCurrentIndex(1)
+            self.selection_label.setText(f"Comparing #{a} and #{b} (linked zoom and window)")
+        elif keys:
+            i = keys[-1]
+            self.view_stack.setCurrentIndex(0)
+            self.live._title = f"#{i}"
+            self.live.set_image(self.images[i, 0])
+            self.selection_label.setText(f"{len(keys)} selected")
+
+    # -- export ----------------------------------------------------------------------------------
+    def export(self, out_dir: str | Path | None = None, fmt: str | None = None):
+        """Export the selected images (all if none is selected) on a worker thread."""
+        if self.images is None:
+            self.status.setText("Nothing to export yet.")
+            return None
+        fmt = fmt or self.export_format.currentData()
+        if out_dir is None:
+            out_dir = QFileDialog.getExistingDirectory(self, "Export to folder")
+            if not out_dir:
+                return None
+        sel = sorted(self.results.selected()) or list(range(len(self.images)))
+        images = self.images[sel]
+        prov = self._provenance()
+        per = [{"index": int(i)} for i in sel]
+        names = [f"synthetic_{i:05d}" for i in sel]
+        self.export_button.setEnabled(False)
+        self.status.setText(f"Exporting {len(sel)} images as {fmt}…")
+        self.last_export = []
+        self.export_error = None
+
+        def work():
+            from app.engine.export import export_images
+
+            return export_images(images, out_dir, format=fmt, provenance=prov, names=names, per_image=per)
+
+        def done(files):
+            self.last_export = [Path(f) for f in files]
+            self.export_button.setEnabled(True)
+            self.status.setText(f"Exported {len(files)} file(s) to {out_dir}")
+
+        def failed(msg, tb):
+            self.export_error = msg
+            self.export_button.setEnabled(True)
+            main = self.ctx.main_window
+            if main is not None and hasattr(main, "show_error"):
+                main.show_error("Export failed", msg, tb)
+            self.status.setText(f"Export failed: {msg}")
+
+        return run_in_thread(work, done, failed)
+
+    def _provenance(self) -> dict:
+        res = dict(self.result)
+        prov = res.get("provenance") if isinstance(res.get("provenance"), dict) else {}
+        if not prov:
+            prov = {k: v for k, v in res.items() if isinstance(v, (str, int, float, bool)) or v is None}
+        if self.handle is not None:
+            prov.setdefault("spec", json.loads(self.handle.spec.model_dump_json()))
+        return prov
+
+    # -- misc ------------------------------------------------------------------------------------
+    def _on_any_job_finished(self, handle) -> None:
+        if handle.kind == "train":
+            self.refresh_runs()
+
+    def _update_buttons(self, *_):
+        running = self.handle is not None and not self.handle.is_final
+        self.generate_button.setEnabled(self.form is not None and self.form.is_valid and not running
+                                        and self.ckpts.count() > 0)
+        self.stop_button.setEnabled(running)
+        self.export_button.setEnabled(self.images is not None)

@@ -1,0 +1,364 @@
+"""Training panel: the TrainSpec form with presets, live loss curves and previews, stop / resume, checkpoints.
+
+The form is generated from ``app.engine.training.TrainSpec`` (SpecForm), so every field the
+engine has is here with its bounds and description, and pydantic's messages show next to the
+field. Live: the training loss (log-scale toggle), validation losses per noise level where the
+process reports them (scalar names starting with ``val``), the preview grid as previews arrive
+(thinned by the JobHandle), epoch / step / ETA. The run's checkpoints are listed; "Resume" starts
+the job again from the selected one.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.views.widgets.image_view import ImageView
+from app.views.widgets.jobs_dock import format_eta
+from app.views.widgets.plots import CurvePlot
+from app.views.widgets.spec_form import SpecForm
+from app.workers.manager import run_in_thread
+
+_RUN_IN_PATH = re.compile(r"[\\/]runs[\\/]([^\\/]+)")
+
+
+def run_id_from(handle) -> str | None:
+    """The run a training job writes to: from its result, else from an artifact's path."""
+    res = handle.result or {}
+    for key in ("run_id", "run"):
+        if res.get(key):
+            return str(res[key])
+    for _kind, path in handle.artifacts:
+        m = _RUN_IN_PATH.search(path)
+        if m:
+            return m.group(1)
+    return None
+
+
+def is_validation(name: str) -> bool:
+    return name.startswith("val")
+
+
+def is_training_loss(name: str) -> bool:
+    return "loss" in name and not is_validation(name)
+
+
+class TrainPanel(QWidget):
+    def __init__(self, ctx):
+        super().__init__()
+        self.ctx = ctx
+        self.handle = None
+        self.run_id: str | None = None
+        self.preview_updates = 0
+        self.error: str | None = None
+        try:
+            from app.engine import training
+
+            self.training = training
+            self.spec_cls = training.TrainSpec
+        except Exception as exc:  # the engine may not be in this build yet
+            self.training = None
+            self.spec_cls = None
+            self.error = f"{type(exc).__name__}: {exc}"
+
+        outer = QHBoxLayout(self)
+        outer.setContentsMargins(6, 6, 6, 6)
+        split = QSplitter(Qt.Horizontal)
+        outer.addWidget(split)
+
+        # -- left: preset + form + buttons ---------------------------------------------------
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        title = QLabel("Training")
+        title.setProperty("role", "title")
+        ll.addWidget(title)
+        prow = QHBoxLayout()
+        prow.addWidget(QLabel("Preset"))
+        self.preset = QComboBox()
+        self.preset.setObjectName("presetCombo")
+        prow.addWidget(self.preset, 1)
+        ll.addLayout(prow)
+        self.form = None
+        if self.spec_cls is not None:
+            exclude = tuple(n for n in ("resume", "resume_from") if n in self.spec_cls.model_fields)
+            self.form = SpecForm(self.spec_cls, exclude=exclude, choices={"dataset": self._dataset_names()})
+            self.form.validity_changed.connect(self._update_buttons)
+            sc = QScrollArea()
+            sc.setWidgetResizable(True)
+            sc.setWidget(self.form)
+            sc.setMinimumWidth(330)
+            ll.addWidget(sc, 1)
+        else:
+            msg = QLabel(f"The training engine is not available: {self.error}")
+            msg.setWordWrap(True)
+            msg.setProperty("role", "error")
+            ll.addWidget(msg)
+            ll.addStretch(1)
+        brow = QHBoxLayout()
+        self.start_button = QPushButton("Start training")
+        self.start_button.setObjectName("startTraining")
+        self.start_button.clicked.connect(self.start)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setObjectName("stopTraining")
+        self.stop_button.setToolTip("Stop at the next step; the last checkpoint stays usable and resumable")
+        self.stop_button.clicked.connect(self.stop)
+        brow.addWidget(self.start_button, 1)
+        brow.addWidget(self.stop_button)
+        ll.addLayout(brow)
+        split.addWidget(left)
+
+        # -- right: live ----------------------------------------------------------------------
+        right = QSplitter(Qt.Vertical)
+        plots = QSplitter(Qt.Horizontal)
+        self.loss_plot = CurvePlot("Training loss", "loss", log_y=True, accept=is_training_loss)
+        self.loss_plot.setObjectName("lossPlot")
+        self.val_plot = CurvePlot("Validation loss per noise level", "loss", log_y=True, accept=is_validation)
+        self.val_plot.setObjectName("valPlot")
+        plots.addWidget(self.loss_plot)
+        plots.addWidget(self.val_plot)
+        right.addWidget(plots)
+        bottom = QSplitter(Qt.Horizontal)
+        pv = QWidget()
+        pl = QVBoxLayout(pv)
+        pl.setContentsMargins(0, 0, 0, 0)
+        self.status = QLabel("No training running.")
+        self.status.setObjectName("trainStatus")
+        pl.addWidget(self.status)
+        self.preview = ImageView(title="Previews")
+        self.preview.setObjectName("previewView")
+        pl.addWidget(self.preview, 1)
+        bottom.addWidget(pv)
+        ck = QWidget()
+        cl = QVBoxLayout(ck)
+        cl.setContentsMargins(0, 0, 0, 0)
+        rrow = QHBoxLayout()
+        rrow.addWidget(QLabel("Run"))
+        self.runs = QComboBox()
+        self.runs.setObjectName("runCombo")
+        self.runs.currentIndexChanged.connect(self._on_run_selected)
+        rrow.addWidget(self.runs, 1)
+        cl.addLayout(rrow)
+        self.checkpoints = QListWidget()
+        self.checkpoints.setObjectName("checkpointList")
+        cl.addWidget(self.checkpoints, 1)
+        self.resume_button = QPushButton("Resume from checkpoint")
+        self.resume_button.setObjectName("resumeTraining")
+        self.resume_button.clicked.connect(self.resume)
+        cl.addWidget(self.resume_button)
+        bottom.addWidget(ck)
+        bottom.setSizes([620, 300])
+        right.addWidget(bottom)
+        right.setSizes([330, 420])
+        split.addWidget(right)
+        split.setSizes([380, 980])
+
+        self._fill_presets()
+        self.refresh_runs()
+        ctx.jobs.job_finished.connect(self._on_any_job_finished)
+        self._update_buttons()
+
+    # -- presets and lists ------------------------------------------------------------------------
+    def _dataset_names(self) -> list[str]:
+        try:
+            return [d.name for d in self.ctx.workspace.datasets()]
+        except Exception:
+            return []
+
+    def _fill_presets(self) -> None:
+        self.preset.blockSignals(True)
+        self.preset.clear()
+        self.preset.addItem("(defaults)", None)
+        names = []
+        if self.training is not None and hasattr(self.training, "list_presets"):
+            try:
+                names = list(self.training.list_presets())
+            except Exception:
+                names = []
+        for n in names:
+            self.preset.addItem(str(n), str(n))
+        self.preset.blockSignals(False)
+        self.preset.currentIndexChanged.connect(self._on_preset)
+        if "cpu-quickstart" in names:
+            self.preset.setCurrentIndex(names.index("cpu-quickstart") + 1)
+
+    def _on_preset(self, _i: int) -> None:
+        name = self.preset.currentData()
+        if self.form is None or name is None:
+            return
+        spec = self.training.load_preset(name)
+        values = spec.model_dump(mode="json") if hasattr(spec, "model_dump") else dict(spec)
+        dsets = self._dataset_names()
+        current = self.form.values().get("dataset")
+        if "dataset" in values and dsets and values.get("dataset") not in dsets:
+            values["dataset"] = current if current in dsets else dsets[0]
+        self.form.set_values(values)
+
+    def apply_preset(self, name: str) -> None:
+        idx = self.preset.findData(name)
+        if idx < 0:
+            raise KeyError(f"no preset {name!r}")
+        self.preset.setCurrentIndex(idx)
+        self._on_preset(idx)
+
+    def refresh_runs(self, select: str | None = None) -> None:
+        keep = select or self.runs.currentData()
+        self.runs.blockSignals(True)
+        self.runs.clear()
+        try:
+            runs = [r for r in self.ctx.workspace.runs()]
+        except Exception:
+            runs = []
+        for r in reversed(runs):
+            self.runs.addItem(f"{r.id} ({r.state})", r.id)
+        self.runs.blockSignals(False)
+        idx = self.runs.findData(keep) if keep else (0 if self.runs.count() else -1)
+        if idx >= 0:
+            self.runs.setCurrentIndex(idx)
+        self._on_run_selected()
+        if self.form is not None:
+            self.form.set_choices("dataset", self._dataset_names())
+
+    def _on_run_selected(self, *_):
+        run_id = self.runs.currentData()
+        self.checkpoints.clear()
+        if not run_id or self.training is None:
+            self._update_buttons()
+            return
+        ws = self.ctx.workspace
+
+        def load():
+            from app.engine.checkpoints import list_checkpoints
+
+            return list_checkpoints(run_id, ws)
+
+        run_in_thread(load, lambda cks, r=run_id: self._show_checkpoints(r, cks),
+                      lambda msg, tb: self.checkpoints.addItem(f"(checkpoints unreadable: {msg})"))
+
+    def _show_checkpoints(self, run_id: str, cks) -> None:
+        if run_id != self.runs.currentData():
+            return
+        self.checkpoints.clear()
+        for ck in cks:
+            path = getattr(ck, "path", ck if isinstance(ck, (str, Path)) else None)
+            if isinstance(ck, dict):
+                path = ck.get("path")
+            label = Path(str(path)).name if path else str(ck)
+            extra = []
+            for attr in ("epoch", "step"):
+                v = ck.get(attr) if isinstance(ck, dict) else getattr(ck, attr, None)
+                if v is not None:
+                    extra.append(f"{attr} {v}")
+            item = QListWidgetItem(f"{label}  {' · '.join(extra)}")
+            item.setData(Qt.UserRole, str(path) if path else None)
+            self.checkpoints.addItem(item)
+        if self.checkpoints.count():
+            self.checkpoints.setCurrentRow(self.checkpoints.count() - 1)
+        self._update_buttons()
+
+    # -- running ----------------------------------------------------------------------------------
+    def start(self, resume_from: str | None = None):
+        if self.form is None:
+            return None
+        spec = self.form.spec()
+        if spec is None:
+            self.status.setText("Fix the fields marked in red first.")
+            return None
+        if resume_from:
+            field = next((n for n in ("resume", "resume_from") if n in self.spec_cls.model_fields), None)
+            if field is None:
+                self.status.setText("This training engine cannot resume.")
+                return None
+            spec = spec.model_copy(update={field: resume_from})
+            spec = self.spec_cls.model_validate(spec.model_dump())
+        self.loss_plot.clear()
+        self.val_plot.clear()
+        self.preview.clear()
+        self.run_id = None
+        h = self.ctx.jobs.submit(spec)
+        self.handle = h
+        h.scalars.connect(self._on_scalars)
+        h.image.connect(self._on_image)
+        h.progress.connect(self._on_progress)
+        h.artifact.connect(self._on_artifact)
+        h.state_changed.connect(lambda _s: self._update_buttons())
+        h.finished.connect(self._on_finished)
+        self.status.setText("Queued…" if h.state == "queued" else "Starting…")
+        self._update_buttons()
+        return h
+
+    def resume(self):
+        item = self.checkpoints.currentItem()
+        path = item.data(Qt.UserRole) if item is not None else None
+        if not path:
+            self.status.setText("Select a checkpoint to resume from.")
+            return None
+        run = self.ctx.workspace.run(self.runs.currentData())
+        if self.form is not None and run.spec:
+            self.form.set_values({k: v for k, v in run.spec.items() if k not in ("resume", "resume_from")})
+        return self.start(resume_from=path)
+
+    def stop(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.status.setText("Stopping at the next step…")
+
+    def _on_scalars(self, batch) -> None:
+        self.loss_plot.add_points(batch)
+        self.val_plot.add_points(batch)
+
+    def _on_image(self, name: str, array, kind: str) -> None:
+        if kind in ("grid", "image"):
+            self.preview_updates += 1
+            self.preview.set_image(array)
+
+    def _on_progress(self, step: int, total: int, label: str) -> None:
+        h = self.handle
+        eta = format_eta(h.eta_seconds()) if h is not None else ""
+        text = f"step {step} / {total}" if total else f"step {step}"
+        if label:
+            text = f"{label} · {text}"
+        if eta:
+            text += f" · ETA {eta}"
+        self.status.setText(text)
+
+    def _on_artifact(self, kind: str, path: str) -> None:
+        m = _RUN_IN_PATH.search(path)
+        if m and m.group(1) != self.run_id:
+            self.run_id = m.group(1)
+            self.refresh_runs(select=self.run_id)
+        elif kind == "checkpoint" and self.run_id and self.runs.currentData() == self.run_id:
+            self._on_run_selected()
+
+    def _on_finished(self, _ev) -> None:
+        h = self.handle
+        self.run_id = run_id_from(h) or self.run_id
+        msg = {"done": "Training finished.", "cancelled": "Training stopped; resume from its last checkpoint.",
+               "failed": f"Training failed: {h.message}"}.get(h.state, h.state)
+        self.status.setText(msg)
+        self.refresh_runs(select=self.run_id)
+        self._update_buttons()
+
+    def _on_any_job_finished(self, handle) -> None:
+        if handle.kind in ("ingest", "demo") and self.form is not None:
+            self.form.set_choices("dataset", self._dataset_names())
+
+    def _update_buttons(self, *_):
+        running = self.handle is not None and not self.handle.is_final
+        self.start_button.setEnabled(self.form is not None and self.form.is_valid and not running)
+        self.stop_button.setEnabled(running)
+        self.resume_button.setEnabled(not running and self.checkpoints.currentItem() is not None)
