@@ -354,6 +354,16 @@ class RemoteRunner:
                 self._thread.join(5)
             self._loop = None
 
+    # -- what the status bar shows ------------------------------------------------------------
+    @property
+    def server_name(self) -> str:
+        return self.transport.removeprefix("remote: ")
+
+    def compute_info(self) -> dict:
+        """The server's compute (same keys as app.engine.devices.compute_info); blocking: call off the GUI thread."""
+        with RemoteClient(self.url, self.token, verify=self.verify, timeout=10) as c:
+            return c.info()["compute"]
+
     # -- reopening the app -------------------------------------------------------------------
     def server_jobs(self) -> list[dict]:
         with RemoteClient(self.url, self.token, verify=self.verify) as c:
