@@ -1,0 +1,139 @@
+"""Panels on a real workspace: datasets browser, import wizard over the ingest job, every panel rendered."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.views.conftest import assert_not_blank
+
+SHOTS = Path(os.environ.get("RADSYNTH_SHOTS", "/tmp/shots"))
+
+
+def make_dataset(workspace, name="phantoms", n=12, size=32, classes=("normal", "lesion")):
+    """A small real dataset cache written with the engine's CacheWriter (no ingest needed)."""
+    from app.engine.data.cache import CacheWriter
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:size, :size]
+    st = workspace.staging_dir()
+    w = CacheWriter(st / "cache.h5", size, size, list(classes))
+    for i in range(n):
+        r = size // 4 + int(rng.integers(0, size // 8))
+        img = np.where((yy - size / 2) ** 2 + (xx - size / 2) ** 2 < r * r, 0.3, -1.0)
+        img = img + 0.05 * rng.standard_normal((size, size))
+        if i % 2:
+            img[(yy - size / 2 + 3) ** 2 + (xx - size / 2 - 3) ** 2 < 6] = 0.95
+        w.append(np.clip(img, -1, 1).astype(np.float32), i % 2, f"patient{i // 2}", f"/src/img{i}.dcm", 0, "MR")
+    w.close()
+    return workspace.commit_dataset(st, name, n_images=n, height=size, width=size, classes=list(classes),
+                                    source="/src", meta={"modality": "MR"})
+
+
+def test_the_datasets_panel_lists_a_dataset_and_shows_thumbnails_and_an_images_provenance(main_window, workspace, qtbot):
+    make_dataset(workspace)
+    panel = main_window.panels["datasets"]
+    panel.refresh()
+    assert panel.dataset_names() == ["phantoms"]
+    qtbot.waitUntil(lambda: panel.thumbs.count() == 12, timeout=10000)
+    panel.thumbs.clearSelection()
+    panel.thumbs.item(3).setSelected(True)
+    qtbot.waitUntil(lambda: panel.provenance.rowCount() > 0 and panel.provenance.item(0, 1).text() == "3",
+                    timeout=10000)
+    prov = {panel.provenance.item(r, 0).text(): panel.provenance.item(r, 1).text()
+            for r in range(panel.provenance.rowCount())}
+    assert prov["source"] == "/src/img3.dcm" and prov["class"] == "lesion" and prov["modality"] == "MR"
+    assert panel.view.image().shape == (32, 32)
+    assert "12 images" in panel.info.text()
+
+
+def test_every_panel_renders_to_a_non_blank_png(main_window, workspace, qtbot):
+    make_dataset(workspace)
+    main_window.panels["datasets"].refresh()
+    qtbot.waitUntil(lambda: main_window.panels["datasets"].thumbs.count() == 12, timeout=10000)
+    main_window.resize(1400, 880)
+    for key in ("datasets", "train", "generate", "reconstruct", "audit", "study"):
+        panel = main_window.show_panel(key)
+        qtbot.wait(50)
+        assert_not_blank(panel, SHOTS / f"panel_{key}.png", min_std=4.0, min_colours=8)
+    assert_not_blank(main_window, SHOTS / "main_window.png")
+
+
+def test_the_shortcuts_and_about_dialogs_open_without_blocking(main_window, qtbot):
+    dlg = main_window.show_shortcuts()
+    assert dlg.isVisible() and not dlg.isModal()
+    dlg.close()
+    main_window.show_about()
+
+
+# ------------------------------------------------------------------------------------------------
+# Import wizard over the real ingest job (DICOM from pydicom's bundled files, PNG)
+# ------------------------------------------------------------------------------------------------
+
+
+def _dicom_folder(tmp_path) -> Path:
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.data import get_testdata_file
+
+    folder = tmp_path / "dicom"
+    folder.mkdir()
+    n = 0
+    for name in ("CT_small.dcm", "MR_small.dcm", "rtplan.dcm"):  # rtplan has no pixels: skipped
+        p = get_testdata_file(name)
+        if p is None:
+            continue
+        ds = pydicom.dcmread(p)
+        ds.save_as(folder / name)
+        n += 1
+    return folder
+
+
+def _run_wizard(panel, qtbot, source: Path, name: str):
+    wiz = panel.open_import_wizard(str(source))
+    wiz.source_page.name.setText(name)
+    qtbot.waitUntil(lambda: "…" not in wiz.source_page.detected.text(), timeout=10000)
+    assert wiz.source_page.isComplete()
+    wiz.next()  # -> options
+    assert wiz.options_page.isComplete(), wiz.options_page.form.errors
+    return wiz
+
+
+def test_importing_a_folder_of_dicom_through_the_wizard_shows_kept_and_skipped_and_the_dataset(
+        main_window, tmp_path, qtbot):
+    pytest.importorskip("app.engine.data.ingest")
+    folder = _dicom_folder(tmp_path)
+    panel = main_window.panels["datasets"]
+    wiz = _run_wizard(panel, qtbot, folder, "dicom-test")
+    assert "dicom" in wiz.source_page.detected.text().lower()
+    wiz.next()  # -> run: starts the ingest job
+    h = wiz.run_page.handle
+    qtbot.waitUntil(lambda: h.is_final, timeout=60000)
+    assert h.state == "done", h.message
+    qtbot.waitUntil(lambda: "dicom-test" in panel.dataset_names(), timeout=5000)
+    rec = main_window.workspace.dataset("dicom-test")
+    assert rec.n_images >= 2
+    assert wiz.run_page.summary.rowCount() > 0
+    assert "kept" in wiz.run_page.status.text()
+    assert_not_blank(wiz, SHOTS / "import_wizard.png", min_std=4.0, min_colours=8)
+
+
+def test_importing_png_files_through_the_wizard_registers_them_all(main_window, tmp_path, qtbot):
+    pytest.importorskip("app.engine.data.ingest")
+    from PIL import Image
+
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 255, (40, 48), dtype=np.uint8)).save(folder / f"x{i}.png")
+    (folder / "notes.txt").write_text("not an image")
+    panel = main_window.panels["datasets"]
+    wiz = _run_wizard(panel, qtbot, folder, "png-test")
+    wiz.next()
+    h = wiz.run_page.handle
+    qtbot.waitUntil(lambda: h.is_final, timeout=60000)
+    assert h.state == "done", h.message
+    assert main_window.workspace.dataset("png-test").n_images == 6
