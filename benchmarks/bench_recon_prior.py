@@ -1,0 +1,83 @@
+"""Train a small complex-valued (2-channel) score prior on the SIAT training series, on the CPU.
+
+    .venv/bin/python benchmarks/bench_recon_prior.py --minutes 15 --out /tmp/siat_prior.pt
+
+Benchmark-only helper of bench_recon_siat.py (the product trains through the generative engine's
+train job): random 64x64 crops of the full-resolution complex images of series 0-11, normalised by
+``score.complex_training_images``, a small U-Net (fully convolutional, so it is applied to whole
+256x256 slices at reconstruction time), the VP-SDE process with epsilon prediction, Adam with EMA.
+Prints the loss curve and how long it trained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from app.engine.diffusion.base import make_process
+from app.engine.nets.unet import NetConfig, UNet
+from app.engine.recon.mri.score import complex_training_images
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "siat_brain_t2_complex_dev.npz"
+NET = dict(image_size=64, in_channels=2, base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1,
+           attention_resolutions=())
+PROCESS = "vpsde"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--minutes", type=float, default=15.0)
+    ap.add_argument("--out", type=Path, default=Path("/tmp/siat_prior.pt"))
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--crop", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    with np.load(DATA) as z:
+        images, series = z["images"], z["series"]
+    train = complex_training_images(images[series <= 11])  # (120, 2, 256, 256)
+    g = torch.Generator().manual_seed(0)
+    rng = np.random.default_rng(0)
+    net = UNet(NetConfig(**NET))
+    ema = copy.deepcopy(net).eval()
+    proc = make_process(PROCESS)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-4)
+    t0 = time.time()
+    step = 0
+    losses = []
+    n, _, h, w = train.shape
+    c = args.crop
+    while time.time() - t0 < args.minutes * 60:
+        idx = rng.integers(0, n, args.batch)
+        ys = rng.integers(0, h - c + 1, args.batch)
+        xs = rng.integers(0, w - c + 1, args.batch)
+        batch = np.stack([train[i, :, y : y + c, x : x + c] for i, y, x in zip(idx, ys, xs)])
+        flip = rng.random(args.batch) < 0.5
+        batch[flip] = batch[flip, :, :, ::-1]
+        loss = proc.loss(net, torch.as_tensor(batch.copy()), generator=g).loss
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            d = min(0.999, (1 + step) / (10 + step))
+            for pe, p in zip(ema.parameters(), net.parameters()):
+                pe.mul_(d).add_(p.detach(), alpha=1 - d)
+        losses.append(float(loss))
+        step += 1
+        if step % 100 == 0:
+            print(f"step {step:6d}  {time.time() - t0:7.0f} s  loss(100) {np.mean(losses[-100:]):.4f}", flush=True)
+            torch.save({"net": NET, "process": PROCESS, "state": ema.state_dict(), "steps": step,
+                        "seconds": time.time() - t0, "loss": float(np.mean(losses[-100:]))}, args.out)
+    torch.save({"net": NET, "process": PROCESS, "state": ema.state_dict(), "steps": step,
+                "seconds": time.time() - t0, "loss": float(np.mean(losses[-100:]))}, args.out)
+    print(f"trained {step} steps in {time.time() - t0:.0f} s; final loss {np.mean(losses[-100:]):.4f}; saved {args.out}")
+
+
+if __name__ == "__main__":
+    main()
