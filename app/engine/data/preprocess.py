@@ -1,0 +1,130 @@
+"""Intensity normalisation to [-1, 1] and fitting images to a square size, shared by ingest and
+``load_image_set`` so that a dataset and an image folder are prepared the same way.
+
+Normalisation names (checked by ``parse_normalize``):
+
+- ``minmax``: the image's own min..max -> -1..1;
+- ``percentile``: the image's 0.5th..99.5th percentiles -> -1..1, clipped (robust to hot pixels);
+- ``ct-window:NAME`` or ``ct-window:C,W``: a fixed Hounsfield window (centre C, width W) -> -1..1,
+  clipped; NAME is one of ``CT_WINDOWS``;
+- ``dicom-window``: the window the DICOM file recommends (WindowCenter / WindowWidth), falling back
+  to ``percentile`` for files without one;
+- ``bit-depth``: integer images by their bit depth (8 bit 0..255, 16 bit 0..65535) -> -1..1, which
+  inverts exactly what an 8/16-bit PNG exporter wrote; float images use ``auto``'s float rule;
+- ``auto``: ``bit-depth`` for 8/16-bit image files and NPZ arrays, ``dicom-window`` for DICOM,
+  floats already in [-1, 1] or [0, 1] kept / mapped, anything else ``minmax``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from app.engine.data.readers import Frame
+
+#: standard CT display windows (centre, width) in HU (Radiopaedia "Windowing (CT)")
+CT_WINDOWS: dict[str, tuple[float, float]] = {
+    "brain": (40.0, 80.0),
+    "subdural": (75.0, 215.0),
+    "stroke": (40.0, 40.0),
+    "soft": (50.0, 400.0),
+    "mediastinum": (50.0, 350.0),
+    "liver": (60.0, 150.0),
+    "lung": (-600.0, 1500.0),
+    "bone": (400.0, 1800.0),
+}
+NORMALIZE_MODES = ("minmax", "percentile", "ct-window:<name>|ct-window:C,W", "dicom-window", "bit-depth", "auto")
+PERCENTILES = (0.5, 99.5)
+
+
+def parse_normalize(value: str) -> tuple[str, tuple[float, float] | None]:
+    """(mode, window) for a normalisation name; ValueError naming the allowed values otherwise."""
+    v = str(value).strip().lower()
+    if v in ("minmax", "percentile", "dicom-window", "bit-depth", "auto"):
+        return v, None
+    if v.startswith("ct-window:"):
+        arg = v.split(":", 1)[1]
+        if arg in CT_WINDOWS:
+            return "ct-window", CT_WINDOWS[arg]
+        try:
+            c, w = (float(x) for x in arg.split(","))
+        except ValueError:
+            raise ValueError(
+                f"normalize {value!r}: after 'ct-window:' give one of {', '.join(CT_WINDOWS)} or 'C,W' in HU"
+            ) from None
+        if w <= 0:
+            raise ValueError(f"normalize {value!r}: the window width must be positive")
+        return "ct-window", (c, w)
+    raise ValueError(
+        f"normalize {value!r} is not one of minmax, percentile, dicom-window, bit-depth, auto, "
+        f"ct-window:{{{'|'.join(CT_WINDOWS)}}} or ct-window:C,W"
+    )
+
+
+def _span(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    if hi <= lo:  # a constant image: mid-grey rather than a division by zero
+        return np.zeros_like(x, dtype=np.float32)
+    return np.clip((x - lo) / (hi - lo) * 2.0 - 1.0, -1.0, 1.0).astype(np.float32)
+
+
+def _window(x: np.ndarray, centre: float, width: float) -> np.ndarray:
+    # linear window [C - W/2, C + W/2] (PS3.3 C.11.2.1.2 up to its half-unit offsets)
+    return _span(x, centre - width / 2.0, centre + width / 2.0)
+
+
+def _float_rule(x: np.ndarray) -> np.ndarray:
+    lo, hi = float(x.min()), float(x.max())
+    if lo >= -1.0 and hi <= 1.0 and lo < 0:
+        return x.astype(np.float32)
+    if lo >= 0.0 and hi <= 1.0:
+        return (x * 2.0 - 1.0).astype(np.float32)
+    return _span(x, lo, hi)
+
+
+def normalize_frame(frame: Frame, mode: str, window: tuple[float, float] | None = None) -> np.ndarray:
+    """The frame's pixels mapped to float32 in [-1, 1] by ``mode`` (see the module docstring)."""
+    x = frame.pixels.astype(np.float32, copy=False)
+    if mode == "minmax":
+        return _span(x, float(x.min()), float(x.max()))
+    if mode == "percentile":
+        lo, hi = np.percentile(x, PERCENTILES)
+        if hi <= lo:
+            lo, hi = float(x.min()), float(x.max())
+        return _span(x, float(lo), float(hi))
+    if mode == "ct-window":
+        assert window is not None
+        return _window(x, *window)
+    if mode == "dicom-window":
+        if frame.window is not None:
+            return _window(x, *frame.window)
+        return normalize_frame(frame, "percentile")
+    if mode == "bit-depth":
+        if frame.kind == "int" and frame.bits in (8, 16):
+            return _span(x, 0.0, 255.0 if frame.bits == 8 else 65535.0)
+        return _float_rule(x) if frame.kind == "float" else _span(x, float(x.min()), float(x.max()))
+    if mode == "auto":
+        if frame.kind == "int" and frame.bits in (8, 16):
+            return normalize_frame(frame, "bit-depth")
+        if frame.window is not None:
+            return _window(x, *frame.window)
+        if frame.kind == "float":
+            return _float_rule(x)
+        return _span(x, float(x.min()), float(x.max()))
+    raise ValueError(f"unknown normalisation mode {mode!r}")
+
+
+def fit_size(img: np.ndarray, size: int, keep_aspect: bool = True, pad_value: float = -1.0) -> np.ndarray:
+    """Resize a [-1, 1] image to (size, size): pad to a square first when ``keep_aspect`` (no
+    anatomical distortion), else stretch. Anti-aliased linear interpolation (skimage)."""
+    from skimage.transform import resize
+
+    img = np.asarray(img, dtype=np.float32)
+    h, w = img.shape
+    if keep_aspect and h != w:
+        m = max(h, w)
+        out = np.full((m, m), pad_value, np.float32)
+        top, left = (m - h) // 2, (m - w) // 2
+        out[top : top + h, left : left + w] = img
+        img = out
+    if img.shape != (size, size):
+        img = resize(img, (size, size), order=1, anti_aliasing=img.shape[0] > size, preserve_range=True)
+    return np.clip(img, -1.0, 1.0).astype(np.float32)

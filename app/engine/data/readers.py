@@ -1,0 +1,531 @@
+"""Readers: turn one source file (DICOM, PNG/JPEG/TIFF, NIfTI, fastMRI HDF5, NPZ) into 2-D frames.
+
+Each reader returns a list of ``Frame`` objects holding the pixels in the file's own physical units
+(Hounsfield units for CT after the DICOM modality LUT, raw magnitudes for MR), plus what ingest
+needs for provenance and grouping. A file that cannot be used raises ``SkipFile`` with a reason
+meant for the user; ingest lists it and goes on with the next file.
+
+``detect_format`` looks at the file's content (magic bytes, DICOM preamble or a DICOM parse),
+not only at its extension, so a DICOM file called ``IM0001`` is still read as DICOM.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+#: formats ``detect_format`` can return (besides "unknown")
+FORMATS = ("dicom", "png", "jpeg", "tiff", "nifti", "hdf5", "npz", "npy")
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
+
+#: DICOM modalities that are not images one could train on (reasons shown to the user)
+NON_IMAGE_MODALITIES = {
+    "SEG": "a segmentation object (SEG), not an image",
+    "SR": "a structured report (SR), not an image",
+    "RTSTRUCT": "an RT structure set (RTSTRUCT), not an image",
+    "RTPLAN": "an RT plan (RTPLAN), not an image",
+    "RTDOSE": "an RT dose grid (RTDOSE), not an image",
+    "RTRECORD": "an RT treatment record, not an image",
+    "KO": "a key object selection (KO), not an image",
+    "PR": "a presentation state (PR), not an image",
+    "REG": "a registration object (REG), not an image",
+    "ECG": "a waveform (ECG), not an image",
+    "AU": "an audio waveform, not an image",
+    "DOC": "an encapsulated document, not an image",
+}
+
+
+class SkipFile(Exception):
+    """A file that cannot be used; ``str(exc)`` is the reason shown to the user."""
+
+
+@dataclasses.dataclass
+class Frame:
+    """One 2-D image taken from a source file."""
+
+    pixels: np.ndarray  # (H, W) float32 in the file's units (HU for CT), finite
+    source: str  # the file it came from
+    frame: int = 0  # frame / slice index within the file
+    modality: str = ""  # "MR", "CT", "CR", "DX", ... ("" when the file does not say)
+    patient: str | None = None  # raw patient id: hash it before storing (never stored as is)
+    series: str | None = None  # series / volume identifier, the group when there is no patient
+    label: str | None = None  # class label carried by the file itself (NPZ labels)
+    split: str | None = None  # split carried by the file itself (MedMNIST NPZ prefixes)
+    window: tuple[float, float] | None = None  # (centre, width) the file recommends (DICOM VOI)
+    kind: str = "int"  # "int" for integer stored values, "float" otherwise
+    bits: int = 0  # bit depth of integer pixels from image files (8 / 16), 0 when unknown
+
+
+# ------------------------------------------------------------------------------------------------
+# format detection
+# ------------------------------------------------------------------------------------------------
+
+
+def detect_format(path: str | Path) -> str:
+    """The format of a file from its first bytes: one of FORMATS, or "unknown"."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+    except OSError:
+        return "unknown"
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return "dicom"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):  # classic and BigTIFF
+        return "tiff"
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return "hdf5"
+    if head.startswith(b"\x93NUMPY"):
+        return "npy"
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                if any(n.endswith(".npy") for n in zf.namelist()):
+                    return "npz"
+        except (zipfile.BadZipFile, OSError):
+            pass
+        return "unknown"
+    # NIfTI-1 / NIfTI-2: sizeof_hdr (348 or 540) at byte 0 and the magic string at 344 / 4
+    if len(head) >= 348 and head[344:347] in (b"n+1", b"ni1"):
+        return "nifti"
+    if len(head) >= 8 and head[4:7] in (b"n+2", b"ni2"):
+        return "nifti"
+    if head.startswith(b"\x1f\x8b"):  # gzip: a .nii.gz (the header is inside the stream)
+        import gzip
+
+        try:
+            with gzip.open(path, "rb") as gz:
+                inner = gz.read(548)
+            if inner[344:347] in (b"n+1", b"ni1") or inner[4:7] in (b"n+2", b"ni2"):
+                return "nifti"
+        except (OSError, EOFError):
+            pass
+        return "unknown"
+    if _parses_as_dicom(path):  # DICOM without the 128-byte preamble (old ACR-NEMA style)
+        return "dicom"
+    return "unknown"
+
+
+def _parses_as_dicom(path: Path) -> bool:
+    import pydicom
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, force=True, stop_before_pixels=True, specific_tags=[0x00080016, 0x00080060, 0x00280010])
+        # a random file "parses" into an empty or garbage dataset; insist on a real image/SOP tag
+        return any(t in ds for t in (0x00080016, 0x00080060, 0x00280010))
+    except Exception:
+        return False
+
+
+# ------------------------------------------------------------------------------------------------
+# DICOM
+# ------------------------------------------------------------------------------------------------
+
+
+def _to_grey(arr: np.ndarray) -> np.ndarray:
+    """RGB(A) -> luminance with the ITU-R BT.601 weights (what skimage.color.rgb2gray uses for 8 bit)."""
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        rgb = arr[..., :3].astype(np.float64)
+        return (rgb @ np.array([0.299, 0.587, 0.114])).astype(np.float32)
+    return arr.astype(np.float32)
+
+
+def _frame_rescale(ds, index: int) -> tuple[float, float] | None:
+    """Rescale slope/intercept of an enhanced multi-frame object's frame (functional groups)."""
+    for seq_name in ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence"):
+        seq = ds.get(seq_name)
+        if not seq:
+            continue
+        item = seq[index] if seq_name.startswith("PerFrame") and index < len(seq) else seq[0]
+        pvt = item.get("PixelValueTransformationSequence")
+        if pvt and "RescaleSlope" in pvt[0]:
+            return float(pvt[0].RescaleSlope), float(pvt[0].get("RescaleIntercept", 0.0))
+    return None
+
+
+def _dicom_window(ds) -> tuple[float, float] | None:
+    c, w = ds.get("WindowCenter"), ds.get("WindowWidth")
+    if c is None or w is None:
+        return None
+    try:
+        c = float(c[0] if hasattr(c, "__len__") and not isinstance(c, str) else c)
+        w = float(w[0] if hasattr(w, "__len__") and not isinstance(w, str) else w)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return (c, w) if w > 0 else None
+
+
+def read_dicom(path: str | Path) -> list[Frame]:
+    """All frames of one DICOM file, modality LUT applied (HU for CT), MONOCHROME1 inverted."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+    from pydicom.pixels import apply_modality_lut
+
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, force=True)
+    except InvalidDicomError as exc:
+        raise SkipFile(f"not a valid DICOM file ({exc})") from None
+    except (EOFError, ValueError, OSError, KeyError, IndexError, TypeError) as exc:
+        raise SkipFile(f"truncated or corrupt DICOM file ({type(exc).__name__}: {exc})") from None
+    modality = str(ds.get("Modality", "") or "").upper()
+    if modality in NON_IMAGE_MODALITIES:
+        raise SkipFile(NON_IMAGE_MODALITIES[modality])
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        sop = ds.get("SOPClassUID")
+        what = f" ({sop.name})" if sop is not None and hasattr(sop, "name") else ""
+        raise SkipFile(f"no pixel data: not an image object{what}")
+    if "TransferSyntaxUID" not in getattr(ds, "file_meta", {}):
+        # headerless files: pydicom worked out the encoding while reading; say it explicitly
+        from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+        ds.file_meta = getattr(ds, "file_meta", pydicom.dataset.FileMetaDataset())
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if ds.is_implicit_VR else ExplicitVRLittleEndian
+    ts = ds.file_meta.TransferSyntaxUID
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            arr = ds.pixel_array
+    except NotImplementedError as exc:
+        raise SkipFile(f"unsupported pixel encoding ({exc})") from None
+    except RuntimeError as exc:
+        msg = str(exc)
+        if "plugin" in msg or "decompress" in msg or "decode" in msg:
+            raise SkipFile(
+                f"compressed with {ts.name}, which no installed decoder can read "
+                "(pydicom plugins: pylibjpeg-libjpeg or python-gdcm add JPEG-LS / lossless JPEG)"
+            ) from None
+        raise SkipFile(f"pixel data could not be decoded ({msg.splitlines()[0]})") from None
+    except (ValueError, EOFError) as exc:
+        msg = str(exc)
+        if "less than expected" in msg or "truncat" in msg.lower() or isinstance(exc, EOFError):
+            raise SkipFile("truncated: the pixel data is shorter than the image size says") from None
+        raise SkipFile(f"pixel data could not be decoded ({msg.splitlines()[0]})") from None
+    except (AttributeError, KeyError, TypeError) as exc:
+        raise SkipFile(f"image attributes missing or invalid ({exc})") from None
+
+    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    if n_frames == 1:
+        arr = arr[None]
+    elif arr.ndim == (3 if samples == 1 else 4) and arr.shape[0] != n_frames:
+        raise SkipFile(f"pixel array shape {arr.shape} does not match NumberOfFrames {n_frames}")
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    if photometric == "PALETTE COLOR":
+        from pydicom.pixels import apply_color_lut
+
+        arr = apply_color_lut(arr, ds)
+    patient = str(ds.get("PatientID", "") or "").strip() or None
+    series = str(ds.get("SeriesInstanceUID", "") or "").strip() or None
+    window = _dicom_window(ds)
+    frames = []
+    for i in range(arr.shape[0]):
+        px = arr[i]
+        if px.ndim == 3:  # colour: luminance
+            px = _to_grey(px)
+            kind = "int"
+        else:
+            rescale = _frame_rescale(ds, i) if n_frames > 1 else None
+            if rescale is not None:  # enhanced multi-frame: slope/intercept in functional groups
+                px = px.astype(np.float64) * rescale[0] + rescale[1]
+            else:  # modality LUT (rescale slope/intercept or a LUT), PS3.3 C.11.1
+                px = apply_modality_lut(px, ds)
+            px = px.astype(np.float32)
+            kind = "float" if px.dtype.kind == "f" and not np.all(px == np.round(px)) else "int"
+            if photometric == "MONOCHROME1":  # minimum is white: invert within the image's range
+                px = (px.max() + px.min()) - px
+        if not np.isfinite(px).all():
+            raise SkipFile(f"frame {i} contains NaN or infinite values")
+        frames.append(
+            Frame(px.astype(np.float32), str(path), i, modality, patient, series, window=window, kind=kind)
+        )
+    return frames
+
+
+# ------------------------------------------------------------------------------------------------
+# PNG / JPEG / TIFF
+# ------------------------------------------------------------------------------------------------
+
+
+def read_image(path: str | Path) -> list[Frame]:
+    """A PNG / JPEG / TIFF image (8 or 16 bit, grey or RGB -> grey); multi-page TIFF gives frames."""
+    path = Path(path)
+    fmt = detect_format(path)
+    try:
+        if fmt == "tiff":
+            import tifffile
+
+            data = tifffile.imread(path)
+            if data.ndim == 3 and data.shape[-1] in (3, 4):
+                pages = [data]
+            elif data.ndim == 3:
+                pages = list(data)
+            elif data.ndim == 2:
+                pages = [data]
+            else:
+                raise SkipFile(f"TIFF with {data.ndim} dimensions {data.shape} is not a 2-D image or stack")
+        else:
+            from PIL import Image as PILImage
+
+            with PILImage.open(path) as im:
+                im.load()
+                if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                    data = np.asarray(im).astype(np.uint16 if im.mode.startswith("I;16") else np.int32)
+                elif im.mode in ("L", "RGB", "RGBA", "F"):
+                    data = np.asarray(im)
+                else:  # palette, CMYK, LA...: via RGB
+                    data = np.asarray(im.convert("RGB"))
+            pages = [data]
+    except SkipFile:
+        raise
+    except Exception as exc:  # PIL / tifffile raise many types for corrupt files
+        raise SkipFile(f"unreadable {fmt.upper()} image ({type(exc).__name__}: {exc})") from None
+    frames = []
+    for i, page in enumerate(pages):
+        bits = {1: 8, 2: 16}.get(page.dtype.itemsize, 0) if page.dtype.kind in "ui" else 0
+        kind = "int" if page.dtype.kind in "uib" else "float"
+        px = _to_grey(page)
+        if not np.isfinite(px).all():
+            raise SkipFile(f"image {i} contains NaN or infinite values")
+        frames.append(Frame(px, str(path), i, "", kind=kind, bits=bits))
+    return frames
+
+
+# ------------------------------------------------------------------------------------------------
+# NIfTI
+# ------------------------------------------------------------------------------------------------
+
+
+def read_nifti(path: str | Path, axis: int = 2) -> list[Frame]:
+    """Slices of a NIfTI volume along ``axis`` after reorienting it to the closest canonical (RAS+)."""
+    import nibabel as nib
+
+    path = Path(path)
+    try:
+        img = nib.as_closest_canonical(nib.load(str(path)))
+        vol = np.asarray(img.get_fdata(dtype=np.float32))
+    except Exception as exc:
+        raise SkipFile(f"unreadable NIfTI volume ({type(exc).__name__}: {exc})") from None
+    if vol.ndim == 4 and vol.shape[3] == 1:
+        vol = vol[..., 0]
+    if vol.ndim == 2:
+        vol = vol[:, :, None]
+    if vol.ndim != 3:
+        raise SkipFile(f"NIfTI data of shape {vol.shape} is not a 3-D volume (4-D series are not supported)")
+    if axis not in (0, 1, 2):
+        raise SkipFile(f"axis {axis} is not 0, 1 or 2")
+    if not np.isfinite(vol).all():
+        raise SkipFile("volume contains NaN or infinite values")
+    vol = np.moveaxis(vol, axis, 0)
+    frames = []
+    for i, sl in enumerate(vol):
+        # RAS+ arrays are indexed (x, y): transpose and flip so anterior is up, patient right on
+        # the image left (radiological display convention)
+        px = np.flipud(sl.T).astype(np.float32)
+        frames.append(Frame(np.ascontiguousarray(px), str(path), i, "", series=str(path), kind="float"))
+    return frames
+
+
+# ------------------------------------------------------------------------------------------------
+# HDF5 (fastMRI)
+# ------------------------------------------------------------------------------------------------
+
+FASTMRI_KEYS = ("reconstruction_rss", "reconstruction_esc")
+
+
+def read_fastmri_h5(path: str | Path) -> list[Frame]:
+    """Slices of a fastMRI HDF5 file's ``reconstruction_rss`` (or ``reconstruction_esc``)."""
+    import h5py
+
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as f:
+            key = next((k for k in FASTMRI_KEYS if k in f), None)
+            if key is None:
+                keys = ", ".join(sorted(f.keys())) or "none"
+                raise SkipFile(
+                    f"HDF5 file has no {' or '.join(FASTMRI_KEYS)} dataset (keys: {keys}); "
+                    "k-space-only files need a reconstruction first"
+                )
+            vol = np.asarray(f[key][()])
+            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+    except SkipFile:
+        raise
+    except Exception as exc:
+        raise SkipFile(f"unreadable HDF5 file ({type(exc).__name__}: {exc})") from None
+    if np.iscomplexobj(vol):
+        vol = np.abs(vol)
+    if vol.ndim == 2:
+        vol = vol[None]
+    if vol.ndim != 3:
+        raise SkipFile(f"{key} has shape {vol.shape}, expected (slices, H, W)")
+    if not np.isfinite(vol).all():
+        raise SkipFile(f"{key} contains NaN or infinite values")
+    patient = str(attrs.get("patient_id", "") or "") or None
+    series = str(attrs.get("acquisition", "")) + ":" + path.stem
+    return [
+        Frame(sl.astype(np.float32), str(path), i, "MR", patient, series, kind="float")
+        for i, sl in enumerate(vol)
+    ]
+
+
+# ------------------------------------------------------------------------------------------------
+# NPZ / NPY
+# ------------------------------------------------------------------------------------------------
+
+NPZ_SPLITS = ("train", "val", "test")
+
+
+def read_npz(path: str | Path, split: str | None = None) -> list[Frame]:
+    """Images of an NPZ: ``images`` [+ ``labels``, ``groups``/``series``, ``class_names``], or the
+    MedMNIST layout ``{train,val,test}_images`` / ``_labels`` (the split is kept per frame).
+
+    ``split`` restricts a MedMNIST file to one of its splits. Complex images give their magnitude.
+    """
+    path = Path(path)
+    try:
+        z = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise SkipFile(f"unreadable NPZ file ({type(exc).__name__}: {exc})") from None
+    with z:
+        keys = set(z.files)
+        parts: list[tuple[str | None, np.ndarray, np.ndarray | None, np.ndarray | None]] = []
+        if any(f"{s}_images" in keys for s in NPZ_SPLITS):
+            wanted = [split] if split else [s for s in NPZ_SPLITS if f"{s}_images" in keys]
+            for s in wanted:
+                if f"{s}_images" not in keys:
+                    have = [s2 for s2 in NPZ_SPLITS if f"{s2}_images" in keys]
+                    raise SkipFile(f"NPZ has no split {s!r} (it has {', '.join(have)})")
+                labels = z[f"{s}_labels"] if f"{s}_labels" in keys else None
+                parts.append((s, z[f"{s}_images"], labels, None))
+        elif "images" in keys:
+            if split:
+                raise SkipFile(f"NPZ has a single 'images' array, no split {split!r}")
+            groups = next((z[k] for k in ("groups", "group", "series", "patient") if k in keys), None)
+            parts.append((None, z["images"], z["labels"] if "labels" in keys else None, groups))
+        else:
+            raise SkipFile(
+                f"NPZ has no 'images' or 'train_images' array (keys: {', '.join(sorted(keys)) or 'none'})"
+            )
+        names = [str(n) for n in z["class_names"]] if "class_names" in keys else None
+    frames: list[Frame] = []
+    for s, images, labels, groups in parts:
+        images = np.asarray(images)
+        if np.iscomplexobj(images):
+            images = np.abs(images)
+        if images.ndim == 4 and images.shape[1] == 1:  # (N, 1, H, W)
+            images = images[:, 0]
+        elif images.ndim == 4 and images.shape[-1] == 1:  # (N, H, W, 1); (N, H, W, 3) stays RGB
+            images = images[..., 0]
+        if images.ndim == 2:
+            images = images[None]
+        if images.ndim not in (3, 4):
+            raise SkipFile(f"images of shape {images.shape} are not (N, H, W) / (N, 1, H, W) / (N, H, W, C)")
+        if labels is not None:
+            labels = np.asarray(labels).reshape(len(labels), -1)
+            if labels.shape[1] != 1:
+                raise SkipFile(f"labels of shape {labels.shape}: only one label per image is supported")
+            labels = labels[:, 0]
+            if len(labels) != len(images):
+                raise SkipFile(f"{len(labels)} labels for {len(images)} images")
+        kind = "int" if images.dtype.kind in "uib" else "float"
+        bits = {1: 8, 2: 16}.get(images.dtype.itemsize, 0) if kind == "int" else 0
+        for i in range(len(images)):
+            px = _to_grey(images[i])
+            if not np.isfinite(px).all():
+                raise SkipFile(f"image {i}{f' of split {s}' if s else ''} contains NaN or infinite values")
+            lab = None
+            if labels is not None:
+                lab = names[int(labels[i])] if names is not None else str(labels[i].item())
+            grp = None if groups is None else str(groups[i].item() if hasattr(groups[i], "item") else groups[i])
+            frames.append(
+                Frame(px, str(path), i, "", None, grp, label=lab, split=s, kind=kind, bits=bits)
+            )
+    return frames
+
+
+def read_npy(path: str | Path) -> list[Frame]:
+    """A single .npy array: (H, W) or a stack (N, H, W)."""
+    path = Path(path)
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise SkipFile(f"unreadable NPY file ({type(exc).__name__}: {exc})") from None
+    if np.iscomplexobj(arr):
+        arr = np.abs(arr)
+    if arr.ndim == 4 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise SkipFile(f"array of shape {arr.shape} is not (H, W) or (N, H, W)")
+    kind = "int" if arr.dtype.kind in "uib" else "float"
+    out = []
+    for i, px in enumerate(arr):
+        px = px.astype(np.float32)
+        if not np.isfinite(px).all():
+            raise SkipFile(f"image {i} contains NaN or infinite values")
+        out.append(Frame(px, str(path), i, "", series=str(path), kind=kind))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# dispatch
+# ------------------------------------------------------------------------------------------------
+
+
+def read_file(path: str | Path, *, axis: int = 2, split: str | None = None, fmt: str | None = None) -> list[Frame]:
+    """The frames of any supported file (format from its content); SkipFile when unusable."""
+    path = Path(path)
+    fmt = fmt or detect_format(path)
+    if fmt == "dicom":
+        return read_dicom(path)
+    if fmt in ("png", "jpeg", "tiff"):
+        return read_image(path)
+    if fmt == "nifti":
+        return read_nifti(path, axis)
+    if fmt == "hdf5":
+        return read_fastmri_h5(path)
+    if fmt == "npz":
+        return read_npz(path, split)
+    if fmt == "npy":
+        return read_npy(path)
+    if path.stat().st_size == 0:
+        raise SkipFile("empty file")
+    raise SkipFile("not a recognised image format (checked the content: not DICOM, PNG, JPEG, TIFF, NIfTI, HDF5 or NPZ)")
+
+
+def list_files(root: str | Path) -> list[Path]:
+    """The files under a folder (recursively, sorted, hidden files and folders left out)."""
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    out = []
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts) or not p.is_file():
+            continue
+        out.append(p)
+    return out
+
+
+def iter_frames(paths, *, axis: int = 2, split: str | None = None) -> Iterator[tuple[Path, list[Frame] | SkipFile]]:
+    """(path, frames) per path, or (path, SkipFile) for a path that cannot be used."""
+    for p in paths:
+        try:
+            yield p, read_file(p, axis=axis, split=split)
+        except SkipFile as exc:
+            yield p, exc
