@@ -95,7 +95,7 @@ class TrainPanel(QWidget):
         ll.addLayout(prow)
         self.form = None
         if self.spec_cls is not None:
-            exclude = tuple(n for n in ("resume", "resume_from") if n in self.spec_cls.model_fields)
+            exclude = tuple(n for n in ("resume", "resume_from", "preset") if n in self.spec_cls.model_fields)
             self.form = SpecForm(self.spec_cls, exclude=exclude, choices={"dataset": self._dataset_names()})
             self.form.validity_changed.connect(self._update_buttons)
             sc = QScrollArea()
@@ -156,7 +156,9 @@ class TrainPanel(QWidget):
         self.checkpoints = QListWidget()
         self.checkpoints.setObjectName("checkpointList")
         cl.addWidget(self.checkpoints, 1)
-        self.resume_button = QPushButton("Resume from checkpoint")
+        self.resume_button = QPushButton("Resume run")
+        self.resume_button.setToolTip("Continue the selected run from its latest checkpoint (same settings; "
+                                      "epochs and max steps from the form)")
         self.resume_button.setObjectName("resumeTraining")
         self.resume_button.clicked.connect(self.resume)
         cl.addWidget(self.resume_button)
@@ -189,8 +191,11 @@ class TrainPanel(QWidget):
                 names = list(self.training.list_presets())
             except Exception:
                 names = []
-        for n in names:
-            self.preset.addItem(str(n), str(n))
+        names = [n["name"] if isinstance(n, dict) else str(n) for n in names]
+        for n, info in zip(names, self.training.list_presets() if names else []):
+            self.preset.addItem(n, n)
+            if isinstance(info, dict) and info.get("description"):
+                self.preset.setItemData(self.preset.count() - 1, info["description"], Qt.ToolTipRole)
         self.preset.blockSignals(False)
         self.preset.currentIndexChanged.connect(self._on_preset)
         if "cpu-quickstart" in names:
@@ -200,8 +205,15 @@ class TrainPanel(QWidget):
         name = self.preset.currentData()
         if self.form is None or name is None:
             return
-        spec = self.training.load_preset(name)
-        values = spec.model_dump(mode="json") if hasattr(spec, "model_dump") else dict(spec)
+        try:
+            loaded = self.training.load_preset(name)
+        except Exception as exc:
+            self.status.setText(f"Preset {name}: {exc}")
+            return
+        values = loaded.model_dump(mode="json") if hasattr(loaded, "model_dump") else dict(loaded)
+        # every field not in the preset goes back to the spec default, then the preset's own values
+        values = {**{k: f.get_default(call_default_factory=True) for k, f in self.spec_cls.model_fields.items()
+                     if k != "kind" and not f.is_required()}, **values, "preset": name}
         dsets = self._dataset_names()
         current = self.form.values().get("dataset")
         if "dataset" in values and dsets and values.get("dataset") not in dsets:
@@ -212,8 +224,10 @@ class TrainPanel(QWidget):
         idx = self.preset.findData(name)
         if idx < 0:
             raise KeyError(f"no preset {name!r}")
-        self.preset.setCurrentIndex(idx)
-        self._on_preset(idx)
+        if self.preset.currentIndex() == idx:
+            self._on_preset(idx)
+        else:
+            self.preset.setCurrentIndex(idx)
 
     def refresh_runs(self, select: str | None = None) -> None:
         keep = select or self.runs.currentData()
@@ -271,24 +285,34 @@ class TrainPanel(QWidget):
         self._update_buttons()
 
     # -- running ----------------------------------------------------------------------------------
-    def start(self, resume_from: str | None = None):
+    def start(self, resume_run: str | None = None):
+        """Start training from the form, or continue ``resume_run`` from its latest checkpoint."""
         if self.form is None:
             return None
-        spec = self.form.spec()
-        if spec is None:
-            self.status.setText("Fix the fields marked in red first.")
-            return None
-        if resume_from:
-            field = next((n for n in ("resume", "resume_from") if n in self.spec_cls.model_fields), None)
-            if field is None:
-                self.status.setText("This training engine cannot resume.")
+        if resume_run:
+            # a resumed run keeps its saved settings; only the resumable ones come from the form
+            values = self.form.values()
+            overridable = getattr(self.training, "RESUME_OVERRIDABLE", ("epochs", "max_steps"))
+            try:
+                saved = self.spec_cls.model_validate(self.ctx.workspace.run(resume_run).spec)
+            except Exception:
+                saved = None
+            updates = {k: values[k] for k in overridable if k in values
+                       and (saved is None or values[k] != getattr(saved, k, None))}
+            try:
+                spec = self.spec_cls(resume=resume_run, **updates)
+            except Exception as exc:
+                self.status.setText(f"Cannot resume: {exc}")
                 return None
-            spec = spec.model_copy(update={field: resume_from})
-            spec = self.spec_cls.model_validate(spec.model_dump())
+        else:
+            spec = self.form.spec()
+            if spec is None:
+                self.status.setText("Fix the fields marked in red first.")
+                return None
         self.loss_plot.clear()
         self.val_plot.clear()
         self.preview.clear()
-        self.run_id = None
+        self.run_id = resume_run
         h = self.ctx.jobs.submit(spec)
         self.handle = h
         h.scalars.connect(self._on_scalars)
@@ -302,15 +326,11 @@ class TrainPanel(QWidget):
         return h
 
     def resume(self):
-        item = self.checkpoints.currentItem()
-        path = item.data(Qt.UserRole) if item is not None else None
-        if not path:
-            self.status.setText("Select a checkpoint to resume from.")
+        run_id = self.runs.currentData()
+        if not run_id:
+            self.status.setText("Select a run to resume.")
             return None
-        run = self.ctx.workspace.run(self.runs.currentData())
-        if self.form is not None and run.spec:
-            self.form.set_values({k: v for k, v in run.spec.items() if k not in ("resume", "resume_from")})
-        return self.start(resume_from=path)
+        return self.start(resume_run=run_id)
 
     def stop(self) -> None:
         if self.handle is not None:
@@ -361,4 +381,5 @@ class TrainPanel(QWidget):
         running = self.handle is not None and not self.handle.is_final
         self.start_button.setEnabled(self.form is not None and self.form.is_valid and not running)
         self.stop_button.setEnabled(running)
-        self.resume_button.setEnabled(not running and self.checkpoints.currentItem() is not None)
+        has_ckpt = any(self.checkpoints.item(i).data(Qt.UserRole) for i in range(self.checkpoints.count()))
+        self.resume_button.setEnabled(not running and has_ckpt)

@@ -41,16 +41,17 @@ _NONE = object()
 INT_LIMIT = 2**31 - 1
 
 
-def _bounds(field) -> tuple[float | None, float | None]:
+def _bounds(field, integer: bool = False) -> tuple[float | None, float | None]:
+    """(lowest, highest) allowed value; strict bounds of integer fields become inclusive ones."""
     lo = hi = None
     for m in field.metadata:
         for attr, is_lo, delta in (("ge", True, 0), ("gt", True, 1), ("le", False, 0), ("lt", False, -1)):
             v = getattr(m, attr, None)
             if v is not None:
                 if is_lo:
-                    lo = v + (delta if isinstance(v, int) else 0)
+                    lo = v + (delta if integer else 0)
                 else:
-                    hi = v + (delta if isinstance(v, int) else 0)
+                    hi = v + (delta if integer else 0)
     return lo, hi
 
 
@@ -78,13 +79,13 @@ class _FieldEditor:
         origin = typing.get_origin(ann)
         self.kind = "text"
         desc = field.description or ""
-        lo, hi = _bounds(field)
+        lo, hi = _bounds(field, integer=ann is int)
         default = field.get_default(call_default_factory=True) if not field.is_required() else None
         if origin is typing.Literal:
             self.kind = "choice"
-            self.options = list(typing.get_args(ann))
+            self.options = ([None] if self.optional else []) + list(typing.get_args(ann))
             w = QComboBox()
-            w.addItems([str(o) for o in self.options])
+            w.addItems(["(default)" if o is None else str(o) for o in self.options])
             w.currentIndexChanged.connect(on_change)
         elif isinstance(ann, type) and issubclass(ann, enum.Enum):
             self.kind = "enum"
@@ -107,7 +108,7 @@ class _FieldEditor:
               and (default is None or default == 0 or abs(default) >= 1e-2)):
             self.kind = "float"
             w = QDoubleSpinBox()
-            w.setDecimals(4)
+            w.setDecimals(5)
             w.setRange(float(lo), float(hi))
             w.setSingleStep(max((hi - lo) / 100.0, 1e-4))
             w.valueChanged.connect(on_change)
@@ -140,7 +141,7 @@ class _FieldEditor:
     def set(self, value) -> None:
         w = self.widget
         if self.kind == "choice":
-            idx = next((i for i, o in enumerate(self.options) if o == value or str(o) == str(value)), -1)
+            idx = next((i for i, o in enumerate(self.options) if o == value or (o is not None and str(o) == str(value))), -1)
             if idx >= 0:
                 w.setCurrentIndex(idx)
         elif self.kind == "enum":

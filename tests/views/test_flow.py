@@ -1,0 +1,130 @@
+"""The whole flow from the forms, on real jobs with tiny models: train -> checkpoints -> generate -> export."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.views.conftest import assert_not_blank
+from tests.views.test_panels import make_dataset
+
+SHOTS = Path(os.environ.get("RADSYNTH_SHOTS", "/tmp/shots"))
+
+TINY = {"base_channels": 8, "channel_mults": [1, 2], "num_res_blocks": 1, "attention_resolutions": [],
+        "num_heads": 1, "epochs": 2, "batch_size": 4, "max_steps": 6, "warmup_steps": 0, "log_every": 1,
+        "preview_every": 1, "preview_n": 4, "preview_steps": 2, "checkpoint_every": 1, "val_every": 1,
+        "val_levels": 2, "device": "cpu", "seed": 0, "process": "ddpm", "T": 50, "image_size": 16}
+
+
+def _train_from_form(main_window, workspace, qtbot):
+    make_dataset(workspace, n=12, size=16)
+    panel = main_window.show_panel("train")
+    panel.refresh_runs()
+    assert panel.form is not None, panel.error
+    panel.form.set_values({**TINY, "dataset": "phantoms"})
+    assert panel.form.is_valid, panel.form.errors
+    assert panel.start_button.isEnabled()
+    panel.start_button.click()
+    h = panel.handle
+    qtbot.waitUntil(lambda: h.is_final, timeout=120000)
+    assert h.state == "done", (h.message, h.logs[-3:])
+    return panel, h
+
+
+def test_training_from_the_form_draws_the_loss_curve_and_lists_the_checkpoints(main_window, workspace, qtbot):
+    pytest.importorskip("app.engine.training")
+    panel, h = _train_from_form(main_window, workspace, qtbot)
+    assert panel.loss_plot.points("loss") == 6  # one point per optimizer step (log_every=1)
+    assert panel.val_plot.total_points() > 0 and any(n.startswith("val_loss/sigma=") for n in panel.val_plot.series)
+    assert panel.preview_updates >= 1 and panel.preview.image() is not None
+    qtbot.waitUntil(lambda: panel.checkpoints.count() >= 1, timeout=10000)
+    assert panel.runs.currentData() == h.result["run"]
+    assert "finished" in panel.status.text()
+    assert_not_blank(panel, SHOTS / "panel_train_after_run.png")
+
+    # resume the run for more steps: the loss curve continues and a newer checkpoint appears
+    n_ck = panel.checkpoints.count()
+    panel.form.set_values({"max_steps": 8, "epochs": 4})
+    assert panel.resume_button.isEnabled()
+    h2 = panel.resume()
+    qtbot.waitUntil(lambda: h2.is_final, timeout=120000)
+    assert h2.state == "done", h2.message
+    assert h2.result["run"] == h.result["run"] and h2.result["steps"] == 8
+    qtbot.waitUntil(lambda: panel.checkpoints.count() > n_ck, timeout=10000)
+
+
+def test_a_preset_fills_the_training_form(main_window, qtbot):
+    training = pytest.importorskip("app.engine.training")
+    names = [p["name"] for p in training.list_presets()]
+    if "cpu-quickstart" not in names:
+        pytest.skip(f"preset cpu-quickstart not in this build (presets: {names})")
+    panel = main_window.panels["train"]
+    panel.apply_preset("cpu-quickstart")
+    expected = training.load_preset("cpu-quickstart")
+    values = panel.form.values()
+    for k, v in expected.items():
+        if k in panel.form.editors:
+            assert values[k] == v, k
+
+
+def test_an_invalid_training_field_shows_its_message_and_disables_start(main_window, qtbot):
+    pytest.importorskip("app.engine.training")
+    panel = main_window.panels["train"]
+    panel.form.editors["lr"].widget.setText("0")
+    assert "greater than 0" in panel.form.errors["lr"]
+    assert not panel.start_button.isEnabled()
+    panel.form.editors["lr"].widget.setText("2e-4")
+    assert "lr" not in panel.form.errors
+
+
+def test_generating_from_the_trained_checkpoint_fills_the_grid_and_exports_valid_files(
+        main_window, workspace, qtbot, tmp_path):
+    pytest.importorskip("app.engine.training")
+    pytest.importorskip("app.engine.sampling.job")
+    _train_from_form(main_window, workspace, qtbot)
+    gen = main_window.show_panel("generate")
+    gen.refresh_runs()
+    qtbot.waitUntil(lambda: gen.ckpts.count() >= 1, timeout=10000)
+    values = {}
+    for name, v in (("n_images", 4), ("n", 4), ("steps", 3), ("sampler", "ddim"), ("seed", 1), ("batch_size", 4),
+                    ("device", "cpu")):
+        if name in gen.form.editors:
+            values[name] = v
+    gen.form.set_values(values)
+    assert gen.generate_button.isEnabled(), gen.form.errors
+    gen.generate_button.click()
+    h = gen.handle
+    qtbot.waitUntil(lambda: h.is_final, timeout=120000)
+    assert h.state == "done", (h.message, h.logs[-3:])
+    qtbot.waitUntil(lambda: gen.results.count() == 4, timeout=10000)
+    assert gen.live_updates >= 1  # the denoising estimate was shown while it ran
+    assert "images/s" in gen.status.text()
+
+    gen.results.item(0).setSelected(True)
+    gen.results.item(2).setSelected(True)
+    assert gen.view_stack.currentIndex() == 1  # two selected: side by side, linked
+    gen.compare_a.set_levels(-0.5, 0.5)
+    assert gen.compare_b.levels() == (-0.5, 0.5)
+    assert_not_blank(gen, SHOTS / "panel_generate_after_run.png")
+
+    pydicom = pytest.importorskip("pydicom")
+    out = tmp_path / "dicom-out"
+    gen.export(out, "dicom")
+    qtbot.waitUntil(lambda: bool(gen.last_export) or gen.export_error, timeout=30000)
+    assert gen.export_error is None
+    assert len(gen.last_export) == 2  # only the two selected images
+    ds = pydicom.dcmread(gen.last_export[0])
+    assert ds.pixel_array.shape == (16, 16) and "SYNTHETIC" in str(ds.SeriesDescription).upper()
+
+    gen.results.clearSelection()
+    out_png = tmp_path / "png-out"
+    gen.last_export = []
+    gen.export(out_png, "png")
+    qtbot.waitUntil(lambda: bool(gen.last_export), timeout=30000)
+    from PIL import Image
+
+    assert len(gen.last_export) == 4
+    assert np.asarray(Image.open(gen.last_export[0])).shape == (16, 16)
