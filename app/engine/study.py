@@ -120,18 +120,18 @@ class StudyCreateSpec(Spec):
     synthetic: list[str] = Field(..., min_length=1, description="synthetic image sets: dataset name[:split], folder or NPZ")
     n_cases: int = Field(40, ge=2, le=100_000, description="number of cases (pairs in 2afc mode)")
     synthetic_fraction: float = Field(
-        0.5, gt=0, lt=1, description="share of synthetic cases (single / plausibility; 2afc pairs are always 1:1)"
+        0.5, gt=0.0, lt=1.0, description="share of synthetic cases (single / plausibility; 2afc pairs are always 1:1)"
     )
     mode: StudyMode = Field(StudyMode.single, description="single | 2afc | plausibility")
     size: int = Field(256, ge=16, le=2048, description="every image is shown at this size (pixels, square)")
     seed: int = Field(0, description="seed of the case draw, case ids and reader orders")
     goal_accuracy: float = Field(
-        0.6, gt=0, le=1, description="goal: pooled reader accuracy (plausibility mode: AUC) below this"
+        0.6, gt=0.0, le=1.0, description="goal: pooled reader accuracy (plausibility mode: AUC) below this"
     )
     goal_rule: GoalRule = Field(GoalRule.point, description="point | upper_ci: which estimate must be below the goal")
-    time_limit_s: float = Field(0.0, ge=0, le=3600, description="seconds a case is shown (0: no limit)")
-    low_percentile: float = Field(0.5, ge=0, lt=50, description="per-image normalisation: this percentile maps to 0")
-    high_percentile: float = Field(99.5, gt=50, le=100, description="per-image normalisation: this percentile maps to 255")
+    time_limit_s: float = Field(0.0, ge=0.0, le=3600.0, description="seconds a case is shown (0: no limit)")
+    low_percentile: float = Field(0.5, ge=0.0, lt=50.0, description="per-image normalisation: this percentile maps to 0")
+    high_percentile: float = Field(99.5, gt=50.0, le=100.0, description="per-image normalisation: this percentile maps to 255")
     readers: list[str] = Field(default_factory=list, description="reader ids to add at once")
 
     cli_positional: ClassVar[tuple[str, ...]] = ("name",)

@@ -565,12 +565,12 @@ class StudyPanel(QWidget):
             lo.append(g[key] - ci[0])
             hi.append(ci[1] - g[key])
         p.addItem(pg.InfiniteLine(pos=0.5, angle=0, pen=pg.mkPen((140, 140, 140), style=Qt.DashLine),
-                                  label="chance", labelOpts={"position": 0.37, "color": (150, 150, 150)}))
+                                  label="chance", labelOpts={"position": 0.5, "color": (150, 150, 150)}))
         goal = stats["verdict"].get("threshold")
         if goal is not None:
             p.addItem(pg.InfiniteLine(pos=goal, angle=0, pen=pg.mkPen((230, 150, 60), width=1.5),
                                       label=f"goal < {goal:g}",
-                                      labelOpts={"position": 0.04, "color": (230, 150, 60)}))
+                                      labelOpts={"position": 0.26, "color": (230, 150, 60)}))
         if xs:
             x, y = np.array(xs, float), np.array(ys, float)
             p.addItem(pg.ErrorBarItem(x=x, y=y, top=np.array(hi), bottom=np.array(lo), beam=0.15,
