@@ -1,0 +1,227 @@
+"""Generate images from a trained model: the one entry point the sample job, the GUI and the benchmarks call.
+
+    images = generate(model, n=16, sampler="ddim", steps=50, seed=0, class_labels=1, guidance=2.0)
+
+``model`` is a LoadedModel (``app.engine.checkpoints.load_checkpoint``) or a ``(net, process)``
+pair. Images come back as float32 (N, C, H, W) clipped to [-1, 1]. The same seed gives the same
+images whatever the batch size and device: image i's noise comes from its own CPU generator
+(``base.ImageNoise``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from app.engine.jobs import UserError
+from app.engine.sampling.ancestral import AncestralSampler
+from app.engine.sampling.base import (
+    SAMPLER_PROCESS_SUPPORT,
+    Denoiser,
+    ImageNoise,
+    Monitor,
+    Sampler,
+    StepCallback,
+    StepInfo,
+    samplers_for,
+)
+from app.engine.sampling.ddim import DDIMSampler
+from app.engine.sampling.langevin import LangevinSampler
+from app.engine.sampling.ode import DPMSolverPP2MSampler, EulerFlowSampler, HeunSampler
+from app.engine.sampling.pc import PredictorCorrectorSampler
+
+#: sampler name -> class; each class states the processes it supports (``cls.processes``)
+SAMPLERS: dict[str, type[Sampler]] = {
+    cls.name: cls
+    for cls in (LangevinSampler, AncestralSampler, DDIMSampler, PredictorCorrectorSampler, HeunSampler,
+                DPMSolverPP2MSampler, EulerFlowSampler)
+}
+SAMPLER_NAMES = tuple(SAMPLERS)
+SAMPLER_PROCESS_SUPPORT.update({name: cls.processes for name, cls in SAMPLERS.items()})
+
+__all__ = ["SAMPLERS", "SAMPLER_NAMES", "GenerationStep", "make_sampler", "samplers_for", "generate",
+           "generate_with_info", "GenerationInfo", "StepInfo"]
+
+
+def make_sampler(name: str, steps: int = 50, **options: Any) -> Sampler:
+    """Build a sampler by name. Options a sampler does not take are ignored only when None;
+    any other unknown option raises UserError naming the ones it accepts."""
+    cls = SAMPLERS.get(name)
+    if cls is None:
+        raise UserError(f"sampler {name!r} is not one of {', '.join(SAMPLERS)}")
+    given = {k: v for k, v in options.items() if v is not None}
+    unknown = [k for k in given if k not in cls.options]
+    if unknown:
+        raise UserError(
+            f"sampler {name!r} takes no option {', '.join(map(repr, unknown))}; "
+            f"its options are {', '.join(cls.options) or 'none besides steps'}"
+        )
+    return cls(steps=steps, **given)
+
+
+@dataclass
+class GenerationStep:
+    """What ``generate``'s callback receives: the sampler step of one batch, with global progress."""
+
+    step: int  # 1-based over the whole run (all batches)
+    total: int
+    batch_index: int  # 0-based
+    batch_start: int  # index of the batch's first image
+    info: StepInfo  # the sampler's own step (x, x0 on the device, float32)
+
+
+@dataclass
+class GenerationInfo:
+    seconds: float
+    images_per_second: float
+    network_evals: int  # per image
+    sampler: dict = field(default_factory=dict)
+    device: str = "cpu"
+    dtype: str = "float32"
+    compiled: bool = False
+
+
+def _unpack_model(model) -> tuple[torch.nn.Module, Any, int, int]:
+    if isinstance(model, tuple | list) and len(model) == 2:
+        net, process = model
+        size = getattr(net, "image_size", None)
+        channels = getattr(net, "in_channels", None)
+    else:
+        net, process = getattr(model, "net", None), getattr(model, "process", None)
+        size = getattr(model, "image_size", None) or getattr(net, "image_size", None)
+        channels = getattr(model, "channels", None) or getattr(net, "in_channels", None)
+    if net is None or process is None:
+        raise UserError("generate needs a loaded model (net and process) or a (net, process) pair")
+    if not size or not channels:
+        raise UserError("the model does not say its image size and channels (net.image_size, net.in_channels)")
+    return net, process, int(size), int(channels)
+
+
+def _class_labels(class_labels, n: int, num_classes: int) -> list[int] | None:
+    if class_labels is None:
+        return None
+    if isinstance(class_labels, int | np.integer):
+        labels = [int(class_labels)] * n
+    else:
+        labels = [int(c) for c in class_labels]
+        if len(labels) == 1:
+            labels = labels * n
+        if len(labels) != n:
+            raise UserError(f"got {len(labels)} class labels for {n} images: give one label, or one per image")
+    if num_classes <= 0:
+        raise UserError("this model is unconditional (trained without classes): class labels cannot be used")
+    bad = sorted({c for c in labels if not 0 <= c < num_classes})
+    if bad:
+        raise UserError(f"class label(s) {bad} out of range: this model has classes 0..{num_classes - 1}")
+    return labels
+
+
+def _autocast_dtype(half: bool, device: torch.device) -> torch.dtype | None:
+    if not half:
+        return None
+    return torch.float16 if device.type == "cuda" else torch.bfloat16
+
+
+def generate(model, n: int, sampler: str = "ddim", steps: int = 50, seed: int = 0,
+             class_labels: int | Sequence[int] | None = None, guidance: float = 0.0, batch_size: int = 64,
+             device: str | torch.device = "cpu", eta: float | None = None, snr: float | None = None,
+             n_steps_each: int | None = None, half: bool = False, compile: bool = False,
+             callback: Callable[[GenerationStep], None] | None = None,
+             should_stop: Callable[[], bool] | None = None, **sampler_options: Any) -> np.ndarray:
+    """Sample ``n`` images; returns float32 (N, C, H, W) clipped to [-1, 1].
+
+    - ``sampler``: one of SAMPLERS ("langevin", "ancestral", "ddim", "pc", "heun", "dpmpp2m",
+      "euler"); a sampler that does not support the model's process raises UserError.
+    - ``class_labels``: an int for every image, or one per image; ``guidance`` w > 0 applies
+      classifier-free guidance (Ho & Salimans 2022), which needs class labels.
+    - ``eta`` (ddim), ``snr`` and ``n_steps_each`` (pc; n_steps_each also langevin) and further
+      ``sampler_options`` (``clip_x0``, ``step_lr``, ``final_denoise``, ``variance``) go to the
+      sampler; None means its default.
+    - ``half``: network in float16 (CUDA) / bfloat16 (CPU) under autocast; ``compile``: torch.compile.
+    - ``callback(GenerationStep)`` after every sampler step (its ``info.x0`` is the live preview);
+      ``should_stop()`` is checked at every step and raises JobCancelled when it returns True.
+    """
+    images, _ = generate_with_info(model, n, sampler, steps, seed, class_labels, guidance, batch_size, device,
+                                   eta, snr, n_steps_each, half, compile, callback, should_stop, **sampler_options)
+    return images
+
+
+def generate_with_info(model, n: int, sampler: str = "ddim", steps: int = 50, seed: int = 0,
+                       class_labels=None, guidance: float = 0.0, batch_size: int = 64,
+                       device: str | torch.device = "cpu", eta=None, snr=None, n_steps_each=None,
+                       half: bool = False, compile: bool = False, callback=None, should_stop=None,
+                       log: Callable[[str], None] | None = None,
+                       **sampler_options: Any) -> tuple[np.ndarray, GenerationInfo]:
+    """``generate`` that also returns timing and what ran (GenerationInfo)."""
+    from app.engine.devices import resolve_device
+
+    if int(n) < 1:
+        raise UserError(f"the number of images must be at least 1, got {n}")
+    if int(batch_size) < 1:
+        raise UserError(f"batch size must be at least 1, got {batch_size}")
+    n, batch_size = int(n), int(batch_size)
+    net, process, size, channels = _unpack_model(model)
+    smp = make_sampler(sampler, steps, eta=eta, snr=snr, n_steps_each=n_steps_each, **sampler_options)
+    smp.check_process(process)
+    num_classes = int(getattr(net, "num_classes", 0) or 0)
+    labels = _class_labels(class_labels, n, num_classes)
+    if guidance and labels is None:
+        raise UserError("classifier-free guidance needs class labels (give a class, or guidance 0)")
+    if guidance < 0:
+        raise UserError(f"guidance scale must be >= 0, got {guidance}")
+
+    dev = device if isinstance(device, torch.device) else resolve_device(str(device))
+    net = net.to(dev).eval()
+    autocast_dtype = _autocast_dtype(half, dev)
+    run_net = net
+    if compile:
+        try:
+            run_net = torch.compile(net)
+        except Exception as exc:  # torch.compile needs a working compiler tool-chain
+            raise UserError(f"torch.compile is not available here ({exc}); run without compile") from exc
+
+    shape = (channels, size, size)
+    per_batch = smp.progress_steps(process)
+    n_batches = (n + batch_size - 1) // batch_size
+    total = per_batch * n_batches
+    out = np.empty((n, *shape), dtype=np.float32)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for b in range(n_batches):
+            start, stop = b * batch_size, min(n, (b + 1) * batch_size)
+            noise = ImageNoise(seed, range(start, stop), dev)
+            y = None if labels is None else torch.tensor(labels[start:stop], dtype=torch.long, device=dev)
+            denoiser = Denoiser(run_net, process, y, guidance, autocast_dtype)
+
+            def on_step(info: StepInfo, _b=b, _start=start):
+                if callback is not None:
+                    callback(GenerationStep(_b * per_batch + info.step, total, _b, _start, info))
+
+            monitor = Monitor(per_batch, on_step, should_stop)
+            monitor.check()
+            x = noise.prior(process, shape)
+            x = smp.sample(denoiser, x, noise, monitor)
+            x = x.float()
+            if not bool(torch.isfinite(x).all()):
+                raise UserError(
+                    f"sampler {smp.name!r} diverged (non-finite values) in images {start}..{stop - 1}: "
+                    "the model may be undertrained for this sampler; try another sampler or more steps"
+                )
+            x = x.clamp_(-1.0, 1.0)
+            out[start:stop] = x.cpu().numpy()
+            if log is not None and n_batches > 1:
+                log(f"batch {b + 1}/{n_batches} done ({stop} of {n} images)")
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    seconds = time.perf_counter() - t0
+    info = GenerationInfo(
+        seconds=seconds, images_per_second=n / max(seconds, 1e-9), network_evals=smp.network_evals(process),
+        sampler=smp.describe(), device=str(dev), dtype=str(autocast_dtype or torch.float32).replace("torch.", ""),
+        compiled=bool(compile),
+    )
+    return out, info

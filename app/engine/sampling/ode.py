@@ -1,0 +1,154 @@
+"""Fast deterministic ODE samplers for 10-25 steps: Heun (Karras et al. 2022), DPM-Solver++(2M) (Lu et al. 2022), Euler for flow matching."""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+
+from app.engine.diffusion.base import Prediction
+from app.engine.sampling.base import (
+    Denoiser,
+    ImageNoise,
+    Monitor,
+    Sampler,
+    clip_prediction,
+    log_snr_half,
+)
+
+
+class HeunSampler(Sampler):
+    """Heun's 2nd-order method on the probability-flow ODE (Karras et al. 2022, Algorithm 1).
+
+    For DDPM / VP-SDE / NCSN the ODE is integrated in the scaled variables x~ = x / alpha and
+    sigma~ = sigma / alpha, where dx~/dsigma~ = eps_hat (Karras et al. 2022, eq. 4 with s(t) =
+    alpha); for flow matching, whose alpha reaches 0 at the prior, in t with dx/dt = v =
+    eps_hat - x0_hat (Liu et al. 2023, eq. 1). Uses 2 * steps - 1 network evaluations: the
+    correction is skipped on the last step, which goes to the clean image (Alg. 1, line 7).
+    """
+
+    name: ClassVar[str] = "heun"
+    processes: ClassVar[tuple[str, ...]] = ("ddpm", "vpsde", "ncsn", "flow")
+    options: ClassVar[tuple[str, ...]] = ("clip_x0", "spacing")
+    summary: ClassVar[str] = "Heun 2nd order ODE (Karras et al. 2022, Alg. 1); 10-25 steps, 2 evals per step"
+
+    def __init__(self, steps: int = 18, clip_x0: bool = False, spacing: str | None = None):
+        super().__init__(steps, spacing)
+        self.clip_x0 = bool(clip_x0)
+
+    def describe(self):
+        return {**super().describe(), "clip_x0": self.clip_x0}
+
+    def network_evals(self, process) -> int:
+        return 2 * self.steps - 1
+
+    def _pred(self, denoiser: Denoiser, x: torch.Tensor, t: float) -> Prediction:
+        pred = denoiser(x, t)
+        if self.clip_x0:
+            a, s = denoiser.alpha_sigma(t)
+            pred = clip_prediction(pred, x, a, s)
+        return pred
+
+    def sample(self, denoiser: Denoiser, x: torch.Tensor, noise: ImageNoise, monitor: Monitor) -> torch.Tensor:
+        times = self.times(denoiser.process)
+        flow = denoiser.process.name == "flow"
+        for i, t in enumerate(times):
+            a, s = denoiser.alpha_sigma(t)
+            pred = self._pred(denoiser, x, t)
+            if i + 1 == len(times):
+                x = pred.x0  # the last step lands on sigma = 0: Euler there is exactly x0_hat
+                monitor.step(t, s, x, pred.x0)
+                break
+            t_next = times[i + 1]
+            a_next, s_next = denoiser.alpha_sigma(t_next)
+            if flow:
+                d = pred.eps - pred.x0  # dx/dt (Liu et al. 2023, eq. 1)
+                x_euler = x + (t_next - t) * d  # Alg. 1, line 5 (Euler step)
+                pred2 = self._pred(denoiser, x_euler, t_next)
+                d2 = pred2.eps - pred2.x0
+                x = x + (t_next - t) * 0.5 * (d + d2)  # Alg. 1, line 8 (trapezoidal correction)
+            else:
+                st, st_next = s / a, s_next / a_next
+                xt = x / a
+                d = pred.eps  # dx~/dsigma~ = (x~ - x0_hat) / sigma~ = eps_hat (Karras et al. 2022, eq. 4)
+                xt_euler = xt + (st_next - st) * d
+                pred2 = self._pred(denoiser, a_next * xt_euler, t_next)
+                xt = xt + (st_next - st) * 0.5 * (d + pred2.eps)
+                x = a_next * xt
+            monitor.step(t, s, x, pred.x0)
+        return x
+
+
+class DPMSolverPP2MSampler(Sampler):
+    """DPM-Solver++(2M): second-order multistep solver in data (x0) prediction (Lu et al. 2022b, Alg. 2).
+
+    lambda = log(alpha / sigma); h_i = lambda_i - lambda_{i-1};
+    x_i = (sigma_i / sigma_{i-1}) x_{i-1} - alpha_i (e^{-h_i} - 1) D_i with D_i = x0_{i-1} at the
+    first step and D_i = (1 + 1/(2 r_i)) x0_{i-1} - 1/(2 r_i) x0_{i-2}, r_i = h_{i-1} / h_i, after.
+    The last step, to sigma = 0, is first order (``lower_order_final`` in the reference code).
+    """
+
+    name: ClassVar[str] = "dpmpp2m"
+    processes: ClassVar[tuple[str, ...]] = ("ddpm", "vpsde", "ncsn", "flow")
+    options: ClassVar[tuple[str, ...]] = ("clip_x0", "spacing")
+    summary: ClassVar[str] = "DPM-Solver++(2M) (Lu et al. 2022); 10-25 steps, 1 eval per step"
+    default_spacing: ClassVar[str] = "logsnr"
+
+    def __init__(self, steps: int = 20, clip_x0: bool = False, spacing: str | None = None):
+        super().__init__(steps, spacing)
+        self.clip_x0 = bool(clip_x0)
+
+    def describe(self):
+        return {**super().describe(), "clip_x0": self.clip_x0}
+
+    def sample(self, denoiser: Denoiser, x: torch.Tensor, noise: ImageNoise, monitor: Monitor) -> torch.Tensor:
+        times = self.times(denoiser.process)
+        x0_prev: torch.Tensor | None = None
+        h_prev = math.nan
+        for i, t in enumerate(times):
+            a, s = denoiser.alpha_sigma(t)
+            pred = denoiser(x, t)
+            if self.clip_x0:
+                pred = clip_prediction(pred, x, a, s)
+            x0 = pred.x0
+            if i + 1 == len(times):
+                x = x0  # to sigma = 0, first order: x = alpha_end * x0_hat with alpha_end = 1
+                monitor.step(t, s, x, x0)
+                break
+            a_next, s_next = denoiser.alpha_sigma(times[i + 1])
+            lam, lam_next = log_snr_half(a, s), log_snr_half(a_next, s_next)
+            h = lam_next - lam
+            phi = -math.expm1(-h)  # 1 - e^{-h}; exact 1 when the step starts at alpha = 0 (h = inf)
+            if x0_prev is None or not math.isfinite(h_prev):
+                d = x0  # first order (DPM-Solver++(1) = DDIM)
+            else:
+                r = h_prev / h
+                d = (1.0 + 0.5 / r) * x0 - (0.5 / r) * x0_prev  # Lu et al. 2022b, Alg. 2, line 6
+            # Lu et al. 2022b, eq. 9 / Alg. 2, line 7
+            x = (s_next / s) * x + a_next * phi * d
+            x0_prev, h_prev = x0, h
+            monitor.step(t, s, x, x0)
+        return x
+
+
+class EulerFlowSampler(Sampler):
+    """Euler's method on the flow-matching ODE dx/dt = v(x, t) from t = 1 to 0 (Liu et al. 2023, sec. 2)."""
+
+    name: ClassVar[str] = "euler"
+    processes: ClassVar[tuple[str, ...]] = ("flow",)
+    summary: ClassVar[str] = "Euler ODE for flow matching (rectified flow); 10-50 steps"
+    options: ClassVar[tuple[str, ...]] = ("spacing",)
+
+    def __init__(self, steps: int = 25, spacing: str | None = None):
+        super().__init__(steps, spacing)
+
+    def sample(self, denoiser: Denoiser, x: torch.Tensor, noise: ImageNoise, monitor: Monitor) -> torch.Tensor:
+        times = self.times(denoiser.process) + [0.0]
+        for i, t in enumerate(times[:-1]):
+            _, s = denoiser.alpha_sigma(t)
+            pred = denoiser(x, t)
+            v = pred.output if pred.output is not None else pred.eps - pred.x0
+            x = x + (times[i + 1] - t) * v  # x_{t'} = x_t + (t' - t) v
+            monitor.step(t, s, x, pred.x0)
+        return x

@@ -1,0 +1,223 @@
+"""Samplers: right distribution on Gaussian data, right shape / range, seeded, batch-independent, stoppable."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from app.engine.diffusion.base import expand_as_image, make_process
+from app.engine.jobs import JobCancelled, UserError
+from app.engine.nets.unet import UNet
+from app.engine.sampling.api import SAMPLERS, generate, generate_with_info, make_sampler
+from app.engine.sampling.base import time_grid
+
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny networks: one intra-op thread is fastest and keeps the shared cores free."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+PROCESS_OPTIONS = {"ddpm": {}, "vpsde": {}, "ncsn": {"num_levels": 10}, "flow": {}}
+COMBOS = [(s, p) for s, cls in SAMPLERS.items() for p in PROCESS_OPTIONS if p in cls.processes]
+
+
+class GaussianDataDenoiser(torch.nn.Module):
+    """The exact optimal network when every pixel of the data is N(mean, std^2) independently.
+
+    E[x0 | x_t] = m + a tau^2 / (a^2 tau^2 + s^2) (x_t - a m); the output is that estimate
+    expressed in the process's prediction type. A sampler run with it must reproduce the data
+    distribution up to its discretisation error.
+    """
+
+    def __init__(self, process, mean=0.3, std=0.2, size=8):
+        super().__init__()
+        self.process, self.m, self.tau = process, mean, std
+        self.image_size, self.in_channels, self.num_classes = size, 1, 0
+
+    def forward(self, x, level, y=None):
+        p = self.process
+        t = (level.float() + 1) / p.T if p.name == "ddpm" else level.float() / 1000
+        a, s = p.alpha_sigma(t)
+        a, s = expand_as_image(a, x), expand_as_image(s, x)
+        x0 = self.m + a * self.tau**2 / (a * a * self.tau**2 + s * s) * (x - a * self.m)
+        eps = (x - a * x0) / s
+        return {"epsilon": eps, "score": -eps, "v": a * eps - s * x0, "velocity": eps - x0}[p.prediction_type.value]
+
+
+def tiny_unet(num_classes: int = 0, seed: int = 0) -> UNet:
+    """A tiny U-Net with random (not zero-initialised) weights so its output depends on its input."""
+    net = UNet(image_size=16, base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_resolutions=(8,),
+               num_classes=num_classes)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+    return net.eval()
+
+
+# steps per sampler in the distribution test: enough for the discretisation error to be small
+GAUSS_STEPS = {"ancestral": 200, "ddim": 100, "pc": 100, "heun": 20, "dpmpp2m": 20, "euler": 100, "langevin": 30}
+
+
+@pytest.mark.parametrize("sampler,process_name", COMBOS)
+def test_sampler_reproduces_gaussian_data_with_the_exact_denoiser(sampler, process_name):
+    opts = dict(PROCESS_OPTIONS[process_name])
+    if process_name == "ncsn":
+        opts = {"num_levels": 30, "sigma_max": 20.0}  # prior far wider than the data, few levels
+    proc = make_process(process_name, **opts)
+    net = GaussianDataDenoiser(proc)
+    # Langevin: step_lr = eps with eps / (2 sigma_L^2) = 0.5, stable at every level (Song & Ermon 2020, sec. 3.3)
+    extra = {"n_steps_each": 10, "step_lr": 1e-4} if sampler == "langevin" else {}
+    x = generate((net, proc), 64, sampler, steps=GAUSS_STEPS[sampler], seed=3, batch_size=64, **extra)
+    assert x.shape == (64, 1, 8, 8)
+    # 4096 independent pixels: the sample mean is good to ~0.003, the std to ~2 %
+    assert abs(float(x.mean()) - 0.3) < 0.02
+    assert abs(float(x.std()) - 0.2) < 0.025
+
+
+def test_second_order_solvers_beat_ddim_at_twenty_steps_on_gaussian_data():
+    proc = make_process("ddpm")
+    net = GaussianDataDenoiser(proc)
+    err = {s: abs(float(generate((net, proc), 64, s, steps=20, seed=1).std()) - 0.2) for s in ("ddim", "heun", "dpmpp2m")}
+    assert err["dpmpp2m"] < err["ddim"] and err["heun"] < err["ddim"]
+
+
+@pytest.mark.parametrize("sampler,process_name", COMBOS)
+def test_each_sampler_returns_finite_images_in_range_with_the_unet(sampler, process_name):
+    proc = make_process(process_name, **PROCESS_OPTIONS[process_name])
+    extra = {"n_steps_each": 1} if sampler in ("langevin", "pc") else {}
+    x = generate((tiny_unet(), proc), 3, sampler, steps=3, seed=0, batch_size=2, **extra)
+    assert x.shape == (3, 1, 16, 16) and x.dtype == np.float32
+    assert np.isfinite(x).all() and x.min() >= -1.0 and x.max() <= 1.0
+    assert x.std() > 0
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ancestral", "pc"])
+def test_same_seed_gives_the_same_images_twice_and_whatever_the_batch_size(sampler):
+    proc = make_process("ddpm")
+    net = tiny_unet()
+    kw = dict(steps=4, seed=11, eta=1.0 if sampler == "ddim" else None)
+    a = generate((net, proc), 5, sampler, batch_size=5, **kw)
+    b = generate((net, proc), 5, sampler, batch_size=5, **kw)
+    c = generate((net, proc), 5, sampler, batch_size=2, **kw)
+    np.testing.assert_array_equal(a, b)
+    # per-image noise: a different batching only changes float rounding inside the network
+    np.testing.assert_allclose(a, c, atol=1e-4)
+    d = generate((net, proc), 3, sampler, batch_size=3, **kw)
+    np.testing.assert_allclose(a[:3], d, atol=1e-4)  # image i does not depend on how many are drawn
+
+
+def test_different_seeds_give_different_images():
+    proc = make_process("ddpm")
+    net = tiny_unet()
+    a = generate((net, proc), 2, "ddim", steps=3, seed=0)
+    b = generate((net, proc), 2, "ddim", steps=3, seed=1)
+    assert np.abs(a - b).mean() > 0.05
+
+
+class ClassGaussianDenoiser(GaussianDataDenoiser):
+    """Exact denoiser for class c ~ N(means[c], std^2) per pixel; the null class is N(0, std^2)."""
+
+    def __init__(self, process, means=(-0.4, 0.4), std=0.2, size=8):
+        super().__init__(process, 0.0, std, size)
+        self.means = torch.tensor([*means, 0.0])
+        self.num_classes = len(means)
+
+    def forward(self, x, level, y=None):
+        if y is None:
+            y = torch.full((x.shape[0],), self.num_classes)
+        self.m = self.means[y.cpu()].reshape(-1, 1, 1, 1).to(x.device)
+        return super().forward(x, level, None)
+
+
+def test_class_labels_select_the_class_and_guidance_pushes_further_towards_it():
+    proc = make_process("ddpm")
+    net = ClassGaussianDenoiser(proc)
+    labels = [0, 1] * 16
+    plain = generate((net, proc), 32, "dpmpp2m", steps=20, seed=0, class_labels=labels)
+    guided = generate((net, proc), 32, "dpmpp2m", steps=20, seed=0, class_labels=labels, guidance=1.0)
+    assert abs(plain[0::2].mean() + 0.4) < 0.02 and abs(plain[1::2].mean() - 0.4) < 0.02
+    # w = 1: eps = 2 eps(c) - eps(null) moves each class away from the null class's mean (0)
+    assert guided[0::2].mean() < plain[0::2].mean() - 0.1 and guided[1::2].mean() > plain[1::2].mean() + 0.1
+    one = generate((net, proc), 32, "dpmpp2m", steps=20, seed=0, class_labels=1, guidance=1.0)
+    np.testing.assert_allclose(one[1::2], guided[1::2], atol=1e-5)  # same class, same noise: same image
+
+
+def test_guidance_runs_on_the_class_conditional_unet():
+    proc = make_process("ddpm")
+    x = generate((tiny_unet(num_classes=2), proc), 4, "ddim", steps=3, seed=0, class_labels=[0, 1, 0, 1], guidance=3.0)
+    assert np.isfinite(x).all() and x.shape == (4, 1, 16, 16)
+
+
+def test_bad_class_requests_raise_user_errors():
+    proc = make_process("ddpm")
+    with pytest.raises(UserError, match="unconditional"):
+        generate((tiny_unet(), proc), 2, "ddim", steps=2, class_labels=0)
+    with pytest.raises(UserError, match="out of range"):
+        generate((tiny_unet(2), proc), 2, "ddim", steps=2, class_labels=[0, 5])
+    with pytest.raises(UserError, match="needs class labels"):
+        generate((tiny_unet(2), proc), 2, "ddim", steps=2, guidance=2.0)
+    with pytest.raises(UserError, match="one per image"):
+        generate((tiny_unet(2), proc), 3, "ddim", steps=2, class_labels=[0, 1])
+
+
+def test_should_stop_cancels_a_sampler_early():
+    proc = make_process("ddpm")
+    seen = []
+    with pytest.raises(JobCancelled):
+        generate((tiny_unet(), proc), 2, "ancestral", steps=50, callback=lambda s: seen.append(s.step),
+                 should_stop=lambda: len(seen) >= 3)
+    assert seen == [1, 2, 3]
+
+
+def test_callback_reports_progress_and_a_clean_image_estimate_for_previews():
+    proc = make_process("vpsde")
+    steps = []
+    generate((tiny_unet(), proc), 3, "dpmpp2m", steps=4, batch_size=2, callback=steps.append)
+    assert [s.step for s in steps] == list(range(1, 9)) and all(s.total == 8 for s in steps)
+    assert [s.batch_start for s in steps] == [0] * 4 + [2] * 4
+    assert steps[0].info.x0.shape == (2, 1, 16, 16) and steps[-1].info.x0.shape == (1, 1, 16, 16)
+    assert all(torch.isfinite(s.info.x0).all() for s in steps)
+
+
+@pytest.mark.parametrize("sampler,process_name", [("langevin", "ddpm"), ("langevin", "flow"), ("euler", "ddpm"),
+                                                   ("pc", "flow"), ("ancestral", "flow")])
+def test_sampler_process_mismatch_is_a_clear_error(sampler, process_name):
+    proc = make_process(process_name)
+    with pytest.raises(UserError, match=f"does not support the '{process_name}' process"):
+        generate((tiny_unet(), proc), 1, sampler, steps=2)
+
+
+def test_unknown_sampler_and_options_are_refused():
+    with pytest.raises(UserError, match="not one of"):
+        make_sampler("plms")
+    with pytest.raises(UserError, match="takes no option 'eta'"):
+        make_sampler("heun", 10, eta=0.5)
+    with pytest.raises(UserError, match="eta"):
+        make_sampler("ddim", 10, eta=2.0)
+
+
+def test_time_grids_start_at_the_prior_and_never_evaluate_a_clean_time():
+    ddpm = make_process("ddpm")
+    full = time_grid(ddpm, 1000)
+    assert len(full) == 1000 and full[0] == 1.0 and abs(full[-1] - 1 / 1000) < 1e-9  # Ho et al. Alg. 2
+    for spacing in ("linspace", "logsnr", "process"):
+        for name in ("ddpm", "vpsde", "ncsn", "flow"):
+            proc = make_process(name)
+            times = time_grid(proc, 10, spacing)
+            assert len(times) == 10 and times[0] == pytest.approx(proc.t_max)
+            assert all(a > b for a, b in zip(times, times[1:], strict=False))
+            _, s = proc.alpha_sigma(torch.tensor(times))
+            assert bool((s > 0).all())
+
+
+def test_generation_info_counts_network_evaluations():
+    proc = make_process("ddpm")
+    _, info = generate_with_info((tiny_unet(), proc), 2, "heun", steps=5)
+    assert info.network_evals == 9 and info.images_per_second > 0 and info.sampler["sampler"] == "heun"
