@@ -141,3 +141,22 @@ def test_switching_workspace_rebuilds_the_panels_on_the_new_one(main_window, tmp
     assert main_window.workspace.root == other.resolve()
     assert main_window.panels["datasets"].objectName() == "datasets"
     assert str(other.resolve()) in main_window.workspace_label.text()
+
+
+def test_first_start_on_an_empty_workspace_creates_the_demo_dataset_through_a_job(workspace, qtbot, themed):
+    win = MainWindow(workspace=workspace.root, error_mode="record")
+    qtbot.addWidget(win)
+    qtbot.waitUntil(lambda: win.demo_handle is not None, timeout=5000)
+    h = win.demo_handle
+    assert h.kind == "demo" and h in win.jobs.handles()  # a listed job, not work on the GUI thread
+    qtbot.waitUntil(lambda: h.is_final, timeout=60000)
+    assert h.state == "done", h.message
+    panel = win.panels["datasets"]
+    qtbot.waitUntil(lambda: panel.dataset_names() == ["demo-phantoms"], timeout=5000)
+    qtbot.waitUntil(lambda: panel.thumbs.count() > 0, timeout=10000)
+    win.close()
+    again = MainWindow(workspace=workspace.root, error_mode="record")  # not a first start any more
+    qtbot.addWidget(again)
+    qtbot.wait(50)
+    assert again.demo_handle is None
+    again.close()
