@@ -17,9 +17,11 @@ from app.engine.training import TrainSpec, list_presets, load_preset, resolve_sp
 from tests.conftest import shared_file
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch):
+    """Tiny models train fastest on one thread (the job reads RADSYNTH_THREADS); restored afterwards."""
     n = torch.get_num_threads()
+    monkeypatch.setenv("RADSYNTH_THREADS", "1")
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
