@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import importlib.util
 import json
-import os
+import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,6 +167,16 @@ def _listing(folder: Path, root: Path, recursive: bool) -> list[dict]:
     return out
 
 
+def _module_present(name: str) -> bool:
+    """Whether a job kind's module exists here (without importing it: the engineers' modules are heavy)."""
+    if name in sys.modules:
+        return True
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a missing or broken parent package
+        return False
+
+
 # ----------------------------------------------------------------------------------------------
 # the application
 # ----------------------------------------------------------------------------------------------
@@ -210,7 +220,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         from app.engine.devices import compute_info
 
         compute = await asyncio.to_thread(compute_info)
-        kinds = sorted(k for k, m in J.KIND_MODULES.items() if importlib.util.find_spec(m) is not None)
+        kinds = sorted(k for k, m in J.KIND_MODULES.items() if _module_present(m))
         return {"server": "radsynth", "version": __version__, "torch": compute.get("torch"),
                 "compute": compute, "gpus": compute.get("gpus", []), "queue": jobs.queue_state(),
                 "kinds": kinds, "data_roots": roots.describe(),

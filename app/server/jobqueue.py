@@ -76,12 +76,12 @@ class ServerJob:
                 self.lines.append(line)
             if self._file is None:
                 self._file = open(self.folder / EVENTS_FILE, "a", encoding="utf-8")
-            self._file.write(line + "\n")
-            self._file.flush()
+            self._file.write(line + "\n")  # buffered; flushed at artifacts and at the end
             if isinstance(event, J.Progress):
                 self.progress = (event.step, event.total)
             elif isinstance(event, J.Artifact):
                 self.artifacts.append({"kind": event.kind, "path": event.path})
+                self._file.flush()
             if isinstance(event, J.TERMINAL):
                 self._file.close()
                 self._file = None

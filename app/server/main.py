@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
 
     uconfig = uvicorn.Config(app, log_level=ns.log_level, ssl_certfile=str(ns.tls_cert) if tls else None,
                              ssl_keyfile=str(ns.tls_key) if tls else None, ws="websockets-sansio", lifespan="on",
-                             ws_max_size=16 << 20, timeout_graceful_shutdown=15)
+                             ws_max_size=16 << 20, ws_per_message_deflate=False, timeout_graceful_shutdown=15)
     server = uvicorn.Server(uconfig)
     server.run(sockets=[sock])
     return EXIT_OK
