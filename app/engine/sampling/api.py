@@ -176,6 +176,7 @@ def generate_with_info(model, n: int, sampler: str = "ddim", steps: int = 50, se
         raise UserError(f"guidance scale must be >= 0, got {guidance}")
 
     dev = device if isinstance(device, torch.device) else resolve_device(str(device))
+    was_training = net.training
     net = net.to(dev).eval()
     autocast_dtype = _autocast_dtype(half, dev)
     run_net = net
@@ -191,31 +192,34 @@ def generate_with_info(model, n: int, sampler: str = "ddim", steps: int = 50, se
     total = per_batch * n_batches
     out = np.empty((n, *shape), dtype=np.float32)
     t0 = time.perf_counter()
-    with torch.inference_mode():
-        for b in range(n_batches):
-            start, stop = b * batch_size, min(n, (b + 1) * batch_size)
-            noise = ImageNoise(seed, range(start, stop), dev)
-            y = None if labels is None else torch.tensor(labels[start:stop], dtype=torch.long, device=dev)
-            denoiser = Denoiser(run_net, process, y, guidance, autocast_dtype)
+    try:
+        with torch.inference_mode():
+            for b in range(n_batches):
+                start, stop = b * batch_size, min(n, (b + 1) * batch_size)
+                noise = ImageNoise(seed, range(start, stop), dev)
+                y = None if labels is None else torch.tensor(labels[start:stop], dtype=torch.long, device=dev)
+                denoiser = Denoiser(run_net, process, y, guidance, autocast_dtype)
 
-            def on_step(info: StepInfo, _b=b, _start=start):
-                if callback is not None:
-                    callback(GenerationStep(_b * per_batch + info.step, total, _b, _start, info))
+                def on_step(info: StepInfo, _b=b, _start=start):
+                    if callback is not None:
+                        callback(GenerationStep(_b * per_batch + info.step, total, _b, _start, info))
 
-            monitor = Monitor(per_batch, on_step, should_stop)
-            monitor.check()
-            x = noise.prior(process, shape)
-            x = smp.sample(denoiser, x, noise, monitor)
-            x = x.float()
-            if not bool(torch.isfinite(x).all()):
-                raise UserError(
-                    f"sampler {smp.name!r} diverged (non-finite values) in images {start}..{stop - 1}: "
-                    "the model may be undertrained for this sampler; try another sampler or more steps"
-                )
-            x = x.clamp_(-1.0, 1.0)
-            out[start:stop] = x.cpu().numpy()
-            if log is not None and n_batches > 1:
-                log(f"batch {b + 1}/{n_batches} done ({stop} of {n} images)")
+                monitor = Monitor(per_batch, on_step, should_stop)
+                monitor.check()
+                x = noise.prior(process, shape)
+                x = smp.sample(denoiser, x, noise, monitor)
+                x = x.float()
+                if not bool(torch.isfinite(x).all()):
+                    raise UserError(
+                        f"sampler {smp.name!r} diverged (non-finite values) in images {start}..{stop - 1}: "
+                        "the model may be undertrained for this sampler; try another sampler or more steps"
+                    )
+                x = x.clamp_(-1.0, 1.0)
+                out[start:stop] = x.cpu().numpy()
+                if log is not None and n_batches > 1:
+                    log(f"batch {b + 1}/{n_batches} done ({stop} of {n} images)")
+    finally:
+        net.train(was_training)  # leave the caller's module as it was
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - t0

@@ -221,3 +221,105 @@ def test_generation_info_counts_network_evaluations():
     proc = make_process("ddpm")
     _, info = generate_with_info((tiny_unet(), proc), 2, "heun", steps=5)
     assert info.network_evals == 9 and info.images_per_second > 0 and info.sampler["sampler"] == "heun"
+
+
+# --------------------------------------------------------------------------------------------
+# the sample job, end to end through the command line
+# --------------------------------------------------------------------------------------------
+
+
+def make_checkpoint(workspace, process_name: str = "ddpm", num_classes: int = 2, seed: int = 0) -> str:
+    """Register a run holding one checkpoint of a tiny random U-Net, written by the trainer's own writer."""
+    from app.engine.training import TrainSpec, write_checkpoint
+
+    spec = TrainSpec(dataset="pneumonia-demo", process=process_name, base_channels=8, channel_mults=[1, 2],
+                     num_res_blocks=1, attention_resolutions=[8], class_conditional=num_classes > 0)
+    run = workspace.create_run(process_name, spec.model_dump(mode="json"), dataset="pneumonia-demo")
+    net = tiny_unet(num_classes=num_classes, seed=seed)
+    proc = make_process(process_name)
+    meta = {"run": run.id, "epoch": 3, "step": 30, "class_names": ["normal", "pneumonia"][:num_classes],
+            "num_classes": num_classes, "image_size": 16, "channels": 1, "dataset": "pneumonia-demo",
+            "process": proc.config(), "net": net.config.model_dump(mode="json")}
+    write_checkpoint(workspace.root / run.path / "checkpoints" / "epoch-0003", net=net, ema_net=net,
+                     state={"step": 30}, spec=spec, meta=meta)
+    return run.id
+
+
+def _cli_json(capsys, argv: list[str]) -> tuple[int, dict]:
+    import json
+
+    from app.cli import main
+
+    code = main(argv)
+    out = capsys.readouterr().out.strip().splitlines()
+    return code, json.loads(out[-1])
+
+
+def test_sample_command_writes_dicom_that_reads_back_valid_and_synthetic(workspace, tmp_path, capsys):
+    import pydicom
+
+    from app.engine.export import read_dicom_provenance
+
+    run_id = make_checkpoint(workspace)
+    out = tmp_path / "dicom"
+    code, res = _cli_json(capsys, ["sample", "--run", run_id, "--n", "3", "--sampler", "ddim", "--steps", "4",
+                                   "--class", "pneumonia", "--guidance", "1.5", "--seed", "5", "--out", str(out),
+                                   "--format", "dicom", "--batch-size", "2", "--device", "cpu", "--json", "-q"])
+    assert code == 0, res
+    assert res["n"] == 3 and len(res["files"]) == 3 and res["images_per_second"] > 0
+    assert res["sampler"] == "ddim" and res["steps"] == 4 and res["seed"] == 5 and res["class_labels"] == [1]
+    assert len(res["checkpoint_sha256"]) == 64
+    uids = set()
+    for f in res["files"]:
+        ds = pydicom.dcmread(f)
+        assert ds.pixel_array.shape == (16, 16)
+        assert "SYNTHETIC" in ds.SeriesDescription and ds.ConversionType == "SYN"
+        prov = read_dicom_provenance(ds)
+        assert prov["checkpoint_sha256"] == res["checkpoint_sha256"] and prov["run"] == run_id
+        assert prov["sampler"] == "ddim" and prov["steps"] == 4 and prov["seed"] == 5
+        assert prov["image"]["class_name"] == "pneumonia" and prov["guidance"] == 1.5
+        uids.add(ds.SOPInstanceUID)
+    assert len(uids) == 3
+    assert (out / "provenance.json").exists()
+
+
+def test_sample_job_is_reproducible_and_reports_previews_progress_and_artifacts(workspace, tmp_path):
+    from app.engine import jobs as J
+    from app.engine.sampling.job import SampleSpec
+
+    run_id = make_checkpoint(workspace, "flow", num_classes=0)
+    arrays = []
+    for i, bs in enumerate((4, 3)):
+        spec = SampleSpec(run=run_id, n_images=4, sampler="heun", steps=3, seed=9, format="npz",
+                          out=str(tmp_path / f"s{i}"), batch_size=bs, device="cpu", preview_every=1)
+        events = J.run_collect(spec, workspace=workspace)
+        assert isinstance(events[-1], J.Done), events[-1]
+        kinds = {type(e).__name__ for e in events}
+        assert {"Progress", "Image", "Artifact"} <= kinds
+        previews = [e for e in events if isinstance(e, J.Image) and e.name == "preview"]
+        assert previews and all(e.kind == "grid" for e in previews)
+        with np.load(events[-1].result["files"][0]) as z:
+            arrays.append(z["images"])
+    np.testing.assert_allclose(arrays[0], arrays[1], atol=1e-4)
+
+
+def test_sample_job_can_be_cancelled_and_refuses_bad_requests(workspace, tmp_path):
+    from app.engine import jobs as J
+    from app.engine.sampling.job import SampleSpec
+
+    run_id = make_checkpoint(workspace)
+    calls = {"n": 0}
+
+    def stop():
+        calls["n"] += 1
+        return calls["n"] > 3
+
+    spec = SampleSpec(run=run_id, n_images=2, sampler="ancestral", steps=100, out=str(tmp_path / "c"), device="cpu")
+    assert isinstance(J.run_collect(spec, stop, workspace=workspace)[-1], J.Cancelled)
+    assert not (tmp_path / "c").exists()  # nothing half-exported
+    bad = SampleSpec(run=run_id, n_images=2, sampler="langevin", steps=3, out=str(tmp_path / "b"), device="cpu")
+    final = J.run_collect(bad, workspace=workspace)[-1]
+    assert isinstance(final, J.Failed) and "does not support the 'ddpm' process" in final.message
+    bad = SampleSpec(run=run_id, n_images=2, class_label=["cat"], out=str(tmp_path / "b"), device="cpu")
+    final = J.run_collect(bad, workspace=workspace)[-1]
+    assert isinstance(final, J.Failed) and "'cat' is not a class" in final.message
