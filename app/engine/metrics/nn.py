@@ -1,0 +1,350 @@
+"""Exact nearest-neighbour search between image sets (pixel L2, NCC, SSIM, feature cosine), chunked.
+
+This is the search behind the privacy audit (``app/engine/privacy.py``). Every measure is reported
+as a *distance* (smaller = closer) so that histograms, thresholds and rules treat them alike:
+
+    l2      root-mean-square pixel difference, images in [-1, 1] (0 = identical)
+    ncc     1 - normalised cross-correlation (Pearson r over pixels; blind to intensity scale/offset)
+    ncc_coarse  the same on images box-averaged to ~32 px: tolerant of slight crops / zooms and of
+            fine texture changes that decorrelate full-resolution pixels
+    ssim    1 - SSIM (skimage's default: 7x7 uniform window, K1=0.01, K2=0.03, data range 2)
+    cosine  1 - cosine similarity of feature vectors (any extractor in ``features.py``)
+
+Stage 1 (exhaustive, exact): one matrix product of per-image centred pixels gives both NCC and L2
+for every (query, train) pair, because ||a-b||^2 = ||a_c||^2 + ||b_c||^2 - 2 a_c.b_c + D (mean_a -
+mean_b)^2. Centring first keeps float32 cancellation small; the top-k candidates per measure are
+then re-scored exactly in stage 2.
+
+Stage 2 (on the candidates only): every candidate pair is re-scored under small translations
+(|dy|, |dx| <= shift_radius, on the overlapping region), so a copy shifted by a pixel or two has
+NCC ~ 1 and L2 ~ 0 at its best shift; SSIM is computed at the best-NCC shift. SSIM is therefore
+evaluated on the union of the L2 and NCC top-k candidates, not exhaustively (an exhaustive SSIM
+over 42,000 x 8,000 pairs is ~10^4 times the cost and would find the same neighbours).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from app.engine.jobs import UserError
+
+MEASURES = ("l2", "ncc", "ncc_coarse", "ssim", "cosine")
+PIXEL_MEASURES = ("l2", "ncc", "ncc_coarse", "ssim")
+
+
+def coarse_factor(h: int, w: int) -> int:
+    """Downsampling factor of the coarse scale: images of about 32 px (at least 2x smaller)."""
+    return max(2, int(round(min(h, w) / 32)))
+
+
+def downsample(images: np.ndarray, factor: int) -> np.ndarray:
+    """Box-average (N, 1, H, W) by an integer factor (edges cropped to a multiple of it)."""
+    n, c, h, w = images.shape
+    hh, ww = h // factor, w // factor
+    x = images[:, :, : hh * factor, : ww * factor].reshape(n, c, hh, factor, ww, factor)
+    return x.mean(axis=(3, 5), dtype=np.float32)
+
+
+def check_images(images, what: str = "images", min_count: int = 1) -> np.ndarray:
+    """float32 (N, 1, H, W) from (N, H, W) / (N, 1, H, W); UserError for empty, NaN or bad shapes."""
+    arr = np.asarray(images)
+    if arr.ndim == 3:
+        arr = arr[:, None]
+    if arr.ndim != 4 or arr.shape[1] != 1:
+        raise UserError(f"{what}: expected greyscale images (N, 1, H, W) or (N, H, W), got shape {arr.shape}")
+    if arr.shape[0] < min_count:
+        raise UserError(f"{what}: the set is empty" if arr.shape[0] == 0 else f"{what}: needs at least {min_count} images, got {arr.shape[0]}")
+    if arr.shape[2] < 8 or arr.shape[3] < 8:
+        raise UserError(f"{what}: images of {arr.shape[2]}x{arr.shape[3]} are too small (at least 8x8)")
+    arr = arr.astype(np.float32, copy=False)
+    bad = ~np.isfinite(arr).reshape(len(arr), -1).all(axis=1)
+    if bad.any():
+        raise UserError(f"{what}: {int(bad.sum())} image(s) contain NaN or infinite values (first: index {int(np.flatnonzero(bad)[0])})")
+    return arr
+
+
+def check_same_size(a: np.ndarray, b: np.ndarray, what_a: str, what_b: str) -> None:
+    if a.shape[2:] != b.shape[2:]:
+        raise UserError(
+            f"{what_a} are {a.shape[2]}x{a.shape[3]} but {what_b} are {b.shape[2]}x{b.shape[3]}: "
+            "compare sets of one size (resize one of them when loading)"
+        )
+
+
+def _auto_chunk(n_train: int, dim: int, budget_bytes: int = 384 * 2**20) -> int:
+    # A query chunk costs its pixels (B x D) plus ~4 (B x M) score matrices in float32.
+    per_row = 4 * (dim + 4 * n_train)
+    return int(max(16, min(4096, budget_bytes // max(per_row, 1))))
+
+
+def pixel_candidates(
+    query: np.ndarray,
+    train: np.ndarray,
+    k: int = 3,
+    device: str | None = None,
+    chunk: int | None = None,
+    on_chunk: Callable[[int, int], None] | None = None,
+) -> dict[str, np.ndarray]:
+    """Exhaustive stage: the k nearest training images of every query under L2 and under NCC.
+
+    Returns ``l2_idx`` / ``ncc_idx`` (N, k) int64 and ``l2`` / ``ncc`` (N, k) float32 distances
+    (unshifted). ``on_chunk(done, total)`` is called after every query chunk (progress + cancel).
+    """
+    import torch
+
+    dev = torch.device(device or "cpu")
+    n, m = len(query), len(train)
+    k = int(min(k, m))
+    d = int(np.prod(query.shape[1:]))
+    # per-image centring (float64 means, float32 data): NCC and the L2 identity need centred pixels
+    t = torch.from_numpy(np.ascontiguousarray(train.reshape(m, d)))
+    t_mean = t.double().mean(1)
+    tc = (t - t_mean.float()[:, None]).to(dev)
+    t_sq = (tc.double() ** 2).sum(1).to(dev)
+    t_norm = t_sq.sqrt().clamp_min(1e-12).float()
+    t_sq = t_sq.float()
+    t_mean = t_mean.float().to(dev)
+    chunk = int(chunk or _auto_chunk(m, d))
+    out = {name: np.empty((n, k), dtype) for name, dtype in
+           (("l2_idx", np.int64), ("ncc_idx", np.int64), ("l2", np.float32), ("ncc", np.float32))}
+    n_chunks = max(1, math.ceil(n / chunk))
+    with torch.no_grad():
+        for ci, s in enumerate(range(0, n, chunk)):
+            q = torch.from_numpy(np.ascontiguousarray(query[s : s + chunk].reshape(-1, d)))
+            q_mean = q.double().mean(1)
+            qc = (q - q_mean.float()[:, None]).to(dev)
+            q_sq = (qc.double() ** 2).sum(1).float().to(dev)
+            q_norm = q_sq.sqrt().clamp_min(1e-12)
+            q_mean = q_mean.float().to(dev)
+            g = qc @ tc.T  # (B, M) centred inner products, the one expensive step
+            # ||a-b||^2 = ||a_c||^2 + ||b_c||^2 - 2 a_c.b_c + D (mean_a - mean_b)^2
+            d2 = q_sq[:, None] + t_sq[None, :] - 2 * g + d * (q_mean[:, None] - t_mean[None, :]) ** 2
+            l2 = (d2.clamp_min(0) / d).sqrt()
+            # NCC = a_c.b_c / (||a_c|| ||b_c||) (Pearson correlation over pixels)
+            ncc = 1 - g / (q_norm[:, None] * t_norm[None, :])
+            for name, score in (("l2", l2), ("ncc", ncc)):
+                val, idx = torch.topk(score, k, dim=1, largest=False, sorted=True)
+                out[name][s : s + chunk] = val.cpu().numpy()
+                out[f"{name}_idx"][s : s + chunk] = idx.cpu().numpy()
+            if on_chunk is not None:
+                on_chunk(ci + 1, n_chunks)
+    return out
+
+
+def feature_candidates(
+    query_feats: np.ndarray,
+    train_feats: np.ndarray,
+    k: int = 2,
+    device: str | None = None,
+    chunk: int = 4096,
+    on_chunk: Callable[[int, int], None] | None = None,
+) -> dict[str, np.ndarray]:
+    """Exhaustive cosine search in feature space: ``cosine_idx`` (N, k), ``cosine`` (N, k) = 1 - cos."""
+    import torch
+
+    dev = torch.device(device or "cpu")
+    k = int(min(k, len(train_feats)))
+    t = torch.nn.functional.normalize(torch.as_tensor(np.asarray(train_feats, np.float32)), dim=1).to(dev)
+    n = len(query_feats)
+    dist = np.empty((n, k), np.float32)
+    idx = np.empty((n, k), np.int64)
+    n_chunks = max(1, math.ceil(n / chunk))
+    with torch.no_grad():
+        for ci, s in enumerate(range(0, n, chunk)):
+            q = torch.nn.functional.normalize(torch.as_tensor(np.asarray(query_feats[s : s + chunk], np.float32)), dim=1).to(dev)
+            val, ix = torch.topk(1 - q @ t.T, k, dim=1, largest=False, sorted=True)
+            dist[s : s + chunk] = val.clamp_min(0).cpu().numpy()
+            idx[s : s + chunk] = ix.cpu().numpy()
+            if on_chunk is not None:
+                on_chunk(ci + 1, n_chunks)
+    return {"cosine": dist, "cosine_idx": idx}
+
+
+def _box_mean(x, win: int):
+    import torch.nn.functional as F
+
+    # valid (unpadded) 'win' x 'win' mean, as skimage's uniform filter after cropping its border
+    return F.avg_pool2d(x, win, stride=1)
+
+
+def ssim_pairs(a, b, data_range: float = 2.0, win: int = 7):
+    """SSIM of image pairs (B, H, W) torch tensors -> (B,), matching skimage.metrics.structural_similarity
+    with its defaults (7x7 uniform window, K1=0.01, K2=0.03, sample covariance).
+
+    Written here (not skimage) because the audit scores hundreds of thousands of pairs in batches;
+    Wang et al. 2004, IEEE TIP 13(4), eq. 13. tests/engine/metrics checks it against skimage.
+    """
+    a = a[:, None].float()
+    b = b[:, None].float()
+    win = int(min(win, a.shape[-1], a.shape[-2]))
+    win -= 1 - win % 2  # odd
+    np_ = win * win
+    cov_norm = np_ / (np_ - 1)
+    ux, uy = _box_mean(a, win), _box_mean(b, win)
+    uxx, uyy, uxy = _box_mean(a * a, win), _box_mean(b * b, win), _box_mean(a * b, win)
+    vx, vy, vxy = cov_norm * (uxx - ux * ux), cov_norm * (uyy - uy * uy), cov_norm * (uxy - ux * uy)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return s.mean(dim=(1, 2, 3)).float()
+
+
+def _shifts(radius: int):
+    return [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
+
+
+def _overlap(h: int, w: int, dy: int, dx: int):
+    """Slices (query, train) of the overlap when the query is the train image moved by (dy, dx)."""
+    qs = (slice(max(dy, 0), h + min(dy, 0)), slice(max(dx, 0), w + min(dx, 0)))
+    ts = (slice(max(-dy, 0), h + min(-dy, 0)), slice(max(-dx, 0), w + min(-dx, 0)))
+    return qs, ts
+
+
+def _box_sums(x, hh: int, ww: int, r: int):
+    """Sums of x (B, C, H, W) over the hh x ww windows at offsets 0..2r (integral image, float64)."""
+    import torch
+    import torch.nn.functional as F
+
+    ii = F.pad(x.double().cumsum(-1).cumsum(-2), (1, 0, 1, 0))
+    k = 2 * r + 1
+    y0 = torch.arange(k, device=x.device)
+    a = ii[..., y0[:, None] + hh, y0[None, :] + ww]
+    b = ii[..., y0[:, None], y0[None, :] + ww]
+    c = ii[..., y0[:, None] + hh, y0[None, :]]
+    d = ii[..., y0[:, None], y0[None, :]]
+    return (a - b - c + d).flatten(-2)  # (B, C, k*k)
+
+
+def _shift_search(q, t, r: int):
+    """Best NCC (and its shift index) and least RMS difference over translations, per pair.
+
+    q: (B, H, W) queries, t: (B, C, H, W) candidates. The query's central (H-2r) x (W-2r) region
+    is the template; it is correlated with every window of the candidate at offsets up to r px
+    (one grouped convolution, which is ~5x faster than looping over shifted crops), and the
+    candidate's window sums come from integral images. Shift index j maps to (dy, dx) =
+    _shifts(r)[j], meaning query[i + dy, k + dx] ~ candidate[i, k].
+    """
+    import torch
+    import torch.nn.functional as F
+
+    b, c, h, w = t.shape
+    hh, ww = h - 2 * r, w - 2 * r
+    n = float(hh * ww)
+    qt = q[:, r : h - r, r : w - r]
+    mu = qt.mean(dim=(1, 2), keepdim=True)
+    qt = qt - mu  # centre by the query's mean (same constant for both: L2 and NCC unchanged)
+    tt = t - mu[:, None]
+    s_q = qt.double().sum(dim=(1, 2))[:, None, None]
+    s_qq = (qt.double() ** 2).sum(dim=(1, 2))[:, None, None]
+    weight = qt[:, None].expand(b, c, hh, ww).reshape(b * c, 1, hh, ww).contiguous()
+    s_qt = F.conv2d(tt.reshape(1, b * c, h, w), weight, groups=b * c).view(b, c, -1).double()
+    s_t = _box_sums(tt, hh, ww, r)
+    s_tt = _box_sums(tt * tt, hh, ww, r)
+    cov = s_qt - s_q * s_t / n
+    var = ((s_qq - s_q**2 / n) * (s_tt - s_t**2 / n)).clamp_min(1e-24)
+    ncc = (cov / var.sqrt()).clamp(-1, 1)
+    l2 = ((s_qq - 2 * s_qt + s_tt).clamp_min(0) / n).sqrt()
+    # window offset (y, x) pairs template pixel (r + i) with candidate pixel (y + i): dy = r - y
+    k = 2 * r + 1
+    order = torch.tensor([(r - dy) * k + (r - dx) for dy, dx in _shifts(r)], device=t.device)
+    ncc, l2 = ncc[..., order], l2[..., order]
+    best_ncc, best_shift = ncc.max(dim=-1)
+    return best_ncc.float(), l2.min(dim=-1).values.float(), best_shift
+
+
+def _zoom(x, factor: float):
+    """(B, H, W) images magnified by ``factor`` about the centre (bilinear), same size, edges replicated."""
+    import torch.nn.functional as F
+
+    h, w = x.shape[-2:]
+    nh, nw = max(2, int(round(h * factor))), max(2, int(round(w * factor)))
+    y = F.interpolate(x[:, None], size=(nh, nw), mode="bilinear", align_corners=False)
+    if nh >= h:
+        top, left = (nh - h) // 2, (nw - w) // 2
+        return y[:, 0, top : top + h, left : left + w]
+    top, left = (h - nh) // 2, (w - nw) // 2
+    return F.pad(y, (left, w - nw - left, top, h - nh - top), mode="replicate")[:, 0]
+
+
+def refine_pairs(
+    query: np.ndarray,
+    train: np.ndarray,
+    cand: np.ndarray,
+    shift_radius: int = 2,
+    with_ssim: bool = True,
+    zooms: tuple[float, ...] = (1 / 1.07, 1 / 1.035, 1.035, 1.07),
+    device: str | None = None,
+    chunk: int = 128,
+    on_chunk: Callable[[int, int], None] | None = None,
+) -> dict[str, np.ndarray]:
+    """Score every (query i, train cand[i, j]) pair under small translations.
+
+    Returns (N, C) arrays: ``l2`` (min RMS difference over shifts), ``ncc`` (1 - max NCC over
+    shifts), ``ncc_coarse`` (the same at the coarse scale, shifts of up to 1 coarse pixel),
+    ``ssim`` (1 - SSIM at the best-NCC shift; NaN when ``with_ssim`` is false) and ``shift``
+    (N, C, 2) the best-NCC shift (dy, dx). Shifts are scored on the overlapping region.
+
+    ``zooms``: the best candidate of each query is also rescaled about its centre by these factors
+    (then shift-searched again), which catches slightly cropped-and-resized copies; L2 and NCC of
+    that candidate keep the best over zooms.
+    """
+    import torch
+
+    dev = torch.device(device or "cpu")
+    n, c = cand.shape
+    h, w = query.shape[-2:]
+    f = coarse_factor(h, w)
+    shifts = _shifts(int(shift_radius))
+    out = {name: np.full((n, c), np.nan, np.float32) for name in ("l2", "ncc", "ncc_coarse", "ssim")}
+    out_shift = np.zeros((n, c, 2), np.int16)
+    n_chunks = max(1, math.ceil(n / chunk))
+    with torch.no_grad():
+        for ci, s in enumerate(range(0, n, chunk)):
+            qn = query[s : s + chunk]
+            ids = cand[s : s + chunk]
+            b = len(qn)
+            tn = train[ids.reshape(-1)]
+            q = torch.from_numpy(np.ascontiguousarray(qn[:, 0])).to(dev)  # (B, H, W)
+            t = torch.from_numpy(np.ascontiguousarray(tn[:, 0])).to(dev).view(b, c, h, w)
+            best_ncc, best_l2, best_shift = _shift_search(q, t, int(shift_radius))
+            if zooms:
+                jb = best_ncc.argmax(1)
+                rows = torch.arange(b, device=dev)
+                tb = t[rows, jb]  # (B, H, W)
+                zn, zl = best_ncc[rows, jb], best_l2[rows, jb]
+                for zf in zooms:
+                    zn_f, zl_f, _ = _shift_search(q, _zoom(tb, zf)[:, None], int(shift_radius))
+                    zn, zl = torch.maximum(zn, zn_f[:, 0]), torch.minimum(zl, zl_f[:, 0])
+                best_ncc[rows, jb] = zn
+                best_l2[rows, jb] = zl
+            out["ncc"][s : s + b] = (1 - best_ncc).clamp_min(0).cpu().numpy()
+            out["l2"][s : s + b] = best_l2.cpu().numpy()
+            out_shift[s : s + b] = torch.tensor(shifts, device=dev)[best_shift].cpu().numpy()
+            qd = torch.from_numpy(downsample(qn, f)[:, 0]).to(dev)
+            td = torch.from_numpy(downsample(tn, f)[:, 0]).to(dev)
+            cn, _, _ = _shift_search(qd, td.view(b, c, *td.shape[-2:]), 1)
+            out["ncc_coarse"][s : s + b] = (1 - cn).clamp_min(0).cpu().numpy()
+            if with_ssim:
+                ssim = torch.empty((b * c,), device=dev)
+                flat_shift = best_shift.reshape(-1)
+                qrep = q[:, None].expand(b, c, h, w).reshape(b * c, h, w)
+                tflat = t.reshape(b * c, h, w)
+                for si in torch.unique(flat_shift).tolist():
+                    sel = (flat_shift == si).nonzero().squeeze(1)
+                    qs, ts = _overlap(h, w, *shifts[si])
+                    ssim[sel] = ssim_pairs(qrep[sel][:, qs[0], qs[1]], tflat[sel][:, ts[0], ts[1]]).to(ssim.dtype)
+                out["ssim"][s : s + b] = (1 - ssim.view(b, c)).clamp_min(0).cpu().numpy()
+            if on_chunk is not None:
+                on_chunk(ci + 1, n_chunks)
+    out["shift"] = out_shift
+    return out
+
+
+def aligned_difference(q: np.ndarray, t: np.ndarray, shift) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(query crop, train crop, query - train) on the overlap at ``shift`` (dy, dx), for figures."""
+    h, w = q.shape[-2:]
+    qs, ts = _overlap(h, w, int(shift[0]), int(shift[1]))
+    qq, tt = q[..., qs[0], qs[1]], t[..., ts[0], ts[1]]
+    return qq, tt, qq - tt

@@ -1,0 +1,48 @@
+"""Loading image sets for evaluation and audit jobs (a thin boundary over data.imagesets)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from app.engine.jobs import UserError
+from app.engine.metrics.nn import check_images
+
+
+@dataclass
+class Images:
+    """What the metrics need from a set: images (N, 1, H, W) in [-1, 1], labels or None, a name."""
+
+    images: np.ndarray
+    labels: np.ndarray | None = None
+    class_names: list[str] = field(default_factory=list)
+    source: str = ""
+
+
+def load_set(ref: str, workspace=None, size: int | None = None, limit: int | None = None, what: str = "images") -> Images:
+    """Load "name", "name:split", a folder of PNG/DICOM or an NPZ via ``data.imagesets.load_image_set``.
+
+    NPZ files holding ``images`` (N, H, W) / (N, 1, H, W) in [-1, 1] (and optional ``labels``)
+    are read here directly when the data module is not installed.
+    """
+    try:
+        from app.engine.data.imagesets import load_image_set
+    except ImportError:
+        load_image_set = None
+    if load_image_set is not None:
+        s = load_image_set(ref, workspace=workspace, size=size, limit=limit)
+        labels = None if s.labels is None else np.asarray(s.labels)
+        if labels is not None and (labels < 0).all():
+            labels = None
+        return Images(check_images(s.images, f"{what} {ref}"), labels, list(s.class_names or []), str(s.source or ref))
+    p = Path(ref)
+    if p.suffix.lower() != ".npz" or not p.exists():
+        raise UserError(f"{what} {ref}: cannot be read (only .npz files are readable without app.engine.data.imagesets)")
+    with np.load(p) as d:
+        if "images" not in d:
+            raise UserError(f"{what} {ref}: the NPZ has no 'images' array (has: {', '.join(d.files)})")
+        imgs = d["images"][:limit] if limit else d["images"]
+        labels = d["labels"][: len(imgs)] if "labels" in d else None
+    return Images(check_images(imgs, f"{what} {ref}"), labels, [], str(p))
