@@ -184,9 +184,16 @@ def read_dicom(path: str | Path) -> list[Frame]:
     modality = str(ds.get("Modality", "") or "").upper()
     if modality in NON_IMAGE_MODALITIES:
         raise SkipFile(NON_IMAGE_MODALITIES[modality])
+    if len(ds) == 0:
+        raise SkipFile("truncated or empty: the file ends after its DICOM header")
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         sop = ds.get("SOPClassUID")
-        what = f" ({sop.name})" if sop is not None and hasattr(sop, "name") else ""
+        sop_name = str(getattr(sop, "name", "") or "") if sop is not None else ""
+        if "Rows" in ds or sop_name.endswith("Image Storage"):
+            # pydicom stops quietly at the end of a cut-off file: an image object without pixels
+            what = f" ({sop_name})" if sop_name else ""
+            raise SkipFile(f"truncated or incomplete: an image object{what} without pixel data")
+        what = f" ({sop_name})" if sop_name else ""
         raise SkipFile(f"no pixel data: not an image object{what}")
     if "TransferSyntaxUID" not in getattr(ds, "file_meta", {}):
         # headerless files: pydicom worked out the encoding while reading; say it explicitly

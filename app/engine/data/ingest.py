@@ -1,0 +1,319 @@
+"""The ``ingest`` job: a file or folder of DICOM / PNG / JPEG / TIFF / NIfTI / fastMRI HDF5 / NPZ
+images -> a dataset in the workspace (HDF5 cache in [-1, 1], labels, patient-grouped splits,
+per-image provenance with a salted hash of the patient id, never the id itself).
+
+Ingest never stops at the first bad file: every file that cannot be used is listed with its
+reason. Files are read one by one (progress and cancellation per file); the cache is built in a
+staging folder and registered only when complete, so a cancelled or failed ingest leaves no
+dataset behind. An ``ingest_report.json`` beside the cache records what was kept and skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+import time
+import traceback
+from collections import Counter
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from app.engine.data.cache import SPLITS, CacheWriter
+from app.engine.data.labels import Labeler, class_order
+from app.engine.data.preprocess import fit_size, normalize_frame, parse_normalize
+from app.engine.data.readers import SkipFile, detect_format, list_files, read_file
+from app.engine.data.splits import grouped_split, split_counts
+from app.engine.jobs import JobContext, Spec, UserError, register
+
+SALT_KEY = "patient_id_salt"
+MODALITIES = ("auto", "mr", "ct", "cr", "dx", "mg", "us", "pt", "nm", "xa", "ot")
+REPORT_NAME = "ingest_report.json"
+
+
+class IngestSpec(Spec):
+    """Import a file or folder of medical images as a dataset (cache, labels, grouped splits)."""
+
+    kind: Literal["ingest"] = "ingest"
+    source: str = Field(..., description="file or folder to import (DICOM, PNG/JPEG/TIFF, NIfTI, fastMRI HDF5, NPZ)")
+    name: str = Field("", description="dataset name (default: derived from the source's name)")
+    size: int = Field(128, ge=8, le=2048, description="image size in pixels (square)")
+    labels: str = Field("auto", description="auto | subfolders | csv:FILE (columns file,label) | none")
+    modality: Literal[MODALITIES] = Field("auto", description="auto (from the files) or force mr | ct | cr | dx | ...")
+    normalize: str = Field(
+        "percentile",
+        description="minmax | percentile (0.5-99.5) | ct-window:brain|subdural|stroke|soft|mediastinum|liver|lung|bone"
+        " | ct-window:C,W | dicom-window | bit-depth | auto",
+    )
+    axis: int = Field(2, ge=0, le=2, description="slicing axis for volumes (NIfTI), in canonical RAS+ order")
+    group_by: Literal["auto", "patient", "series", "folder", "file"] = Field(
+        "auto", description="what keeps images together in one split: auto (patient, else series/volume, else file)"
+    )
+    val_fraction: float = Field(0.1, ge=0, lt=1, description="fraction of images (whole groups) for validation")
+    test_fraction: float = Field(0.1, ge=0, lt=1, description="fraction of images (whole groups) for testing")
+    seed: int = Field(0, description="seed of the split")
+    keep_aspect: bool = Field(True, description="pad to a square before resizing (else stretch)")
+    min_size: int = Field(16, ge=1, description="skip images smaller than this many pixels on a side")
+    skip_blank: bool = Field(True, description="skip constant (blank) images and slices")
+    replace: bool = Field(False, description="replace a dataset of the same name")
+
+    cli_positional: ClassVar[tuple[str, ...]] = ("source",)
+    cli_help: ClassVar[str] = "import images (DICOM, PNG/TIFF, NIfTI, fastMRI HDF5, NPZ) as a dataset"
+
+    @field_validator("normalize")
+    @classmethod
+    def _check_normalize(cls, v: str) -> str:
+        parse_normalize(v)
+        return v
+
+    @field_validator("labels")
+    @classmethod
+    def _check_labels(cls, v: str) -> str:
+        if v in ("auto", "subfolders", "none") or (v.startswith("csv:") and len(v) > 4):
+            return v
+        raise ValueError(f"labels {v!r} is not one of auto, subfolders, csv:FILE, none")
+
+    @field_validator("test_fraction")
+    @classmethod
+    def _check_fractions(cls, v: float, info) -> float:
+        if v + info.data.get("val_fraction", 0.0) >= 1:
+            raise ValueError("val_fraction + test_fraction must be below 1")
+        return v
+
+
+# ------------------------------------------------------------------------------------------------
+# identifiers
+# ------------------------------------------------------------------------------------------------
+
+
+def workspace_salt(workspace) -> str:
+    """The workspace's secret salt for hashing patient ids (created once, kept in its meta table)."""
+    with workspace.transaction() as con:
+        row = con.execute("SELECT value FROM meta WHERE key = ?", (SALT_KEY,)).fetchone()
+        if row is not None:
+            return row["value"]
+        salt = secrets.token_hex(16)
+        con.execute("INSERT INTO meta(key, value) VALUES (?, ?)", (SALT_KEY, salt))
+        return salt
+
+
+def hash_identifier(salt: str, kind: str, value: str) -> str:
+    """A salted SHA-256 of an identifier: stable within a workspace, not reversible without the salt."""
+    digest = hashlib.sha256(f"{salt}\x00{kind}\x00{value}".encode()).hexdigest()[:16]
+    return f"{kind[0]}-{digest}"
+
+
+def default_name(source: Path) -> str:
+    stem = source.name
+    for ext in (".nii.gz", ".npz", ".h5", ".hdf5", ".nii", ".dcm"):
+        if stem.lower().endswith(ext):
+            stem = stem[: -len(ext)]
+    name = re.sub(r"[^A-Za-z0-9_.\-]+", "-", stem).strip("-._")[:64]
+    return name or "dataset"
+
+
+# ------------------------------------------------------------------------------------------------
+# the job
+# ------------------------------------------------------------------------------------------------
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        rel = path.relative_to(root)
+        return rel.as_posix() if str(rel) != "." else path.name
+    except ValueError:
+        return str(path)
+
+
+@register(IngestSpec)
+def run_ingest(spec: IngestSpec, ctx: JobContext) -> dict:
+    from app.engine.store import check_name
+
+    t0 = time.perf_counter()
+    src = Path(spec.source).expanduser()
+    if not src.exists():
+        raise UserError(f"source {spec.source} does not exist")
+    root = src if src.is_dir() else src.parent
+    name = spec.name or default_name(src)
+    check_name(name, "dataset name")
+    ws = ctx.workspace
+    if ws.has_dataset(name) and not spec.replace:
+        raise UserError(f"a dataset named {name!r} already exists in the workspace; choose another --name or pass --replace")
+    mode, window = parse_normalize(spec.normalize)
+    files = list_files(src)
+    if not files:
+        raise UserError(f"{src} holds no files")
+    labeler = Labeler.from_option(spec.labels, src, files)
+    salt = workspace_salt(ws)
+    size = spec.size
+    ctx.log(f"ingesting {len(files)} file(s) from {src} as {name!r} ({size}x{size}, normalize {spec.normalize}, "
+            f"labels {labeler.mode})")
+
+    staging = ws.staging_dir()
+    writer: CacheWriter | None = None
+    skipped: list[dict] = []
+    frames_skipped: list[dict] = []
+    kept_files: list[dict] = []
+    labels: list[str | None] = []
+    groups: list[str] = []
+    given_splits: list[str | None] = []
+    modalities: Counter = Counter()
+    series: set[str] = set()
+    preview: list[np.ndarray] = []
+    try:
+        writer = CacheWriter(
+            staging / "cache.h5", size, size, [],
+            attrs={"normalize": spec.normalize, "size": size, "source_root": str(src.resolve()),
+                   "spec": spec.model_dump(mode="json")},
+        )
+        for k, f in enumerate(files):
+            ctx.check()
+            ctx.progress(k, len(files), f.name)
+            if labeler.is_sidecar(f):
+                continue
+            rel = _rel(f, root)
+            try:
+                frames = read_file(f, axis=spec.axis)
+            except SkipFile as exc:
+                skipped.append({"file": rel, "reason": str(exc)})
+                continue
+            except Exception as exc:  # a reader bug or an exotic file must not end the ingest
+                ctx.log(traceback.format_exc(), "debug")
+                skipped.append({"file": rel, "reason": f"could not be read ({type(exc).__name__}: {exc})"})
+                continue
+            file_label = labeler.label(f)
+            fmt = detect_format(f)
+            batch, reasons = [], Counter()
+            for fr in frames:
+                ctx.check()
+                label = None if labeler.mode == "none" and spec.labels == "none" else (fr.label or file_label)
+                if labeler.mode != "none" and label is None:
+                    reasons[
+                        f"no label: not listed in {labeler.csv_path.name}" if labeler.mode == "csv"
+                        else "no label: not inside a class subfolder"
+                    ] += 1
+                    continue
+                modality = (spec.modality.upper() if spec.modality != "auto" else fr.modality.upper()) or "OT"
+                if mode == "ct-window" and modality not in ("CT", "OT"):
+                    reasons[f"{modality} image: a CT window needs CT in Hounsfield units (use --normalize percentile)"] += 1
+                    continue
+                h, w = fr.pixels.shape
+                if min(h, w) < spec.min_size:
+                    reasons[f"image is {h}x{w}, smaller than min_size {spec.min_size}"] += 1
+                    continue
+                if spec.skip_blank and float(fr.pixels.max()) == float(fr.pixels.min()):
+                    reasons["blank (constant) image"] += 1
+                    continue
+                img = fit_size(normalize_frame(fr, mode, window), size, spec.keep_aspect)
+                group = _group_of(spec.group_by, fr, f, root, salt, per_image=fmt == "npz")
+                if fr.series:
+                    series.add(fr.series)
+                batch.append((img, fr, label, group, modality))
+            if not batch:
+                reason = "; ".join(reasons) if reasons else "no images in the file"
+                skipped.append({"file": rel, "reason": reason})
+                continue
+            if reasons:
+                frames_skipped.append({"file": rel, "frames": sum(reasons.values()), "reason": "; ".join(reasons)})
+            writer.append(
+                np.stack([b[0] for b in batch]), -1, [b[3] for b in batch], rel,
+                [b[1].frame for b in batch], [b[4] for b in batch],
+            )
+            for img, fr, label, group, modality in batch:
+                labels.append(label)
+                groups.append(group)
+                given_splits.append(fr.split)
+                modalities[modality] += 1
+                if len(preview) < 16:
+                    preview.append(img)
+            kept_files.append({"file": rel, "format": fmt, "images": len(batch)})
+        ctx.progress(len(files), len(files), "splitting")
+        n = writer.n
+        if n == 0:
+            first = "; ".join(f"{s['file']}: {s['reason']}" for s in skipped[:3])
+            raise UserError(f"no usable images in {src}: {len(skipped)} file(s) skipped ({first})")
+        class_names = class_order(labels) if any(lab is not None for lab in labels) else []
+        index = {c: i for i, c in enumerate(class_names)}
+        label_arr = np.array([index[lab] if lab is not None else -1 for lab in labels], np.int64)
+        writer.set_labels(label_arr, class_names)
+        if all(s is not None for s in given_splits):  # MedMNIST-style files carry their own split
+            split = np.array([SPLITS[s] for s in given_splits], np.uint8)
+            split_source = "given by the source file"
+        else:
+            split = grouped_split(groups, label_arr, spec.val_fraction, spec.test_fraction, spec.seed)
+            split_source = f"grouped by {spec.group_by}, stratified by class, seed {spec.seed}"
+        writer.set_splits(split)
+        writer.close()
+        counts = split_counts(split)
+        class_counts = {c: int((label_arr == i).sum()) for i, c in enumerate(class_names)}
+        result = {
+            "dataset": name,
+            "kept": int(n),
+            "skipped": skipped,
+            "classes": class_names,
+            "splits": counts,
+            "groups": len(set(groups)),
+            "files_kept": len(kept_files),
+            "frames_skipped": frames_skipped,
+            "class_counts": class_counts,
+            "series": len(series),
+            "modalities": dict(modalities),
+            "size": [size, size],
+            "normalize": spec.normalize,
+            "labels": labeler.mode,
+            "split_source": split_source,
+        }
+        report = {
+            **result,
+            "source": str(src.resolve()),
+            "spec": spec.model_dump(mode="json"),
+            "files": kept_files,
+            "group_hash": "sha256(workspace salt, kind, identifier), first 16 hex digits; raw ids are not stored",
+            "created": time.time(),
+        }
+        (staging / REPORT_NAME).write_text(json.dumps(report, indent=2))
+        meta = {k: result[k] for k in ("splits", "groups", "class_counts", "modalities", "normalize", "labels",
+                                       "split_source", "files_kept", "series")}
+        meta["skipped"] = len(skipped)
+        meta["modality"] = modalities.most_common(1)[0][0]
+        meta["spec"] = spec.model_dump(mode="json")
+        rec = ws.commit_dataset(
+            staging, name, n_images=n, height=size, width=size, classes=class_names,
+            source=str(src.resolve()), meta=meta, replace=spec.replace,
+        )
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        ws.discard_staging(staging)
+        raise
+    result["report"] = str(rec.path / REPORT_NAME)
+    result["seconds"] = round(time.perf_counter() - t0, 3)
+    if preview:
+        from app.engine.imaging import make_grid
+
+        ctx.image("samples", make_grid(np.stack(preview), ncol=4), "grid")
+    ctx.artifact("dataset", rec.cache_path)
+    ctx.artifact("report", rec.path / REPORT_NAME)
+    ctx.log(f"{name}: kept {n} image(s) from {len(kept_files)} file(s), skipped {len(skipped)} file(s); "
+            f"splits {counts}")
+    return result
+
+
+def _group_of(group_by: str, fr, path: Path, root: Path, salt: str, per_image: bool = False) -> str:
+    """The split group of a frame, hashed with the workspace salt (no raw identifier is stored).
+
+    ``per_image``: the file is a collection of independent images (an NPZ without group ids), so
+    with nothing better each image is its own group."""
+    if group_by in ("auto", "patient") and fr.patient:
+        return hash_identifier(salt, "patient", fr.patient)
+    if group_by in ("auto", "patient", "series") and fr.series:
+        return hash_identifier(salt, "series", fr.series)
+    if group_by == "folder":
+        return hash_identifier(salt, "folder", _rel(path.parent, root))
+    if per_image and group_by in ("auto", "file"):
+        return hash_identifier(salt, "image", f"{_rel(path, root)}#{fr.frame}:{fr.split}")
+    return hash_identifier(salt, "file", _rel(path, root))
