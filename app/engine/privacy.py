@@ -55,9 +55,9 @@ from app.engine.metrics.nn import (
 
 RuleMode = Literal["calibrated", "percentile", "absolute"]
 RULE_MODES = ("calibrated", "percentile", "absolute")
-DEFAULT_RULE_MEASURES = ("l2", "ncc", "ncc_coarse", "ssim")
+DEFAULT_RULE_MEASURES = ("l2", "ncc", "l2_coarse", "ncc_coarse", "ssim")
 #: used only when no held-out set exists (uncalibrated; the report says so). Distance units.
-DEFAULT_ABSOLUTE = {"l2": 0.03, "ncc": 0.02, "ncc_coarse": 0.01, "ssim": 0.05}
+DEFAULT_ABSOLUTE = {"l2": 0.03, "ncc": 0.02, "l2_coarse": 0.02, "ncc_coarse": 0.01, "ssim": 0.05}
 
 
 # --------------------------------------------------------------------------------------------
@@ -75,6 +75,11 @@ class FlagRule:
     z: float = 3.0
     percentile: float = 1.0
     thresholds: dict[str, float] = field(default_factory=dict)
+    #: second route (calibrated / percentile modes): also flag when the distance is below the
+    #: floor itself (no margin) AND the nearest is < ratio x the second-nearest distinct training
+    #: image: a lone, much closer neighbour is the signature of a copy (Lowe's ratio test, IJCV
+    #: 2004, sec. 7.1); a new image has several neighbours at similar distances. 0 disables.
+    ratio: float = 0.5
 
     def __post_init__(self):
         if self.mode not in RULE_MODES:
@@ -148,6 +153,10 @@ def flag(distances: dict[str, np.ndarray], holdout_distances: dict[str, np.ndarr
             raise UserError(f"no distances for measure {m!r} (have {', '.join(distances)})")
         d = np.asarray(distances[m])
         mask |= np.isfinite(d) & (d < t)
+        second = distances.get(f"{m}@2")
+        if rule.mode != "absolute" and rule.ratio > 0 and second is not None:
+            second = np.asarray(second)
+            mask |= np.isfinite(d) & (d < t / rule.margin) & (d < rule.ratio * second)
     return mask
 
 
@@ -156,6 +165,8 @@ def holdout_rank(distances: dict[str, np.ndarray], holdout_distances: dict[str, 
     held-out images whose nearest training image is closer (0 = closer than every new image)."""
     out = {}
     for m, d in distances.items():
+        if "@" in m:
+            continue
         h = np.sort(np.asarray(holdout_distances.get(m, []), np.float64))
         h = h[np.isfinite(h)]
         if len(h):
@@ -172,7 +183,7 @@ def holdout_rank(distances: dict[str, np.ndarray], holdout_distances: dict[str, 
 class Matches:
     """Nearest training image of each query under each measure."""
 
-    distances: dict[str, np.ndarray]  # measure -> (N,) float32 distance to the nearest
+    distances: dict[str, np.ndarray]  # measure -> (N,) float32 distance to the nearest; "m@2": second nearest
     index: dict[str, np.ndarray]  # measure -> (N,) int64 training index of the nearest
     shift: np.ndarray  # (N, 2) best-NCC shift (dy, dx) towards the NCC-nearest training image
 
@@ -212,9 +223,13 @@ def nearest_training_matches(
     for m in PIXEL_MEASURES:
         if m == "ssim" and not with_ssim:
             continue
-        j = np.argmin(np.where(np.isfinite(ref[m]), ref[m], np.inf), axis=1)
+        dm = np.where(np.isfinite(ref[m]), ref[m], np.inf)
+        j = np.argmin(dm, axis=1)
         distances[m] = ref[m][rows, j]
         index[m] = cand[rows, j]
+        # the second-nearest *distinct* training image among the candidates (for the ratio route)
+        other = np.where(cand != cand[rows, j][:, None], dm, np.inf)
+        distances[f"{m}@2"] = other.min(axis=1).astype(np.float32)
     jn = np.argmin(ref["ncc"], axis=1)
     shift = ref["shift"][rows, jn].astype(np.int64)
     if query_features is not None and train_features is not None:
@@ -272,9 +287,11 @@ class AuditReport:
                 "generated_index": int(i),
                 "training_index": int(g.index["ncc"][i]),
                 "shift": [int(v) for v in g.shift[i]],
-                "distance": {m: float(g.distances[m][i]) for m in g.distances},
+                "distance": {m: float(g.distances[m][i]) for m in g.index},
                 "nearest": {m: int(g.index[m][i]) for m in g.index},
                 "measures_below_threshold": [m for m, t in self.thresholds.items() if g.distances[m][i] < t],
+                "ratio_to_second": {m: float(g.distances[m][i] / max(g.distances[f"{m}@2"][i], 1e-12))
+                                    for m in g.index if f"{m}@2" in g.distances},
             })
         return rows
 
@@ -296,7 +313,7 @@ class AuditReport:
                     "threshold": self.thresholds.get(m),
                     "generated_below_holdout_min": float(np.mean(ranks[m] == 0)) if m in ranks else None,
                 }
-                for m in self.generated.distances
+                for m in self.generated.index
             },
             "flagged": self.flagged_rows(),
             "notes": self.notes,
@@ -307,11 +324,13 @@ class AuditReport:
         arrays = {"flagged": self.flagged, "shift": self.generated.shift}
         for m, d in self.generated.distances.items():
             arrays[f"gen_{m}"] = d
-            arrays[f"gen_{m}_index"] = self.generated.index[m]
+        for m, i in self.generated.index.items():
+            arrays[f"gen_{m}_index"] = i
         if self.holdout:
             for m, d in self.holdout.distances.items():
                 arrays[f"holdout_{m}"] = d
-                arrays[f"holdout_{m}_index"] = self.holdout.index[m]
+            for m, i in self.holdout.index.items():
+                arrays[f"holdout_{m}_index"] = i
             arrays["holdout_shift"] = self.holdout.shift
         np.savez_compressed(path, **arrays)
         return Path(path)
@@ -327,11 +346,11 @@ def load_report(out_dir: str | Path) -> AuditReport:
         raise UserError(f"no audit report in {out_dir}: {exc.filename} is missing") from None
 
     def matches(prefix):
-        ms = [k[len(prefix):] for k in z.files if k.startswith(prefix) and not k.endswith("_index")]
+        ms = [k[len(prefix):] for k in z.files if k.startswith(prefix) and not k.endswith("_index") and k != "holdout_shift"]
         if not ms:
             return None
         shift = z["shift"] if prefix == "gen_" else z["holdout_shift"]
-        return Matches({m: z[prefix + m] for m in ms}, {m: z[prefix + m + "_index"] for m in ms}, shift)
+        return Matches({m: z[prefix + m] for m in ms}, {m: z[prefix + m + "_index"] for m in ms if "@" not in m}, shift)
 
     return AuditReport(
         generated=matches("gen_"), holdout=matches("holdout_"), rule=FlagRule(**{**meta["rule"], "measures": tuple(meta["rule"]["measures"])}),
@@ -390,7 +409,7 @@ def audit(
         hm = nearest_training_matches(holdout, train, feats.get("holdout"), feats.get("train"), label="held-out: ", **kw)
     gm = nearest_training_matches(generated, train, feats.get("gen"), feats.get("train"), label="generated: ", **kw)
     th = thresholds_for(hm.distances if hm else None, rule)
-    flagged = flag(gm.distances, hm.distances if hm else None, FlagRule(mode="absolute", thresholds=th))
+    flagged = flag(gm.distances, hm.distances if hm else None, rule)
     counts = {"generated": len(generated), "train": len(train), "holdout": 0 if holdout is None else len(holdout),
               "size": list(generated.shape[-2:])}
     notes.append(f"SSIM is evaluated on the top-{k} candidates under L2, NCC and coarse NCC (not exhaustively); "
@@ -484,7 +503,8 @@ def write_report(report: AuditReport, generated: np.ndarray, train: np.ndarray, 
     paths: dict = {"json": out / "audit.json", "arrays": out / "audit_arrays.npz", "histograms": {}, "pairs": []}
     paths["json"].write_text(json.dumps(js, indent=2))
     report.save_arrays(paths["arrays"])
-    for m, d in report.generated.distances.items():
+    for m in report.generated.index:
+        d = report.generated.distances[m]
         hold = report.holdout.distances.get(m) if report.holdout else None
         p = histogram_png(d, hold, report.thresholds.get(m), f"nearest-training distance: {m}", out / f"hist_{m}.png")
         paths["histograms"][m] = p
@@ -515,7 +535,7 @@ def write_report(report: AuditReport, generated: np.ndarray, train: np.ndarray, 
 <h1>Memorization audit: {verdict}</h1>
 <p>{js['n_flagged']} of {js['counts']['generated']} generated images flagged (rate {js['memorization_rate']:.4f},
 allowed {js['max_memorization_rate']}); {js['counts']['train']} training images, {js['counts']['holdout']} held-out real images;
-rule {report.rule.mode} (margin {report.rule.margin}, z {report.rule.z}); feature extractor: {js['extractor']}.</p>
+rule {report.rule.mode} (margin {report.rule.margin}, z {report.rule.z}, ratio {report.rule.ratio}); feature extractor: {js['extractor']}.</p>
 <p>Distances: smaller is closer. l2 = RMS pixel difference; ncc / ncc_coarse / ssim / cosine = 1 - similarity.</p>
 <table><tr><th>measure</th><th>generated min</th><th>generated mean</th><th>held-out min</th><th>held-out median</th><th>threshold</th></tr>{rows}</table>
 <h2>Distributions</h2>{hists}
@@ -546,11 +566,12 @@ class AuditSpec(Spec):
     percentile: float | None = Field(None, ge=0, le=100, description="flag below margin x this percentile of held-out distances")
     threshold: float | None = Field(None, ge=0, description="absolute distance threshold on --measure (distance: l2 RMS, or 1 - similarity)")
     thresholds: dict[str, float] | None = Field(None, description="absolute distance thresholds per measure, JSON")
-    measure: Literal["l2", "ncc", "ncc_coarse", "ssim", "cosine"] = Field("ncc", description="measure of --threshold")
-    measures: list[Literal["l2", "ncc", "ncc_coarse", "ssim", "cosine"]] = Field(
+    measure: Literal["l2", "ncc", "l2_coarse", "ncc_coarse", "ssim", "cosine"] = Field("ncc", description="measure of --threshold")
+    measures: list[Literal["l2", "ncc", "l2_coarse", "ncc_coarse", "ssim", "cosine"]] = Field(
         list(DEFAULT_RULE_MEASURES), description="measures whose flags count (an image is flagged if any flags it)")
     margin: float | None = Field(None, gt=0, description="factor on the calibrated floor / percentile (default 0.5; 1 with --percentile)")
     z: float = Field(3.0, ge=0, description="robust floor: median - z MAD of log held-out distances")
+    ratio: float = Field(0.5, ge=0, le=1, description="also flag below the floor when nearest < ratio x second-nearest (0: off)")
     max_memorization_rate: float = Field(0.0, ge=0, le=1, description="the audit passes when at most this fraction is flagged")
     extractor: str = Field("radiomics", description="features for the cosine measure: radiomics | inception | none")
     size: int | None = Field(None, ge=8, le=4096, description="resize all sets to this size (default: as stored; sizes must match)")
@@ -608,7 +629,7 @@ def rule_from_spec(spec: AuditSpec, has_holdout: bool) -> FlagRule | None:
     if not has_holdout:
         raise UserError(f"rule {mode!r} needs held-out real images: give --holdout")
     margin = spec.margin if spec.margin is not None else (1.0 if mode == "percentile" else 0.5)
-    return FlagRule(mode=mode, measures=tuple(spec.measures), margin=margin, z=spec.z,
+    return FlagRule(mode=mode, measures=tuple(spec.measures), margin=margin, z=spec.z, ratio=spec.ratio,
                     percentile=spec.percentile if spec.percentile is not None else 1.0)
 
 

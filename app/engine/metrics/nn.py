@@ -5,8 +5,8 @@ as a *distance* (smaller = closer) so that histograms, thresholds and rules trea
 
     l2      root-mean-square pixel difference, images in [-1, 1] (0 = identical)
     ncc     1 - normalised cross-correlation (Pearson r over pixels; blind to intensity scale/offset)
-    ncc_coarse  the same on images box-averaged to ~32 px: tolerant of slight crops / zooms and of
-            fine texture changes that decorrelate full-resolution pixels
+    l2_coarse, ncc_coarse  the same on images box-averaged to ~32 px (at least 2x): tolerant of
+            slight crops / zooms and of noise, which the averaging suppresses
     ssim    1 - SSIM (skimage's default: 7x7 uniform window, K1=0.01, K2=0.03, data range 2)
     cosine  1 - cosine similarity of feature vectors (any extractor in ``features.py``)
 
@@ -31,8 +31,8 @@ import numpy as np
 
 from app.engine.jobs import UserError
 
-MEASURES = ("l2", "ncc", "ncc_coarse", "ssim", "cosine")
-PIXEL_MEASURES = ("l2", "ncc", "ncc_coarse", "ssim")
+MEASURES = ("l2", "ncc", "l2_coarse", "ncc_coarse", "ssim", "cosine")
+PIXEL_MEASURES = ("l2", "ncc", "l2_coarse", "ncc_coarse", "ssim")
 
 
 def coarse_factor(h: int, w: int) -> int:
@@ -282,7 +282,8 @@ def refine_pairs(
     """Score every (query i, train cand[i, j]) pair under small translations.
 
     Returns (N, C) arrays: ``l2`` (min RMS difference over shifts), ``ncc`` (1 - max NCC over
-    shifts), ``ncc_coarse`` (the same at the coarse scale, shifts of up to 1 coarse pixel),
+    shifts), ``l2_coarse`` / ``ncc_coarse`` (the same at the coarse scale, shifts of up to 1
+    coarse pixel),
     ``ssim`` (1 - SSIM at the best-NCC shift; NaN when ``with_ssim`` is false) and ``shift``
     (N, C, 2) the best-NCC shift (dy, dx). Shifts are scored on the overlapping region.
 
@@ -297,7 +298,7 @@ def refine_pairs(
     h, w = query.shape[-2:]
     f = coarse_factor(h, w)
     shifts = _shifts(int(shift_radius))
-    out = {name: np.full((n, c), np.nan, np.float32) for name in ("l2", "ncc", "ncc_coarse", "ssim")}
+    out = {name: np.full((n, c), np.nan, np.float32) for name in ("l2", "ncc", "l2_coarse", "ncc_coarse", "ssim")}
     out_shift = np.zeros((n, c, 2), np.int16)
     n_chunks = max(1, math.ceil(n / chunk))
     with torch.no_grad():
@@ -324,8 +325,9 @@ def refine_pairs(
             out_shift[s : s + b] = torch.tensor(shifts, device=dev)[best_shift].cpu().numpy()
             qd = torch.from_numpy(downsample(qn, f)[:, 0]).to(dev)
             td = torch.from_numpy(downsample(tn, f)[:, 0]).to(dev)
-            cn, _, _ = _shift_search(qd, td.view(b, c, *td.shape[-2:]), 1)
+            cn, cl, _ = _shift_search(qd, td.view(b, c, *td.shape[-2:]), 1)
             out["ncc_coarse"][s : s + b] = (1 - cn).clamp_min(0).cpu().numpy()
+            out["l2_coarse"][s : s + b] = cl.cpu().numpy()
             if with_ssim:
                 ssim = torch.empty((b * c,), device=dev)
                 flat_shift = best_shift.reshape(-1)
