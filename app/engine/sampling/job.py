@@ -146,7 +146,9 @@ def run_sample(spec: SampleSpec, ctx: JobContext) -> dict:
          "class_name": None if labels is None or labels[i] >= len(model.class_names) else model.class_names[labels[i]]}
         for i in range(spec.n_images)
     ]
-    images = images[:, :1] if images.shape[1] != 1 else images  # complex (2-channel) models: the real part
+    if images.shape[1] == 2:  # complex (real, imag) models: export the magnitude, |z| in [0, 1] -> [-1, 1]
+        images = np.clip(np.sqrt((images**2).sum(axis=1, keepdims=True)), 0, 1) * 2 - 1
+        provenance["exported_as"] = "magnitude of the complex (real, imag) image"
     files = export_images(images, out_dir, spec.format, provenance, per_image=per_image)
     grid = make_grid(images[: min(64, len(images))], ncol=int(math.ceil(math.sqrt(min(64, len(images))))))
     ctx.image("samples", grid, "grid")
