@@ -218,6 +218,7 @@ class MainWindow(QMainWindow):
         self._action(f, "&New workspace…", "Ctrl+Shift+N", lambda: self.choose_workspace(new=True))
         f.addSeparator()
         self._action(f, "&Import dataset…", "Ctrl+I", self.import_dataset)
+        self._action(f, "&Connection…", "Ctrl+Shift+K", self.open_connection_dialog)  # local / remote server
         f.addSeparator()
         self._action(f, "&Quit", QKeySequence.Quit, self.close)
         v = mb.addMenu("&View")
@@ -406,3 +407,14 @@ class MainWindow(QMainWindow):
         for dlg in list(self.error_dialogs):
             dlg.close()
         ev.accept()
+
+    # -- remote connection (issue 9; the dialog lives in app/views/connection_dialog.py) --------
+    def open_connection_dialog(self):
+        """Local or remote server; on OK, jobs submitted from now on use the chosen runner."""
+        from app.views.connection_dialog import ConnectionDialog
+
+        dlg = ConnectionDialog(self.settings, self)
+        if dlg.exec() == ConnectionDialog.Accepted:
+            self.jobs.set_runner(dlg.make_runner(self.workspace))
+            self._query_compute()
+        return dlg

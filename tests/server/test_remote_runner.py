@@ -141,3 +141,32 @@ def test_the_connection_dialog_tests_the_server_and_keeps_the_token_out_of_qsett
     reopened = ConnectionDialog(settings, token_path=tokens)  # the next session shows the saved choice
     qtbot.addWidget(reopened)
     assert reopened.mode() == "remote" and reopened.token() == server.token
+
+
+def test_the_main_window_connection_entry_sends_jobs_to_the_remote_server(server, qtbot, tmp_path, monkeypatch):
+    from PySide6.QtCore import QSettings, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from app.views.main_window import MainWindow
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # the token file goes here
+    w = MainWindow(tmp_path / "ws", settings=QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat),
+                   error_mode="record", demo_at_first_start=False)
+    qtbot.addWidget(w)
+
+    def fill_and_accept():
+        dlg = QApplication.activeModalWidget()
+        dlg.remote_radio.setChecked(True)
+        dlg.url_edit.setText(server.url)
+        dlg.token_edit.setText(server.token)
+        dlg.buttons.accepted.emit()
+
+    QTimer.singleShot(0, fill_and_accept)
+    w.open_connection_dialog()
+    assert w.jobs.transport == f"remote: 127.0.0.1:{server.port}"
+    h = w.jobs.submit(SelfTestSpec(steps=3, size=8))
+    qtbot.waitUntil(lambda: h.is_final, timeout=WAIT_MS)
+    assert h.state == "done"
+    with RemoteClient(server.url, server.token) as c:
+        assert c.job(h.job_id)["state"] == "done"
+    w.jobs.runner.close()
