@@ -606,6 +606,12 @@ class Trainer:
                 self.log(f"stopped at step {pos.step}; checkpoint {self.last_checkpoint} (resume with --resume "
                          f"{self.run_id})")
             raise
+        except UserError:
+            raise  # already recorded (non-finite loss) or raised before anything ran
+        except BaseException as exc:  # a crash: the run is not left 'running'; its checkpoints stay
+            if dist.main and self.run_id:
+                self.ws.update_run(self.run_id, state="failed", meta={"error": f"{type(exc).__name__}: {exc}"})
+            raise
         finally:
             if dist.active:
                 try:
@@ -632,10 +638,10 @@ class Trainer:
             cache_rows = [int(self.train_index[i]) for i in bad[:5]]
             bad_data = (f" The batch holds non-finite pixel values: the dataset cache {self.dataset.path} is "
                         f"corrupt (images {cache_rows}); ingest the dataset again.")
-        kept = (f"The last good checkpoint is kept: {self.last_checkpoint or self._latest_checkpoint_path()}"
-                if (self.last_checkpoint or self._latest_checkpoint_path()) else "No checkpoint had been written yet.")
+        good = self.last_checkpoint or self._latest_checkpoint_path()
+        kept = f"The last good checkpoint is kept: {good}." if good else "No checkpoint had been written yet."
         msg = (f"training stopped: the loss became {value} at step {pos.step + 1} (epoch {pos.epoch + 1}) of run "
-               f"{self.run_id}.{bad_data} {kept}. Try a lower learning rate, gradient clipping or fp32, then "
+               f"{self.run_id}.{bad_data} {kept} Try a lower learning rate, gradient clipping or fp32, then "
                f"resume with --resume {self.run_id}.")
         if self.dist.main:
             self.ws.update_run(self.run_id, state="failed", meta={"error": msg, "step": pos.step})

@@ -206,3 +206,23 @@ def test_train_through_the_cli_prints_the_run_id_and_final_loss(workspace, xray,
     result = json.loads(out[-1])
     assert workspace.run(result["run"]).state == "done"
     assert np.isfinite(result["final_loss"]) and result["steps"] == 2
+
+
+@pytest.mark.parametrize("process,extra", [
+    ("ncsn", {"num_levels": 10, "sigma_max": 20.0}),
+    ("vpsde", {"prediction_type": "v", "precision": "bf16", "grad_accum": 2, "batch_size": 8}),
+    ("flow", {"t_sampling": "logit_normal"}),
+])
+def test_every_process_trains_through_the_job_and_validates_per_noise_level(workspace, xray, process, extra):
+    spec = TrainSpec(dataset="xray", process=process, epochs=1, preview_every=0, val_levels=4,
+                     **{**TINY, **extra})
+    events = run_collect(spec, workspace=workspace)
+    res = _done(events)
+    assert res["steps"] == 4 and np.isfinite(res["final_loss"])
+    levels = [e for e in events if isinstance(e, Scalar) and e.name.startswith("val_loss/sigma=")]
+    assert len(levels) == 4 and all(np.isfinite(e.value) for e in levels)
+    sigmas = [float(e.name.split("=")[1]) for e in levels]
+    assert sigmas == sorted(sigmas, reverse=True)  # reported from the noisiest level down
+    model = load_checkpoint(res["run"], workspace)
+    assert model.process.config() == {"name": process, **model.process.options()}
+    assert model.process.name == process and model.spec.process == process
