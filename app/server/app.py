@@ -342,7 +342,8 @@ def create_app(config: ServerConfig) -> FastAPI:
         if not p.is_relative_to(workspace.root) or (token_file is not None and p == token_file):
             return _error(403, f"path {path!r} is outside the server's workspace", ["path"])
         if p.is_dir():
-            return {"path": str(p), "files": _listing(p, workspace.root, recursive=True)}
+            return JSONResponse({"path": str(p), "files": _listing(p, workspace.root, recursive=True)},
+                                headers={"X-RadSynth-Folder": "1"})
         if not p.is_file():
             return _error(404, f"no file {path!r} in the server's workspace", ["path"])
         return FileResponse(p, filename=p.name)

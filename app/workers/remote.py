@@ -183,7 +183,11 @@ class RemoteClient:
         return self._request("GET", f"/api/jobs/{job_id}/artifacts").json()["artifacts"]
 
     def download(self, path: str, dest: str | Path) -> Path:
-        """Download a server file (a path from an Artifact event) to ``dest`` (a file or a folder)."""
+        """Download a server file (a path from an Artifact event) to ``dest`` (a file or a folder).
+
+        A folder artifact (e.g. a checkpoint folder) is downloaded file by file into
+        ``dest/<folder name>/``; the local folder is returned.
+        """
         dest = Path(dest)
         if dest.is_dir():
             dest = dest / Path(path).name
@@ -192,6 +196,18 @@ class RemoteClient:
                 if resp.status_code >= 400:
                     resp.read()
                     _raise_for(resp)
+                if resp.headers.get("x-radsynth-folder") == "1":
+                    resp.read()
+                    listing = resp.json()
+                    dest.mkdir(parents=True, exist_ok=True)
+                    for f in listing["files"]:
+                        if not f["dir"]:
+                            target = (dest / f["path"]).resolve()
+                            if not target.is_relative_to(dest.resolve()):  # never trust a listing
+                                raise RemoteError(f"the server listed a file outside the folder: {f['path']!r}")
+                            target.parent.mkdir(parents=True, exist_ok=True)
+                            self.download(f"{listing['path']}/{f['path']}", target)
+                    return dest
                 tmp = dest.with_name(dest.name + ".part")
                 with open(tmp, "wb") as f:
                     for chunk in resp.iter_bytes(1 << 20):

@@ -138,3 +138,29 @@ def test_a_restarted_server_still_lists_and_replays_finished_jobs(server_dirs, t
     finally:
         second.stop()
     assert json.dumps(after) == json.dumps(before)
+
+
+def test_a_tiny_training_run_on_the_server_ends_done_and_its_safetensors_checkpoint_downloads_and_loads(
+        server, client, tmp_path):
+    from safetensors.numpy import load_file
+
+    src = shared_file_or_skip(server, "pneumoniamnist_balanced_28.npz")
+    ingest = client.submit({"kind": "ingest", "source": src, "name": "pneu-remote", "size": 16, "replace": True})
+    last = [e for _, e in client.events(ingest)][-1]
+    assert isinstance(last, J.Done), getattr(last, "message", "")
+    job_id = client.submit({"kind": "train", "dataset": "pneu-remote", "process": "ddpm", "T": 50,
+                            "base_channels": 8, "channel_mults": [1, 2], "num_res_blocks": 1,
+                            "attention_resolutions": [], "epochs": 1, "max_steps": 3, "batch_size": 8,
+                            "warmup_steps": 0, "preview_every": 0, "log_every": 1, "device": "cpu", "seed": 0})
+    got = list(client.events(job_id))
+    assert [s for s, _ in got] == list(range(1, len(got) + 1))
+    events = [e for _, e in got]
+    assert isinstance(events[-1], J.Done), getattr(events[-1], "message", "")
+    assert any(isinstance(e, J.Scalar) for e in events)  # the loss curve crossed the wire
+    ckpts = [a for a in client.artifacts(job_id) if a["kind"] == "checkpoint"]
+    assert ckpts, client.artifacts(job_id)
+    local = client.download(ckpts[-1]["path"], tmp_path)  # a checkpoint folder, file by file
+    weights = sorted(local.rglob("*.safetensors"))
+    assert weights
+    tensors = load_file(str(weights[0]))  # safetensors: nothing unpickled
+    assert tensors and all(np.isfinite(v).all() for v in tensors.values())
