@@ -117,7 +117,6 @@ class JobQueue:
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
-        self._finished_order: list[str] = []
         self._lock = threading.Lock()
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -191,9 +190,7 @@ class JobQueue:
     def cancel(self, job: ServerJob) -> None:
         if job.state in FINAL:
             return
-        job.stop.set()
-        if job.state == "queued":  # the worker will end it as cancelled when it reaches it
-            pass
+        job.stop.set()  # running: the job stops at its next check; queued: the worker ends it unstarted
         self._save_state(job)
 
     def queue_state(self) -> dict:
@@ -236,7 +233,6 @@ class JobQueue:
     def _forget_old(self) -> None:
         """Keep memory bounded: events of old finished jobs are replayed from disk instead."""
         with self._lock:
-            self._finished_order = [j for j in self._finished_order if j in self.jobs]
             finished = [j.id for j in self.jobs.values() if j.state in FINAL and j.lines is not None]
             for jid in finished[:-KEEP_FINISHED_IN_MEMORY] if len(finished) > KEEP_FINISHED_IN_MEMORY else []:
                 job = self.jobs[jid]
