@@ -119,17 +119,17 @@ class Attention(nn.Module):
         heads = num_heads if channels % num_heads == 0 else 1
         self.heads = heads
         self.norm = nn.GroupNorm(_groups(channels), channels)
-        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
-        self.proj = _zero(nn.Conv2d(channels, channels, 1))
+        # linear projections over tokens (b, hw, c): measurably faster on CPU than 1x1 convolutions
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.proj = _zero(nn.Linear(channels, channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        qkv = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w)
-        # (b, heads, hw, c/heads) with a contiguous last dim, so SDPA can take its fused (flash) kernel
-        q, k, v = qkv.transpose(-1, -2).contiguous().unbind(1)
-        out = F.scaled_dot_product_attention(q, k, v)
-        out = out.transpose(-1, -2).reshape(b, c, h, w)
-        return x + self.proj(out)
+        tokens = self.norm(x).flatten(2).transpose(1, 2)  # (b, hw, c)
+        qkv = self.qkv(tokens).reshape(b, h * w, 3, self.heads, c // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (b, heads, hw, c/heads), last dim contiguous
+        out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, h * w, c)
+        return x + self.proj(out).transpose(1, 2).reshape(b, c, h, w)
 
 
 class Downsample(nn.Module):
