@@ -246,6 +246,28 @@ def main(argv: list[str] | None = None) -> int:
         module, func = COMMANDS[verb].split(":")
         return int(getattr(importlib.import_module(module), func)(rest) or 0)
 
+    # Ctrl-C is caught from here on, before the slow imports (torch), so an early interrupt still
+    # cancels the job cleanly: the job sees the stop flag at its first check and ends Cancelled.
+    stop = threading.Event()
+    interrupts = {"n": 0}
+
+    def on_sigint(signum, frame):
+        interrupts["n"] += 1
+        if interrupts["n"] > 1:  # second Ctrl-C: stop waiting for the job to notice
+            raise KeyboardInterrupt
+        stop.set()
+        print("\ncancelling (Ctrl-C again to abort at once)...", file=sys.stderr)
+
+    if threading.current_thread() is not threading.main_thread():  # signals only work there
+        return _run_verb(verb, rest, stop)
+    old = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        return _run_verb(verb, rest, stop)
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _run_verb(verb: str, rest: list[str], stop: threading.Event) -> int:
     from app.engine import jobs as J
 
     try:
@@ -268,24 +290,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
 
     J.cpu_threads_from_env()
-    stop = threading.Event()
-    interrupts = {"n": 0}
-
-    def on_sigint(signum, frame):
-        interrupts["n"] += 1
-        if interrupts["n"] > 1:  # second Ctrl-C: stop waiting for the job to notice
-            raise KeyboardInterrupt
-        stop.set()
-        print("\ncancelling (Ctrl-C again to abort at once)...", file=sys.stderr)
-
-    old = signal.signal(signal.SIGINT, on_sigint)
     reporter = TerminalReporter(quiet=ns.quiet)
     try:
         final = J.run(spec, reporter, stop.is_set, workspace=ns.workspace, transport="cli")
     except KeyboardInterrupt:
         final = J.Cancelled()
-    finally:
-        signal.signal(signal.SIGINT, old)
 
     if isinstance(final, J.Done):
         if ns.json:

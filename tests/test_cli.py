@@ -64,7 +64,13 @@ def test_ctrl_c_cancels_the_job_cleanly_and_exits_130(tmp_path):
         [sys.executable, "-m", "app.cli", "selftest", "--steps", "1000", "--delay", "0.05", "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
-    time.sleep(3.0)
+    # wait until the job is running (its first log line), however long the imports take here
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if "self-test on" in line or not line:
+            break
+    time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
