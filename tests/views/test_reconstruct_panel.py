@@ -1,0 +1,214 @@
+"""Reconstruction panel: real recon jobs on real SIAT / CT data, linked comparison views, sweep, export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import shared_file
+from tests.views.conftest import assert_not_blank
+
+SHOTS = __import__("pathlib").Path("/tmp/shots")
+JOB_TIMEOUT = 120_000
+
+
+@pytest.fixture
+def siat_small(tmp_path):
+    """Three real SIAT validation slices at 64x64: the centre of their k-space (phase kept), as NPZ."""
+    from app.engine.recon.mri.fft import fft2c, ifft2c
+
+    with np.load(shared_file("siat_brain_t2_complex_dev.npz")) as z:
+        imgs = np.asarray(z["images"][124:127], np.complex64)
+    small = ifft2c(fft2c(imgs)[:, 96:160, 96:160]).astype(np.complex64)
+    p = tmp_path / "siat_small.npz"
+    np.savez(p, images=small)
+    return p
+
+
+@pytest.fixture
+def panel(main_window):
+    return main_window.show_panel("reconstruct")
+
+
+def _load(panel, qtbot, path, slice_index=0):
+    panel.source_kind.setCurrentIndex(0)
+    panel.load_file(str(path), slice_index)
+    qtbot.waitUntil(lambda: panel.source is not None and panel.preview is not None, timeout=20000)
+
+
+def _run_and_wait(panel, qtbot, n_methods):
+    assert panel.reconstruct() is not None
+    qtbot.waitUntil(lambda: panel.group is not None and len(panel.group.handles) == n_methods, timeout=30000)
+    for h in panel.group.handles:
+        qtbot.waitUntil(lambda h=h: h.is_final, timeout=JOB_TIMEOUT)
+        assert h.state == "done", h.message
+    qtbot.waitUntil(lambda: len(panel.group.results) == n_methods
+                    and all(r.get("_final") for r in panel.group.results.values()), timeout=20000)
+
+
+def test_mask_designer_redraws_mask_and_kspace_with_the_achieved_acceleration(panel, qtbot, siat_small):
+    _load(panel, qtbot, siat_small)
+    assert panel.mask_view.image().shape == (64, 64)
+    first = panel.preview["achieved"]
+    n = panel.preview_count
+    panel.accel.setValue(8.0)  # several quick changes are debounced into one preview
+    panel.accel.setValue(6.0)
+    qtbot.waitUntil(lambda: panel.preview_count > n and abs(panel.preview["achieved"] - 6.0) < 0.6, timeout=10000)
+    assert abs(first - 4.0) < 0.5
+    assert "6." in panel.achieved.text() or "5." in panel.achieved.text()
+    sampled = panel.mask_view.image().mean()
+    assert abs(sampled - 1 / panel.preview["achieved"]) < 1e-6
+    # the undersampled k-space is zero (log1p(0) = 0) off the mask
+    assert np.all(panel.kspace_view.image()[panel.mask_view.image() == 0] == 0)
+
+
+def test_zero_filled_and_cs_tv_on_a_real_slice_fill_the_linked_grid_and_the_metrics_table(panel, qtbot, siat_small, tmp_path):
+    _load(panel, qtbot, siat_small, 1)
+    panel.use_zf.setChecked(True)
+    panel.use_cs.setChecked(True)
+    panel.use_score.setChecked(False)
+    panel.cs_iter.setValue(60)
+    _run_and_wait(panel, qtbot, 2)
+    grid = panel.grid
+    assert grid.methods == ["zero-filled", "cs-tv"]
+    for m in grid.methods:
+        assert grid.views[m].image().shape == (64, 64)
+        assert grid.error_views[m].image() is not None and grid.error_views[m].colormap() == "inferno"
+    assert grid.reference.image() is not None
+    # the metrics table holds both methods with numbers; CS-TV beats zero-filled on this slice
+    t = panel.metrics_table
+    rows = {t.item(r, 0).text(): [t.item(r, c).text() for c in range(1, 4)] for r in range(t.rowCount())}
+    assert set(rows) == {"zero-filled", "cs-tv"}
+    psnr = {m: float(v[0]) for m, v in rows.items()}
+    assert psnr["cs-tv"] > psnr["zero-filled"]
+    assert all(0 < float(v[1]) <= 1 for v in rows.values())
+
+    # linked views: zooming one result zooms the other result, the reference and the error maps
+    zf, cs = grid.views["zero-filled"], grid.views["cs-tv"]
+    zf.vb.setRange(xRange=(10, 30), yRange=(12, 32), padding=0)
+    qtbot.wait(50)
+    target = zf.vb.viewRange()
+    for other in (cs, grid.reference):
+        got = other.vb.viewRange()
+        assert np.allclose(got[0], target[0], atol=0.5) and np.allclose(got[1], target[1], atol=0.5), (other, got, target)
+    for other in (grid.error_views["cs-tv"], grid.error_views["zero-filled"]):  # narrower (colour bar): same
+        (x0, x1), (y0, y1) = other.vb.viewRange()  # centre, the zoomed region fully in view, same zoom on one axis
+        assert abs((x0 + x1) / 2 - 20) < 0.5 and abs((y0 + y1) / 2 - 22) < 0.5
+        assert x0 <= 10.5 and x1 >= 29.5 and y0 <= 12.5 and y1 >= 31.5
+        assert min(x1 - x0 - (target[0][1] - target[0][0]), y1 - y0 - 20) < 0.5
+    # window / level follows in the image views (not in the error maps, which have their own scale)
+    cs.set_levels(0.1, 0.7)
+    assert zf.levels() == pytest.approx((0.1, 0.7)) and grid.reference.levels() == pytest.approx((0.1, 0.7))
+    assert grid.error_views["cs-tv"].levels() != pytest.approx((0.1, 0.7))
+    # flicker flips between the two results in one view
+    shown = grid.flicker_showing
+    assert grid.flick() != shown
+    assert np.array_equal(grid.flicker.image(), grid.arrays()[grid.flicker_showing])
+
+    zf.vb.autoRange(padding=0)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    assert_not_blank(panel, SHOTS / "reconstruct_panel_mri.png")
+    files = panel.export(tmp_path / "export")
+    assert files[0].stat().st_size > 10_000
+    with np.load(files[1]) as z:
+        assert {"reference", "zero-filled", "cs-tv", "zero-filled_error", "cs-tv_error"} <= set(z.files)
+
+
+def _train_complex_prior(workspace):
+    """A tiny 2-channel (real, imaginary) NCSN prior on 32x32 SIAT training slices: the real train job, 2 steps."""
+    import h5py
+
+    from app.engine.data.cache import CacheWriter
+    from app.engine.jobs import Done, run_collect
+    from app.engine.recon.mri.fft import fft2c, ifft2c
+    from app.engine.recon.mri.score import complex_training_images
+    from app.engine.training import TrainSpec
+
+    with np.load(shared_file("siat_brain_t2_complex_dev.npz")) as z:
+        imgs = z["images"][:16]
+    x = complex_training_images(ifft2c(fft2c(imgs)[:, 112:144, 112:144]))
+    x = np.clip(x / max(1.0, float(np.abs(x).max())), -1, 1).astype(np.float32)
+    staging = workspace.staging_dir()
+    w = CacheWriter(staging / "cache.h5", 32, 32, [])
+    w.append(x[:, :1], -1, "siat", "siat", list(range(16)), "MR")
+    w.close()
+    with h5py.File(staging / "cache.h5", "a") as f:  # the cache format with 2 channels (real, imaginary)
+        del f["images"]
+        f.create_dataset("images", data=x, chunks=(1, 2, 32, 32))
+    workspace.commit_dataset(staging, "siat-complex", n_images=16, height=32, width=32, classes=[], source="test", meta={})
+    ev = run_collect(TrainSpec(dataset="siat-complex", epochs=1, max_steps=2, preview_every=0, val_every=0, image_size=32,
+                               base_channels=8, channel_mults=[1, 2], num_res_blocks=1, attention_resolutions=[],
+                               batch_size=8, warmup_steps=1, process="ncsn", num_levels=10, sigma_max=5.0),
+                     workspace=workspace)
+    assert isinstance(ev[-1], Done), ev[-1]
+    return ev[-1].result["run"]
+
+
+def test_score_based_run_with_two_posterior_samples_shows_the_uncertainty_map_with_a_colour_bar(
+        main_window, qtbot, siat_small, workspace):
+    run_id = _train_complex_prior(workspace)
+    panel = main_window.show_panel("reconstruct")
+    panel.refresh_runs()
+    panel.run_combo.setCurrentIndex(panel.run_combo.findData(run_id))
+    _load(panel, qtbot, siat_small)
+    panel.use_zf.setChecked(True)
+    panel.use_cs.setChecked(False)
+    panel.use_score.setChecked(True)
+    panel.samples.setValue(2)
+    panel.steps.setValue(3)
+    _run_and_wait(panel, qtbot, 2)
+    grid = panel.grid
+    assert "score-ald" in grid.std_views and "zero-filled" not in grid.std_views
+    std = grid.std_views["score-ald"]
+    assert std.image().shape == (64, 64) and float(std.image().max()) > 0
+    assert std.colormap() == "viridis" and std._colorbar is not None
+    # the uncertainty view moves with the others
+    grid.views["score-ald"].vb.setRange(xRange=(5, 25), yRange=(5, 25), padding=0)
+    qtbot.wait(50)
+    assert np.allclose(std.vb.viewRange()[0], grid.views["score-ald"].vb.viewRange()[0], atol=0.5)
+    grid.views["score-ald"].vb.autoRange(padding=0)
+    assert_not_blank(panel, SHOTS / "reconstruct_panel_score.png")
+
+
+def test_acceleration_sweep_plots_metric_per_method_and_shows_best_and_worst_cases(panel, qtbot, siat_small):
+    _load(panel, qtbot, siat_small)
+    panel.use_score.setChecked(False)
+    panel.cs_iter.setValue(20)
+    panel.tabs.setCurrentIndex(1)
+    panel.sweep_slices.setText("0-2")
+    panel.sweep_accels.setText("2 6")
+    assert panel.run_sweep() is not None
+    qtbot.waitUntil(lambda: panel.sweep_handle is not None and panel.sweep_handle.is_final, timeout=JOB_TIMEOUT)
+    assert panel.sweep_handle.state == "done", panel.sweep_handle.message
+    qtbot.waitUntil(lambda: panel.sweep_table.rowCount() == 4 and panel.worst_view.image() is not None, timeout=20000)
+    curves = [c for c in panel.sweep_plot.plotItem.listDataItems() if c.name()]
+    assert sorted(c.name() for c in curves) == ["cs-tv", "zero-filled"]
+    zf = next(c for c in curves if c.name() == "zero-filled")
+    x, y = zf.getData()
+    assert list(x) == [2.0, 6.0] and y[0] > y[1]  # SSIM falls with acceleration
+    assert panel.best_view.image().shape == (64, 64)
+    panel.sweep_table.selectRow(1)
+    panel.open_case("worst")
+    worst = int(panel.sweep_result["table"][1]["worst_slice"])
+    qtbot.waitUntil(lambda: panel.source is not None and panel.source["slice"] == worst, timeout=20000)
+    assert panel.accel.value() == 6.0 and panel.tabs.currentIndex() == 0
+    panel.tabs.setCurrentIndex(1)
+    assert_not_blank(panel, SHOTS / "reconstruct_panel_sweep.png")
+
+
+def test_ct_sparse_view_comparison_on_a_real_head_ct_slice(panel, qtbot):
+    panel.tabs.setCurrentIndex(2)
+    panel.ct_file.setText(str(shared_file("ct_head_hu.npz")))
+    panel.ct_slice.setValue(54)
+    panel.ct_views.setValue(45)
+    assert panel.ct_selected_methods() == ["fbp", "backprojection"]
+    assert panel.run_ct() is not None
+    qtbot.waitUntil(lambda: panel.ct_group is not None and len(panel.ct_group.handles) == 2, timeout=30000)
+    qtbot.waitUntil(lambda: len(panel.ct_group.results) == 2, timeout=JOB_TIMEOUT)
+    g = panel.ct_grid
+    assert g.reference.image().shape == (256, 256)
+    assert all(g.views[m].image() is not None and g.error_views[m].image() is not None for m in ("fbp", "backprojection"))
+    t = panel.ct_table
+    psnr = {t.item(r, 0).text(): float(t.item(r, 1).text()) for r in range(t.rowCount())}
+    assert psnr["fbp"] > psnr["backprojection"]
+    assert_not_blank(panel, SHOTS / "reconstruct_panel_ct.png")
