@@ -26,7 +26,6 @@ from app.engine.sampling.base import (
     ImageNoise,
     Monitor,
     Sampler,
-    StepCallback,
     StepInfo,
     samplers_for,
 )

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from app.engine.diffusion.base import Prediction, Process, batch_times, expand_as_image
+from app.engine.diffusion.base import Prediction, Process, batch_times
 from app.engine.jobs import JobCancelled, UserError
 
 # --------------------------------------------------------------------------------------------
@@ -304,7 +304,3 @@ SAMPLER_PROCESS_SUPPORT: dict[str, tuple[str, ...]] = {}
 def samplers_for(process_name: str) -> list[str]:
     """Names of the registered samplers that support a process (filled in by ``api``)."""
     return [name for name, procs in SAMPLER_PROCESS_SUPPORT.items() if process_name in procs]
-
-
-def expand(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return expand_as_image(v, x)
