@@ -22,6 +22,7 @@ same step (one all-reduce of two flags per step).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -554,7 +555,7 @@ class Trainer:
                             u = torch.rand(len(ids), generator=gen, device=gen.device).to(dev)
                             y = torch.where(u < spec.label_dropout, torch.full_like(y, self.num_classes), y)
                         sync_ctx = (model.no_sync() if dist.active and a < spec.grad_accum - 1
-                                    else _nullcontext())
+                                    else contextlib.nullcontext())
                         with sync_ctx, torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                             out = process.loss(model, x, y, generator=gen)
                         loss = out.loss / spec.grad_accum
@@ -829,14 +830,6 @@ class Trainer:
         folder.mkdir(exist_ok=True)
         path = save_png(folder / f"epoch-{pos.epoch:04d}.png", grid)
         self.ctx.artifact("figure", path)
-
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 @register(TrainSpec)

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from app.engine.diffusion.base import PredictionType, Process, expand_as_image
+from app.engine.diffusion.base import PredictionType, Process
 from app.engine.jobs import UserError
 
 

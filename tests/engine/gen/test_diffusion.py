@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from app.engine.diffusion.base import PROCESS_NAMES, Prediction, expand_as_image, make_process
+from app.engine.diffusion.base import PROCESS_NAMES, expand_as_image, make_process
 from app.engine.jobs import UserError
 from app.engine.nets.unet import NetConfig, UNet
 from tests.conftest import shared_file
@@ -196,7 +196,7 @@ def _xray_batch(n: int, size: int = 16) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("name", PROCESS_NAMES)
-def test_loss_is_finite_and_decreases_with_training_on_real_chest_xrays(name):
+def test_loss_is_finite_and_drops_by_a_fifth_in_40_steps_on_real_chest_xrays(name):
     x = _xray_batch(128)
     torch.manual_seed(0)
     net = UNet(NetConfig(image_size=16, base_channels=8, channel_mults=(1, 2), num_res_blocks=1,
@@ -211,7 +211,7 @@ def test_loss_is_finite_and_decreases_with_training_on_real_chest_xrays(name):
     before = held_out_loss()
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3)
     g = torch.Generator().manual_seed(1)
-    for step in range(60):
+    for step in range(40):
         idx = torch.randint(0, 128, (16,), generator=g)
         out = p.loss(net, x[idx], generator=g)
         assert torch.isfinite(out.loss)
