@@ -280,6 +280,11 @@ class DistInfo:
         return self.rank == 0
 
 
+def _seed(*keys: int) -> int:
+    """A 63-bit torch seed mixed from integers (numpy's SeedSequence), for independent streams."""
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1, np.uint64)[0] >> 1)
+
+
 def _sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -503,7 +508,7 @@ class Trainer:
                                                                           spec.lr_schedule))
         scaler = torch.amp.GradScaler("cuda") if spec.precision == "fp16" else None
         gen = torch.Generator(device=dev if dev.type == "cuda" else "cpu")
-        gen.manual_seed(int(np.random.SeedSequence([spec.seed, dist.rank]).generate_state(1, np.uint64)[0] >> 1))
+        gen.manual_seed(_seed(spec.seed, dist.rank))
         pos = _Position()
 
         if spec.resume:
@@ -786,7 +791,7 @@ class Trainer:
         results = {}
         with torch.no_grad():
             for k, t in enumerate(self.validation_times()):
-                g = torch.Generator().manual_seed(self.spec.seed * 1000 + 7919 + k)
+                g = torch.Generator().manual_seed(_seed(self.spec.seed, 7919, k))
                 total, n = 0.0, 0
                 for i in range(0, len(self.val_x), self.spec.batch_size):
                     x = self.val_x[i : i + self.spec.batch_size].to(dev)
