@@ -34,7 +34,10 @@ def load_prior(path: Path):
 
     ck = torch.load(path, map_location="cpu")
     net = UNet(NetConfig(**ck["net"]))
-    net.load_state_dict(ck["state"])
+    own = net.state_dict()
+    # the U-Net's attention moved from 1x1 convs to linear layers after the prior was saved: same weights
+    state = {k: (v.reshape(own[k].shape) if k in own and v.numel() == own[k].numel() else v) for k, v in ck["state"].items()}
+    net.load_state_dict(state)
     print(f"prior: {path} ({ck['steps']} steps, {ck['seconds']:.0f} s of CPU training, final loss {ck['loss']:.4f})")
     return ScorePrior(net.eval(), make_process(ck["process"]))
 
