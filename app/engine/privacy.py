@@ -156,7 +156,8 @@ def flag(distances: dict[str, np.ndarray], holdout_distances: dict[str, np.ndarr
         second = distances.get(f"{m}@2")
         if rule.mode != "absolute" and rule.ratio > 0 and second is not None:
             second = np.asarray(second)
-            mask |= np.isfinite(d) & (d < t / rule.margin) & (d < rule.ratio * second)
+            # no second distinct candidate scored (inf / NaN): the ratio route does not apply
+            mask |= np.isfinite(d) & np.isfinite(second) & (d < t / rule.margin) & (d < rule.ratio * second)
     return mask
 
 

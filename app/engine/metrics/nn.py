@@ -275,6 +275,7 @@ def refine_pairs(
     shift_radius: int = 2,
     with_ssim: bool = True,
     zooms: tuple[float, ...] = (1 / 1.07, 1 / 1.035, 1.035, 1.07),
+    ssim_k: int = 2,
     device: str | None = None,
     chunk: int = 128,
     on_chunk: Callable[[int, int], None] | None = None,
@@ -284,7 +285,8 @@ def refine_pairs(
     Returns (N, C) arrays: ``l2`` (min RMS difference over shifts), ``ncc`` (1 - max NCC over
     shifts), ``l2_coarse`` / ``ncc_coarse`` (the same at the coarse scale, shifts of up to 1
     coarse pixel),
-    ``ssim`` (1 - SSIM at the best-NCC shift; NaN when ``with_ssim`` is false) and ``shift``
+    ``ssim`` (1 - SSIM at the best-NCC shift, for the ``ssim_k`` best candidates by NCC; NaN
+    elsewhere and when ``with_ssim`` is false) and ``shift``
     (N, C, 2) the best-NCC shift (dy, dx). Shifts are scored on the overlapping region.
 
     ``zooms``: the best candidate of each query is also rescaled about its centre by these factors
@@ -329,15 +331,22 @@ def refine_pairs(
             out["ncc_coarse"][s : s + b] = (1 - cn).clamp_min(0).cpu().numpy()
             out["l2_coarse"][s : s + b] = cl.cpu().numpy()
             if with_ssim:
-                ssim = torch.empty((b * c,), device=dev)
-                flat_shift = best_shift.reshape(-1)
-                qrep = q[:, None].expand(b, c, h, w).reshape(b * c, h, w)
-                tflat = t.reshape(b * c, h, w)
-                for si in torch.unique(flat_shift).tolist():
-                    sel = (flat_shift == si).nonzero().squeeze(1)
+                # SSIM only for the ssim_k best candidates by shift-tolerant NCC (the rest stay NaN)
+                kk = int(min(ssim_k, c))
+                top = best_ncc.topk(kk, dim=1).indices  # (B, kk)
+                rows = torch.arange(b, device=dev)[:, None].expand(b, kk).reshape(-1)
+                cols = top.reshape(-1)
+                sh = best_shift[rows, cols]
+                vals = torch.empty(len(rows), device=dev)
+                for si in torch.unique(sh).tolist():
+                    sel = (sh == si).nonzero().squeeze(1)
                     qs, ts = _overlap(h, w, *shifts[si])
-                    ssim[sel] = ssim_pairs(qrep[sel][:, qs[0], qs[1]], tflat[sel][:, ts[0], ts[1]]).to(ssim.dtype)
-                out["ssim"][s : s + b] = (1 - ssim.view(b, c)).clamp_min(0).cpu().numpy()
+                    qa = q[rows[sel]][:, qs[0], qs[1]].contiguous()
+                    ta = t[rows[sel], cols[sel]][:, ts[0], ts[1]].contiguous()
+                    vals[sel] = ssim_pairs(qa, ta).to(vals.dtype)
+                ssim = torch.full((b, c), float("nan"), device=dev)
+                ssim[rows, cols] = vals
+                out["ssim"][s : s + b] = (1 - ssim).clamp_min(0).cpu().numpy()
             if on_chunk is not None:
                 on_chunk(ci + 1, n_chunks)
     out["shift"] = out_shift

@@ -46,3 +46,14 @@ def load_set(ref: str, workspace=None, size: int | None = None, limit: int | Non
         imgs = d["images"][:limit] if limit else d["images"]
         labels = d["labels"][: len(imgs)] if "labels" in d else None
     return Images(check_images(imgs, f"{what} {ref}"), labels, [], str(p))
+
+
+def align_labels(ref: Images, other: Images) -> Images:
+    """``other`` with its labels re-indexed to ``ref``'s class names (each set numbers its own
+    classes when loaded); labels of classes that ``ref`` lacks become -1."""
+    if other.labels is None or not ref.class_names or not other.class_names:
+        return other
+    lookup = np.array([ref.class_names.index(c) if c in ref.class_names else -1 for c in other.class_names] + [-1])
+    lab = np.asarray(other.labels, np.int64)
+    lab = np.where((lab >= 0) & (lab < len(other.class_names)), lab, len(other.class_names))
+    return Images(other.images, lookup[lab], list(ref.class_names), other.source)
