@@ -150,7 +150,8 @@ def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
     return {"only_first_correct": b, "only_second_correct": c, "p_value": p}
 
 
-def classification_report(net, images, labels, device: str = "cpu", seed: int = 0) -> dict:
+def classification_report(net, images, labels, device: str = "cpu", seed: int = 0) -> tuple[dict, np.ndarray]:
+    """Accuracy, macro F1, confusion matrix, per-class AUC (+ bootstrap CI); and the per-image correctness mask."""
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
     prob = predict_proba(net, images, device)
