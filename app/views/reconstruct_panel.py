@@ -128,6 +128,13 @@ def dataset_image_to_npz(workspace, dataset: str, index: int, out_dir: Path) -> 
     return str(path)
 
 
+def _fit_height(table: QTableWidget, max_rows: int = 6) -> None:
+    """Size a small results table to its rows (no scroll bar for a handful of methods)."""
+    rows = min(table.rowCount(), max_rows)
+    h = table.horizontalHeader().height() + sum(table.rowHeight(r) for r in range(rows)) + 2 * table.frameWidth() + 2
+    table.setFixedHeight(max(h, 60))
+
+
 class _JobGroup:
     """The jobs of one comparison run (one per method) and what came back from them."""
 
@@ -278,6 +285,7 @@ class ReconstructPanel(QWidget):
         mf.addRow("Seed", self.seed)
         self.achieved = QLabel("achieved R: –")
         self.achieved.setObjectName("achievedLabel")
+        self.achieved.setWordWrap(True)
         mf.addRow(self.achieved)
         cl.addWidget(mk)
 
@@ -342,14 +350,15 @@ class ReconstructPanel(QWidget):
         sc = QScrollArea()
         sc.setWidgetResizable(True)
         sc.setWidget(ctl)
-        sc.setMinimumWidth(300)
+        sc.setMinimumWidth(340)
+        sc.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         split.addWidget(sc)
 
         # -- views --
         right = QWidget()
         rl = QVBoxLayout(right)
         rl.setContentsMargins(0, 0, 0, 0)
-        vs = QSplitter(Qt.Vertical)
+        vs = self.mri_split = QSplitter(Qt.Vertical)
         prev = QWidget()
         pl = QHBoxLayout(prev)
         pl.setContentsMargins(0, 0, 0, 0)
@@ -359,7 +368,10 @@ class ReconstructPanel(QWidget):
         self.mask_view.setObjectName("maskView")
         self.kspace_view = ImageView(title="Undersampled k-space (log)")
         self.kspace_view.setObjectName("kspaceView")
-        self.mask_view.link(self.kspace_view)  # mask and k-space share the k-space grid
+        # mask and k-space share zoom / pan (same k-space grid) but not the window (0/1 vs log |k|)
+        self._kspace_sync = False
+        self.mask_view.vb.sigRangeChanged.connect(lambda *_: self._sync_kspace(self.mask_view, self.kspace_view))
+        self.kspace_view.vb.sigRangeChanged.connect(lambda *_: self._sync_kspace(self.kspace_view, self.mask_view))
         for v in (self.source_view, self.mask_view, self.kspace_view):
             v.setMinimumHeight(150)
             pl.addWidget(v)
@@ -374,6 +386,9 @@ class ReconstructPanel(QWidget):
         self.flick_a.setObjectName("flickerA")
         self.flick_b = QComboBox()
         self.flick_b.setObjectName("flickerB")
+        for c in (self.flick_a, self.flick_b):
+            c.setMinimumContentsLength(12)
+            c.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
         frow2.addWidget(self.flick_a)
         frow2.addWidget(QLabel("⇄"))
         frow2.addWidget(self.flick_b)
@@ -405,14 +420,23 @@ class ReconstructPanel(QWidget):
         self.metrics_table.verticalHeader().setVisible(False)
         self.metrics_table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
         self.metrics_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.metrics_table.setMaximumHeight(130)
+        _fit_height(self.metrics_table)
         cml.addWidget(self.metrics_table)
         vs.addWidget(cmp)
         vs.setSizes([190, 700])
         rl.addWidget(vs)
         split.addWidget(right)
-        split.setSizes([330, 1100])
+        split.setSizes([350, 1100])
         return tab
+
+    def _sync_kspace(self, src: ImageView, dst: ImageView) -> None:
+        if self._kspace_sync:
+            return
+        self._kspace_sync = True
+        try:
+            dst.vb.setRange(src.vb.viewRect(), padding=0.0)
+        finally:
+            self._kspace_sync = False
 
     # -- source ------------------------------------------------------------------------------------
     @property
@@ -611,6 +635,8 @@ class ReconstructPanel(QWidget):
         self.flick_b.clear()
         self.group = _JobGroup()
         self.run_button.setEnabled(False)
+        sizes = self.mri_split.sizes()  # give the comparison the room; the designer row stays visible
+        self.mri_split.setSizes([min(sizes[0], 150), sum(sizes) - min(sizes[0], 150)])
         self.status.setText(f"Preparing {len(dicts)} job(s)…")
         group = self.group
 
@@ -704,6 +730,7 @@ class ReconstructPanel(QWidget):
             table.setItem(r, 4, QTableWidgetItem(f"{extra:.2f}" if isinstance(extra, float) else str(extra or "–")))
             secs = entry.get("seconds")
             table.setItem(r, 5, QTableWidgetItem(f"{secs:.2f}" if secs is not None else "–"))
+        _fit_height(table)
 
     # -- flicker and grid --------------------------------------------------------------------------
     def _on_grid_changed(self) -> None:
@@ -715,7 +742,8 @@ class ReconstructPanel(QWidget):
                 combo.blockSignals(True)
                 combo.clear()
                 combo.addItems(names)
-                if keep in names:
+                other = self.flick_a.currentText() if combo is self.flick_b else ""
+                if keep in names and not (keep == other and len(names) > default):
                     combo.setCurrentText(keep)
                 elif len(names) > default:
                     combo.setCurrentIndex(default)
@@ -788,6 +816,7 @@ class ReconstructPanel(QWidget):
         self.sweep_plot.setObjectName("sweepPlot")
         self.sweep_plot.showGrid(x=True, y=True, alpha=0.25)
         self.sweep_plot.setLabel("bottom", "acceleration R")
+        self.sweep_plot.getAxis("left").enableAutoSIPrefix(False)
         self.sweep_plot.addLegend(offset=(-10, 10))
         right.addWidget(self.sweep_plot)
         low = QWidget()
@@ -797,12 +826,13 @@ class ReconstructPanel(QWidget):
         self.sweep_table.setObjectName("sweepTable")
         self.sweep_table.setHorizontalHeaderLabels(["method", "R", "SSIM mean ± std", "PSNR mean", "best slice", "worst slice"])
         self.sweep_table.verticalHeader().setVisible(False)
-        self.sweep_table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        self.sweep_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.sweep_table.horizontalHeader().setStretchLastSection(True)
         self.sweep_table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.sweep_table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.sweep_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.sweep_table.itemSelectionChanged.connect(self._on_sweep_row)
-        ll.addWidget(self.sweep_table, 2)
+        ll.addWidget(self.sweep_table, 3)
         cases = QVBoxLayout()
         self.best_view = ImageView(title="best slice |error|", colormap="inferno")
         self.worst_view = ImageView(title="worst slice |error|", colormap="inferno")
@@ -1028,7 +1058,7 @@ class ReconstructPanel(QWidget):
         self.ct_table.verticalHeader().setVisible(False)
         self.ct_table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
         self.ct_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.ct_table.setMaximumHeight(130)
+        _fit_height(self.ct_table)
         right.addWidget(self.ct_table)
         lay.addLayout(right, 1)
         self._on_ct_task()
@@ -1100,6 +1130,8 @@ class ReconstructPanel(QWidget):
         res = h.result or {}
         entry = dict((res.get("methods") or {}).get(method, {}))
         entry["views"] = f"{res['views']} views" if "views" in res else f"σ {res.get('noise_hu', 0):g} HU"
+        if entry.get("seconds") is None and h.started_at and h.finished_at:
+            entry["seconds"] = h.finished_at - h.started_at  # the job's wall time (ct-recon reports none)
         group.results[method] = entry
         self._fill_metrics(group, self.ct_table)
         if all(x.is_final for x in group.handles):
