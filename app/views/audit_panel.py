@@ -68,7 +68,7 @@ def _set_combo(editable_items: list[str]) -> QComboBox:
     c.setEditable(True)
     c.addItems(editable_items)
     c.setInsertPolicy(QComboBox.NoInsert)
-    c.setMinimumContentsLength(18)
+    c.setMinimumContentsLength(12)
     c.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
     return c
 
@@ -131,7 +131,7 @@ class AuditPanel(QWidget):
         outer.addWidget(split)
         split.addWidget(self._build_controls())
         split.addWidget(self._build_results())
-        split.setSizes([340, 1100])
+        split.setSizes([390, 1100])
         self._gallery_timer = QTimer(self)
         self._gallery_timer.setSingleShot(True)
         self._gallery_timer.setInterval(150)
@@ -165,7 +165,7 @@ class AuditPanel(QWidget):
             row.addWidget(combo, 1)
             for text, folder in (("NPZ…", False), ("Dir…", True)):
                 b = QPushButton(text)
-                b.setFixedWidth(44)
+                b.setFixedWidth(40)
                 b.clicked.connect(lambda _=False, c=combo, d=folder: self._browse(c, d))
                 row.addWidget(b)
             f.addRow(label, row)
@@ -224,7 +224,7 @@ class AuditPanel(QWidget):
         sc = QScrollArea()
         sc.setWidgetResizable(True)
         sc.setWidget(box)
-        sc.setMinimumWidth(330)
+        sc.setMinimumWidth(380)
         sc.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         return sc
 
@@ -320,6 +320,8 @@ class AuditPanel(QWidget):
         self.spectrum_plot.setLabel("bottom", "frequency (cycles / pixel)")
         self.spectrum_plot.setLabel("left", "log10 power")
         self.spectrum_plot.showGrid(x=True, y=True, alpha=0.2)
+        for ax in ("left", "bottom"):
+            self.spectrum_plot.getAxis(ax).enableAutoSIPrefix(False)
         self.spectrum_plot.addLegend(offset=(-10, 10))
         mid.addWidget(self.spectrum_plot)
         el.addWidget(mid, 1)
@@ -670,8 +672,9 @@ class AuditPanel(QWidget):
             leg.clear()
         if sp:
             f = np.asarray(sp["frequency"], float)
-            self.spectrum_plot.plot(f, sp["real_log10_power"], pen=pg.mkPen(PALETTE[0], width=2), name="real")
-            self.spectrum_plot.plot(f, sp["generated_log10_power"], pen=pg.mkPen(PALETTE[1], width=2), name="generated")
+            keep = f > 0  # the DC bin is ~0 after mean removal: its log would squash the plot
+            for key, colour, name in (("real_log10_power", PALETTE[0], "real"), ("generated_log10_power", PALETTE[1], "generated")):
+                self.spectrum_plot.plot(f[keep], np.asarray(sp[key], float)[keep], pen=pg.mkPen(colour, width=2), name=name)
         self.auc_label.setText(self._auc_text(res))
         self.status.setText(f"Evaluation done ({res.get('extractor')} features).")
         self.tabs.setCurrentIndex(1)

@@ -86,6 +86,7 @@ def test_audit_flags_the_planted_copies_in_the_gallery_and_dragging_the_threshol
     qtbot.waitUntil(lambda: panel.gallery.count() == min(high, 120), timeout=30000)
     panel._reset_threshold()
     assert panel.n_flagged == before
+    qtbot.waitUntil(lambda: panel.gallery.count() == before, timeout=30000)
 
     # the gate writes the set without the flagged images; the HTML report is exported
     panel.apply_gate(tmp_path / "clean")

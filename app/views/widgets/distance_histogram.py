@@ -42,9 +42,11 @@ class DistanceHistogram(QWidget):
                                          brush=(*HOLD_COLOUR, 70), name="held-out real → train")
         self.line = pg.InfiniteLine(pos=0.0, angle=90, movable=True, pen=pg.mkPen((230, 40, 40), width=2),
                                     hoverPen=pg.mkPen((255, 90, 90), width=3),
-                                    label="threshold {value:.4g}", labelOpts={"position": 0.9, "color": (230, 80, 80)})
+                                    label="threshold {value:.4g}",
+                                    labelOpts={"position": 0.92, "color": (230, 80, 80), "anchors": [(0, 0), (0, 0)]})
         self.line.setZValue(10)
-        self.line.sigPositionChanged.connect(lambda _l: self.threshold_moved.emit(float(self.line.value())))
+        self._quiet = False  # set_data moves the line without reporting a drag
+        self.line.sigPositionChanged.connect(self._moved)
         self.plot.addItem(self.line)
         lay.addWidget(self.plot)
 
@@ -64,9 +66,15 @@ class DistanceHistogram(QWidget):
         self.hold_curve.setVisible(h.size > 0)
         self.plot.setTitle(f"{measure}: generated n={g.size}, held-out n={h.size}" if measure else None, size="9pt")
         self.plot.setXRange(lo, hi + 0.02 * (hi - lo), padding=0.02)
-        self.line.blockSignals(True)
-        self.line.setValue(float(threshold) if threshold is not None else lo)
-        self.line.blockSignals(False)
+        self._quiet = True
+        try:
+            self.line.setValue(float(threshold) if threshold is not None else lo)
+        finally:
+            self._quiet = False
+
+    def _moved(self, _line) -> None:
+        if not self._quiet:
+            self.threshold_moved.emit(float(self.line.value()))
 
     def threshold(self) -> float:
         return float(self.line.value())
