@@ -364,8 +364,10 @@ def create_study(ws: Workspace, spec: StudyCreateSpec, ctx: JobContext | None = 
         n_real = n_syn = spec.n_cases
     else:
         n_syn = int(round(spec.n_cases * spec.synthetic_fraction))
-        n_syn = min(max(n_syn, 1), spec.n_cases - 1)
         n_real = spec.n_cases - n_syn
+        if n_syn == 0 or n_real == 0:
+            raise UserError(f"a synthetic fraction of {spec.synthetic_fraction:g} of {spec.n_cases} cases leaves no "
+                            f"{'synthetic' if n_syn == 0 else 'real'} case: change n_cases or synthetic_fraction")
     real_draw = _draw(real_sets, n_real, rng, "real")
     syn_draw = _draw(syn_sets, n_syn, rng, "synthetic")
 
@@ -885,7 +887,7 @@ def export_study(ws: Workspace, study: str, path: str | Path, readers: list[str]
         if r not in orders:
             orders[r] = add_reader(ws, st.id, r)
     # what a reader may know about the study: never the sets, their sizes, or the mix
-    public = {k: st.spec[k] for k in ("mode", "size", "time_limit_s", "seed", "n_cases") if k in st.spec}
+    public = {k: st.spec[k] for k in ("mode", "size", "time_limit_s", "n_cases") if k in st.spec}
     info = {"study_id": st.id, "name": st.name, "spec": public, "readers": orders, "exported": time.time()}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")

@@ -139,6 +139,7 @@ class StudyPanel(QWidget):
         self.reader_windows: list = []
         self.stats: dict | None = None
         self._handles: dict[str, tuple] = {}  # job id -> (handle, on_done, what)
+        self._shown_once = False
         self._build()
         self.refresh()
 
@@ -487,10 +488,33 @@ class StudyPanel(QWidget):
 
     # -- results --------------------------------------------------------------------------------
     def refresh_results(self) -> None:
+        """Recompute the statistics off the GUI thread (a short read, so not a listed job)."""
         sid = self.current_study_id()
         if sid is None:
             return
-        self._run(S.StudyStatsSpec(study=sid), self.show_stats, "computing statistics")
+        ws = self.ws
+        if self.ctx.jobs is None:
+            self.show_stats(S.study_stats(ws, sid))
+            return
+        from shiboken6 import Shiboken
+
+        from app.workers.manager import run_in_thread
+
+        def done(stats):
+            if Shiboken.isValid(self) and self.current_study_id() == sid:
+                self.show_stats(stats)
+
+        def failed(msg, _tb):
+            if Shiboken.isValid(self):
+                self.status.setText(f"<span style='color:#ff7070'>statistics failed: {msg}</span>")
+
+        run_in_thread(lambda: S.study_stats(ws, sid), done, failed)
+
+    def showEvent(self, ev) -> None:
+        super().showEvent(ev)
+        if self._shown_once:
+            self.refresh()  # datasets or answers may have changed while another panel was shown
+        self._shown_once = True
 
     def show_stats(self, stats: dict) -> None:
         self.stats = stats

@@ -42,8 +42,11 @@ def panel(qtbot, workspace):
     p.show()
     qtbot.waitExposed(p)
     yield p
+    from app.workers.manager import wait_for_calls
+
     for h in jobs.handles():
         qtbot.waitUntil(lambda h=h: h.is_final, timeout=20000)
+    wait_for_calls()
 
 
 def qtbot_app():
