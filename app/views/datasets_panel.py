@@ -120,10 +120,18 @@ class _SourcePage(QWizardPage):
             if not p.exists():
                 return "— (path does not exist)"
             try:
-                from app.engine.data.readers import detect_format
+                from app.engine.data.readers import detect_format, list_files
             except ImportError:
                 return "(format detection not available in this build)"
-            return str(detect_format(p))
+            if p.is_file():
+                return str(detect_format(p))
+            from collections import Counter
+
+            files = list_files(p)
+            counts = Counter(str(detect_format(f)) for f in files[:500])
+            more = f" (first 500 of {len(files)} files)" if len(files) > 500 else ""
+            return ", ".join(f"{fmt}: {n} file{'s' if n != 1 else ''}" for fmt, n in counts.most_common()) + more \
+                if counts else "— (empty folder)"
 
         run_in_thread(detect, lambda fmt: token == self._token and self._show_format(fmt),
                       lambda msg, tb: token == self._token and self._show_format(f"not readable: {msg}"))
@@ -228,17 +236,24 @@ class _RunPage(QWizardPage):
         skipped = result.get("skipped", result.get("n_skipped", 0))
         if isinstance(skipped, list):
             skipped = len(skipped)
-        self.status.setText(f"Dataset {result.get('name', self.wiz.dataset_name())}: kept {kept}, skipped {skipped}.")
+        name = result.get("dataset") or result.get("name") or self.wiz.dataset_name()
+        self.status.setText(f"Dataset {name}: kept {kept} images, skipped {skipped} file(s).")
 
     def isComplete(self) -> bool:
         return self.handle is not None and self.handle.is_final
 
 
 def summary_rows(result: dict) -> list[tuple[str, str]]:
-    """Rows of the kept / skipped summary from an ingest result (counts, then one row per reason)."""
+    """Rows of the kept / skipped summary of an ingest result: what was skipped and why first."""
+    rows = _summary_rows(result)
+    skipped = [r for r in rows if r[0].startswith("skipped")]
+    return skipped + [r for r in rows if not r[0].startswith("skipped") and r[1]]
+
+
+def _summary_rows(result: dict) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     for key, v in result.items():
-        if key in ("skipped_reasons", "reasons", "skipped_files") or key.endswith("path"):
+        if key in ("skipped_reasons", "reasons", "skipped_files", "frames_skipped") or key.endswith("path"):
             continue
         if isinstance(v, dict):
             if all(not isinstance(x, (dict, list)) for x in v.values()):
@@ -258,6 +273,9 @@ def summary_rows(result: dict) -> list[tuple[str, str]]:
             rows.append(("skipped file", f"{entry.get('path', entry.get('file', '?'))}: {entry.get('reason', '')}"))
         elif isinstance(entry, (list, tuple)) and len(entry) == 2:
             rows.append(("skipped file", f"{entry[0]}: {entry[1]}"))
+    for entry in (result.get("frames_skipped") or [])[:200]:
+        if isinstance(entry, dict):
+            rows.append(("skipped frames", f"{entry.get('file', '?')}: {entry.get('frames', '')} × {entry.get('reason', '')}"))
     return rows
 
 
