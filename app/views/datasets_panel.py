@@ -551,7 +551,7 @@ class DatasetsPanel(QWidget):
 
     def show_eda(self, res: dict) -> None:
         hist = res.get("histogram") or res.get("intensity_histogram") or {}
-        edges = hist.get("edges") or hist.get("bin_edges")
+        edges = hist.get("bins") or hist.get("edges") or hist.get("bin_edges")
         counts = hist.get("counts")
         if edges is not None and counts is not None:
             self.histogram.set_histogram(edges, counts)
@@ -564,15 +564,15 @@ class DatasetsPanel(QWidget):
         self._show_means(res)
 
     def _show_means(self, res: dict) -> None:
-        means = res.get("class_means") or res.get("mean_images") or res.get("mean_per_class")
+        means = res.get("class_means") or res.get("mean_images") or (res.get("files") or {}).get("arrays")
         if isinstance(means, str):  # a path to an .npy / .npz written by the job
             path = means
 
             def load():
                 arr = np.load(path)
                 if hasattr(arr, "files"):
-                    keys = list(arr.files)
-                    return keys, np.stack([arr[k] for k in keys])
+                    keys = [k for k in arr.files if not k.startswith("std_")]
+                    return [k.removeprefix("mean_") for k in keys], np.stack([arr[k] for k in keys])
                 return None, arr
 
             run_in_thread(load, lambda v: self._set_means(res, *v),

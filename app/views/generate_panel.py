@@ -99,18 +99,22 @@ class GeneratePanel(QWidget):
         self.runs.currentIndexChanged.connect(self._on_run)
         self.ckpts = QComboBox()
         self.ckpts.setObjectName("checkpointCombo")
+        self.ckpts.currentIndexChanged.connect(self._sync_checkpoint_fields)
         self.ema = QCheckBox("use EMA weights")
         self.ema.setChecked(True)
         self.ema.setToolTip("Sample with the exponential moving average of the weights (usually better)")
+        self.ema.toggled.connect(self._sync_checkpoint_fields)
         pick.addRow("Run", self.runs)
         pick.addRow("Checkpoint", self.ckpts)
         pick.addRow("", self.ema)
         ll.addLayout(pick)
         self.form = None
         if self.spec_cls is not None:
-            excl = tuple(n for n in CHECKPOINT_FIELDS if n in self.spec_cls.model_fields)
+            # the pickers set the checkpoint; the job writes NPZ into its folder, export is on demand
+            excl = tuple(n for n in CHECKPOINT_FIELDS + ("format", "out") if n in self.spec_cls.model_fields)
             self.form = SpecForm(self.spec_cls, exclude=excl)
             self.form.validity_changed.connect(lambda _v: self._update_buttons())
+            self.form.changed.connect(self._update_buttons)
             sc = QScrollArea()
             sc.setWidgetResizable(True)
             sc.setWidget(self.form)
@@ -183,6 +187,8 @@ class GeneratePanel(QWidget):
         split.setSizes([360, 1000])
 
         ctx.jobs.job_finished.connect(self._on_any_job_finished)
+        if self.form is not None:
+            self.form.set_values(self.checkpoint_values())
         self.refresh_runs()
         self._update_buttons()
 
@@ -235,20 +241,35 @@ class GeneratePanel(QWidget):
         self._update_buttons()
 
     # -- running ---------------------------------------------------------------------------------
+    def checkpoint_values(self) -> dict:
+        """The spec fields the pickers set (run / checkpoint folder, EMA), plus the fixed output."""
+        fields = self.spec_cls.model_fields if self.spec_cls is not None else {}
+        ck = self.ckpts.currentData()
+        values: dict = {}
+        if "checkpoint" in fields:
+            values["checkpoint"] = ck
+        for name in ("run", "run_id"):
+            if name in fields:  # a checkpoint folder is a valid "run" reference: it picks the epoch
+                values[name] = ck if (ck and "checkpoint" not in fields) else (self.runs.currentData() or "")
+        for name in ("ema", "use_ema"):
+            if name in fields:
+                values[name] = self.ema.isChecked()
+        if "format" in fields:
+            values["format"] = "npz"
+        if "out" in fields:
+            values["out"] = None
+        return values
+
+    def _sync_checkpoint_fields(self, *_):
+        if self.form is not None:
+            self.form.set_values(self.checkpoint_values())
+        self._update_buttons()
+
     def build_spec(self):
         if self.form is None:
             return None
         values = self.form.values()
-        fields = self.spec_cls.model_fields
-        ck = self.ckpts.currentData()
-        if "checkpoint" in fields:
-            values["checkpoint"] = ck
-        for name in ("run", "run_id"):
-            if name in fields:
-                values[name] = self.runs.currentData()
-        for name in ("ema", "use_ema"):
-            if name in fields:
-                values[name] = self.ema.isChecked()
+        values.update(self.checkpoint_values())
         try:
             return self.spec_cls.model_validate(values)
         except Exception as exc:
@@ -275,6 +296,8 @@ class GeneratePanel(QWidget):
         return h
 
     def _on_image(self, name: str, array, kind: str) -> None:
+        if name == "samples" and self.images is None and self.handle is not None and self.handle.is_final:
+            return
         self.live_updates += 1
         self.live._title = name
         self.live.set_image(array)
@@ -299,6 +322,9 @@ class GeneratePanel(QWidget):
     @staticmethod
     def samples_path(h) -> str | None:
         res = h.result or {}
+        for v in res.get("files") or []:
+            if isinstance(v, str) and Path(v).suffix in (".npz", ".npy", ".h5", ".hdf5"):
+                return v
         for key in ("samples", "path", "images", "output"):
             v = res.get(key)
             if isinstance(v, str) and Path(v).suffix in (".npz", ".npy", ".h5", ".hdf5"):

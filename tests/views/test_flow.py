@@ -94,7 +94,9 @@ def test_generating_from_the_trained_checkpoint_fills_the_grid_and_exports_valid
         if name in gen.form.editors:
             values[name] = v
     gen.form.set_values(values)
-    assert gen.generate_button.isEnabled(), gen.form.errors
+    # the checkpoint list reloads on a worker after training ends; the button follows it
+    qtbot.waitUntil(lambda: gen.ckpts.count() >= 1 and gen.generate_button.isEnabled(), timeout=20000)
+    assert gen.form.errors == {}
     gen.generate_button.click()
     h = gen.handle
     qtbot.waitUntil(lambda: h.is_final, timeout=120000)
@@ -113,7 +115,7 @@ def test_generating_from_the_trained_checkpoint_fills_the_grid_and_exports_valid
     pydicom = pytest.importorskip("pydicom")
     out = tmp_path / "dicom-out"
     gen.export(out, "dicom")
-    qtbot.waitUntil(lambda: bool(gen.last_export) or gen.export_error, timeout=30000)
+    qtbot.waitUntil(lambda: bool(gen.last_export) or gen.export_error is not None, timeout=30000)
     assert gen.export_error is None
     assert len(gen.last_export) == 2  # only the two selected images
     ds = pydicom.dcmread(gen.last_export[0])

@@ -50,6 +50,23 @@ def test_the_datasets_panel_lists_a_dataset_and_shows_thumbnails_and_an_images_p
     assert "12 images" in panel.info.text()
 
 
+def test_the_eda_job_fills_the_histogram_class_distribution_and_mean_image_per_class(main_window, workspace, qtbot):
+    pytest.importorskip("app.engine.data.eda")
+    make_dataset(workspace)
+    panel = main_window.panels["datasets"]
+    panel.refresh()
+    qtbot.waitUntil(lambda: "phantoms" in panel.eda_results, timeout=30000)
+    res = panel.eda_results["phantoms"]
+    assert res["class_counts"] == {"normal": 6, "lesion": 6}
+    qtbot.waitUntil(lambda: panel.means.count() == 2, timeout=10000)
+    assert [panel.means.item(i).text() for i in range(2)] == ["normal", "lesion"]
+    heights = panel.classes.bars.opts["height"]
+    assert list(heights) == [6, 6]
+    assert sum(panel.histogram.bars.opts["height"]) == 12 * 32 * 32  # every pixel counted once
+    kinds = [h.kind for h in main_window.jobs.handles()]
+    assert kinds.count("eda") == 1  # a job in the Jobs dock, once per dataset and session
+
+
 def test_every_panel_renders_to_a_non_blank_png(main_window, workspace, qtbot):
     make_dataset(workspace)
     main_window.panels["datasets"].refresh()
