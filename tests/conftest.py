@@ -56,3 +56,26 @@ def pytest_configure(config):
         torch.set_num_threads(int(os.environ.get("RADSYNTH_THREADS", "2")))
     except ImportError:
         pass
+
+
+# --- process exit ---------------------------------------------------------------------------------
+# After a session that created Qt objects, CPython's final garbage collection at interpreter
+# shutdown has been seen to abort ("Fatal Python error: bool_dealloc", exit 134) inside the
+# PySide6 / shiboken extension, after every test had passed and the summary was printed. Nothing of
+# ours runs at that point, so once pytest has finished everything (reports written, plugins
+# unconfigured) we leave with pytest's own exit status instead of tearing the interpreter down.
+_EXIT_STATUS: list[int] = []
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _EXIT_STATUS.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    import sys
+
+    if _EXIT_STATUS and "PySide6.QtCore" in sys.modules and not os.environ.get("RADSYNTH_NORMAL_EXIT"):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_EXIT_STATUS[-1])
