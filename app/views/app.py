@@ -30,6 +30,8 @@ def run_app(workspace: Path | None = None, screenshot: Path | None = None) -> in
         if last and Path(str(last)).is_dir():
             workspace = Path(str(last))
     win = MainWindow(workspace=workspace)
+    if screenshot is not None:
+        win.resize(1280, 800)  # a fixed size for documentation screenshots, whatever the screen
     win.show()
     if screenshot is not None:
         from PySide6.QtCore import QTimer

@@ -49,13 +49,14 @@ def test_cancel_from_the_jobs_dock_ends_the_job_cancelled_while_the_ui_keeps_tur
     timer.timeout.connect(lambda: ticks.append(1))
     timer.start(10)
     h = main_window.jobs.submit(SelfTestSpec(steps=100_000, size=32, delay=0.002))
-    qtbot.waitUntil(lambda: h.step > 20, timeout=10000)
-    n_before = len(ticks)
+    qtbot.waitUntil(lambda: h.state == "running", timeout=10000)
+    start = len(ticks)
+    qtbot.waitUntil(lambda: len(ticks) - start >= 30, timeout=20000)  # 30 GUI ticks while it ran
+    assert h.state == "running" and h.step > 0
     with qtbot.waitSignal(h.finished, timeout=10000):
         main_window.jobs_dock.jobs.cancel_buttons[h.job_id].click()
     timer.stop()
     assert h.state == "cancelled"
-    assert n_before > 5  # the GUI timer kept firing while the job ran
     qtbot.waitUntil(lambda: main_window.jobs_dock.jobs.rows[h.job_id].text(3) == "cancelled", timeout=2000)
     assert main_window.workspace.jobs(5)[0].state == "cancelled"
 
