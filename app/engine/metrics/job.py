@@ -67,6 +67,14 @@ class EvaluateSpec(Spec):
     ms_ssim_pairs: int = Field(200, ge=1, le=100_000, description="random pairs for MS-SSIM diversity")
     clusters: int = Field(20, ge=2, le=1000, description="k-means clusters of the mode-collapse check")
     per_class: bool = Field(True, description="also per class when both sets carry labels")
+    utility: bool = Field(False, description="downstream utility: train a classifier on real vs real + generated "
+                          "images and test both on the held-out real images (needs class labels on all three sets; "
+                          "minutes on a CPU, hence off by default)")
+    utility_epochs: int = Field(5, ge=1, le=1000, description="epochs of each utility classifier")
+    utility_width: int = Field(16, ge=2, le=256, description="base width of the ResNet-18-style utility classifier")
+    utility_bootstrap: int = Field(1000, ge=20, le=100_000, description="bootstrap resamples of the AUC confidence intervals")
+    utility_test: str | None = Field(None, description="held-out real test images of the utility classifier "
+                                     "(default: the held-out set)")
     out: str | None = Field(None, description="report folder (default: the job folder)")
     seed: int = Field(0, description="seed of subsets, pairs, splits and noise")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
@@ -120,6 +128,7 @@ def run_evaluate(spec: EvaluateSpec, ctx: JobContext) -> dict:
 
     device = str(resolve_device(spec.device))
     real, gen, hold = _split_holdout(spec, ctx)
+    test = _utility_test_set(spec, ctx, real, gen, hold) if spec.utility else None  # labels checked before any work
     model = None
     if spec.extractor == "domain":
         from app.engine.metrics.utility import train_classifier
@@ -166,15 +175,71 @@ def run_evaluate(spec: EvaluateSpec, ctx: JobContext) -> dict:
                      "generated_log10_power": p_gen.round(4).tolist()},
         "sources": {"real": real.source, "generated": gen.source, "holdout": hold.source},
     }
+    if test is not None:
+        from app.engine.metrics.utility import downstream_utility
+
+        ctx.progress(0, 1, "downstream utility")
+        result["utility"] = downstream_utility(
+            real.images, real.labels, gen.images, gen.labels, test.images, test.labels, epochs=spec.utility_epochs,
+            seed=spec.seed, device=device, width=spec.utility_width, check=ctx.check, n_boot=spec.utility_bootstrap,
+            test_attributes=test.attributes or None, class_names=real.class_names or None, log=ctx.log)
+        result["utility"]["sources"] = {"real_train": real.source, "synthetic": gen.source, "test": test.source}
+        u = result["utility"]
+        for key in ("real_only", "real_plus_synthetic"):
+            if "auc" in u[key]:
+                a = u[key]["auc"]
+                ctx.scalar(f"utility AUC {key}", 0, a["auc"])
+                ctx.log(f"utility {key}: AUC {a['auc']:.3f} (95% CI {a['ci95'][0]:.3f}-{a['ci95'][1]:.3f}), "
+                        f"accuracy {u[key]['accuracy']:.3f}, F1 {u[key]['f1_macro']:.3f} on {u['counts']['test']} held-out real")
+        ctx.log(f"utility McNemar p = {u['mcnemar']['p_value']:.4g}")
+        ctx.progress(1, 1, "downstream utility")
     out = Path(spec.out) if spec.out else ctx.job_dir()
     out.mkdir(parents=True, exist_ok=True)
     from app.engine.jobs import to_jsonable
+    from app.engine.metrics.report import write_evaluation_report
 
+    result["noise_sigma"] = spec.noise_sigma
+    result["per_class_counts"] = _class_counts(real, gen, hold)
     (out / "evaluation.json").write_text(json.dumps(to_jsonable(result), indent=2))
     ctx.artifact("report", out / "evaluation.json")
+    html = write_evaluation_report(to_jsonable(result), real, gen, out)
+    ctx.artifact("report", html)
     o = tables.get("overall", {})
     for name, row in o.items():
         ctx.log(f"{name}: FID({ext.name}) {row['fid']:.3f}  KID {row['kid_mean']:.4f}±{row['kid_std']:.4f}  "
                 f"P {row['precision']:.3f} R {row['recall']:.3f}  (n={row['n']} vs {row['n_real']} real)")
     result["out"] = str(out)
+    result["html"] = str(html)
     return result
+
+
+def _class_counts(real, gen, hold) -> dict:
+    """Images per class of each set (by the real set's class names), for the report."""
+    out = {}
+    for name, s in (("real", real), ("generated", gen), ("holdout", hold)):
+        if s.labels is not None:
+            lab = np.asarray(s.labels)
+            names = real.class_names or [str(c) for c in range(int(lab.max(initial=0)) + 1)]
+            out[name] = {names[c] if c < len(names) else str(c): int((lab == c).sum()) for c in np.unique(lab[lab >= 0])}
+    return out
+
+
+def _utility_test_set(spec: EvaluateSpec, ctx: JobContext, real, gen, hold):
+    """The held-out real test set of the utility classifier, labels aligned to the real classes;
+    every set's labels checked up front, so a missing label fails before minutes of metrics."""
+    from app.engine.metrics.sets import align_labels, load_set
+    from app.engine.metrics.utility import check_labelled
+
+    test = hold
+    if spec.utility_test:
+        try:
+            ws = ctx.workspace
+        except Exception:
+            ws = None
+        test = align_labels(real, load_set(spec.utility_test, ws, size=spec.size, what="utility test images"))
+        check_same_size(test.images, real.images, "utility test images", "real images")
+    check_labelled(real.labels, len(real.images), f"the real training images ({spec.real})")
+    n_cls = int(np.max(real.labels)) + 1
+    check_labelled(gen.labels, len(gen.images), f"the generated images ({spec.generated})", n_cls)
+    check_labelled(test.labels, len(test.images), f"the held-out real test images ({spec.utility_test or test.source})", n_cls)
+    return test

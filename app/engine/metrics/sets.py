@@ -19,10 +19,44 @@ class Images:
     labels: np.ndarray | None = None
     class_names: list[str] = field(default_factory=list)
     source: str = ""
+    #: subgroup attributes (name -> (N,) values, e.g. sex, site, scanner) for per-subgroup results
+    attributes: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+SPLITS = ("train", "val", "test")
+
+
+def _file_split(ref: str) -> tuple[str, str | None]:
+    """"file.npz:test" -> ("file.npz", "test") when file.npz exists (MedMNIST-layout NPZ splits)."""
+    if ":" in ref and not Path(ref).exists():
+        head, tail = ref.rsplit(":", 1)
+        if tail in SPLITS and Path(head).is_file():
+            return head, tail
+    return ref, None
+
+
+def npz_attributes(path: str | Path, n: int, split: str | None = None, limit: int | None = None) -> dict[str, np.ndarray]:
+    """Subgroup attributes stored in an NPZ beside the images: 1-D arrays named ``attr_<name>``
+    (``<split>_attr_<name>`` in the MedMNIST layout), one value per image."""
+    p = Path(path)
+    if p.suffix.lower() != ".npz" or not p.is_file():
+        return {}
+    prefix = f"{split}_attr_" if split else "attr_"
+    out = {}
+    with np.load(p, allow_pickle=False) as d:
+        for k in d.files:
+            if k.startswith(prefix):
+                v = np.asarray(d[k]).ravel()
+                v = v[:limit] if limit else v
+                if len(v) != n:
+                    raise UserError(f"{p}: attribute array {k!r} has {len(v)} values for {n} images")
+                out[k[len(prefix):]] = v.astype(str)
+    return out
 
 
 def load_set(ref: str, workspace=None, size: int | None = None, limit: int | None = None, what: str = "images") -> Images:
-    """Load "name", "name:split", a folder of PNG/DICOM or an NPZ via ``data.imagesets.load_image_set``.
+    """Load "name", "name:split", a folder of PNG/DICOM, an NPZ or "file.npz:split" (MedMNIST
+    layout) via ``data.imagesets.load_image_set``; NPZ ``attr_<name>`` arrays become attributes.
 
     NPZ files holding ``images`` (N, H, W) / (N, 1, H, W) in [-1, 1] (and optional ``labels``)
     are read here directly when the data module is not installed.
@@ -31,12 +65,15 @@ def load_set(ref: str, workspace=None, size: int | None = None, limit: int | Non
         from app.engine.data.imagesets import load_image_set
     except ImportError:
         load_image_set = None
+    path, split = _file_split(str(ref))
     if load_image_set is not None:
-        s = load_image_set(ref, workspace=workspace, size=size, limit=limit)
+        s = load_image_set(path, workspace=workspace, size=size, limit=limit, split=split)
         labels = None if s.labels is None else np.asarray(s.labels)
         if labels is not None and (labels < 0).all():
             labels = None
-        return Images(check_images(s.images, f"{what} {ref}"), labels, list(s.class_names or []), str(s.source or ref))
+        source = str(s.source or ref) + (f":{split}" if split else "")
+        return Images(check_images(s.images, f"{what} {ref}"), labels, list(s.class_names or []), source,
+                      npz_attributes(path, len(s.images), split, limit))
     p = Path(ref)
     if p.suffix.lower() != ".npz" or not p.exists():
         raise UserError(f"{what} {ref}: cannot be read (only .npz files are readable without app.engine.data.imagesets)")
@@ -45,7 +82,7 @@ def load_set(ref: str, workspace=None, size: int | None = None, limit: int | Non
             raise UserError(f"{what} {ref}: the NPZ has no 'images' array (has: {', '.join(d.files)})")
         imgs = d["images"][:limit] if limit else d["images"]
         labels = d["labels"][: len(imgs)] if "labels" in d else None
-    return Images(check_images(imgs, f"{what} {ref}"), labels, [], str(p))
+    return Images(check_images(imgs, f"{what} {ref}"), labels, [], str(p), npz_attributes(p, len(imgs), None, limit))
 
 
 def align_labels(ref: Images, other: Images) -> Images:
@@ -56,4 +93,4 @@ def align_labels(ref: Images, other: Images) -> Images:
     lookup = np.array([ref.class_names.index(c) if c in ref.class_names else -1 for c in other.class_names] + [-1])
     lab = np.asarray(other.labels, np.int64)
     lab = np.where((lab >= 0) & (lab < len(other.class_names)), lab, len(other.class_names))
-    return Images(other.images, lookup[lab], list(ref.class_names), other.source)
+    return Images(other.images, lookup[lab], list(ref.class_names), other.source, other.attributes)
