@@ -166,6 +166,22 @@ def _dicom_window(ds) -> tuple[float, float] | None:
     return (c, w) if w > 0 else None
 
 
+def _decoder_reason(ts, msg: str) -> str:
+    """A reader-facing reason from pydicom's "all plugins failed / are missing" message."""
+    if "missing" in msg:
+        reason = f"compressed with {ts.name}, for which no decoder is installed"
+    else:  # pydicom lists each plugin's exception on its own line: "  gdcm: <why>"
+        why = [ln.strip() for ln in msg.splitlines()[1:] if ln.strip()]
+        reason = f"compressed with {ts.name}, which the installed decoders could not read"
+        if why:
+            reason += f" ({why[0]})"
+    from pydicom.uid import JPEGExtended12Bit
+
+    if ts == JPEGExtended12Bit:
+        reason += "; 12-bit JPEG Extended needs pylibjpeg-libjpeg (GPL-3, not installed by default)"
+    return reason
+
+
 def read_dicom(path: str | Path) -> list[Frame]:
     """All frames of one DICOM file, modality LUT applied (HU for CT), MONOCHROME1 inverted."""
     import pydicom
@@ -211,10 +227,7 @@ def read_dicom(path: str | Path) -> list[Frame]:
     except RuntimeError as exc:
         msg = str(exc)
         if "plugin" in msg or "decompress" in msg or "decode" in msg:
-            raise SkipFile(
-                f"compressed with {ts.name}, which no installed decoder can read "
-                "(pydicom plugins: pylibjpeg-libjpeg or python-gdcm add JPEG-LS / lossless JPEG)"
-            ) from None
+            raise SkipFile(_decoder_reason(ts, msg)) from None
         raise SkipFile(f"pixel data could not be decoded ({msg.splitlines()[0]})") from None
     except (ValueError, EOFError) as exc:
         msg = str(exc)

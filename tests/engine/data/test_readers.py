@@ -192,3 +192,24 @@ def test_complex_npz_gives_magnitudes(tmp_path):
     frames = read_npz(tmp_path / "c.npz")
     np.testing.assert_allclose(frames[0].pixels, 5.0)
     assert [f.series for f in frames] == ["0", "1"]
+
+
+@pytest.mark.parametrize("name", ["MR_small_jpeg_ls_lossless.dcm"])
+def test_jpeg_ls_lossless_mr_decodes_to_the_same_pixels(name):
+    (fr,) = read_dicom(get_testdata_file(name))
+    np.testing.assert_array_equal(fr.pixels, _mr_reference())
+
+
+def test_lossless_jpeg_process_14_decodes():
+    # JPEG Lossless, first-order prediction: the usual encoding of CR/DX archives (GDCM decodes it)
+    path = get_testdata_file("SC_rgb_jpeg_gdcm.dcm")
+    assert pydicom.dcmread(path).file_meta.TransferSyntaxUID == pydicom.uid.JPEGLosslessSV1
+    (fr,) = read_dicom(path)
+    assert fr.pixels.shape == (100, 100) and np.isfinite(fr.pixels).all() and fr.pixels.std() > 0
+
+
+def test_undecodable_12_bit_jpeg_extended_is_skipped_with_the_reason():
+    with pytest.raises(SkipFile) as err:
+        read_dicom(get_testdata_file("JPEG-lossy.dcm"))
+    msg = str(err.value)
+    assert "JPEG Extended" in msg and "12-bit" in msg and "pylibjpeg-libjpeg" in msg
