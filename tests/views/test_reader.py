@@ -168,3 +168,44 @@ def test_a_case_past_its_time_limit_is_hidden_and_its_answer_marked_over_time(qt
     qtbot.keyClick(w, Qt.Key_1)
     a = saved_answers(workspace, st)[w.session.order[0]]
     assert a["over_time"] == 1 and a["seconds"] > 0.2
+
+
+KILL_AFTER_7 = r"""
+import os, signal, sys
+from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication
+from app.engine.store import Workspace
+from app.views.reader_window import ReaderWindow
+
+app = QApplication([])
+w = ReaderWindow(Workspace.open(sys.argv[1]), sys.argv[2], "ann")
+w.start(full_screen=False)
+for _ in range(7):
+    QTest.keyClick(w, Qt.Key_S)
+    QTest.keyClick(w, Qt.Key_2)
+QTest.keyClick(w, Qt.Key_R)  # half an answer, then the process dies without any clean-up
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_reader_process_killed_after_7_answers_loses_none_of_them(qtbot, workspace, image_sets, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    st = make_study(workspace, image_sets)
+    script = tmp_path / "kill_after_7.py"
+    script.write_text(KILL_AFTER_7)
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    proc = subprocess.run([sys.executable, str(script), str(workspace.root), st.id], env=env,
+                          cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    fresh_ws = Workspace.open(workspace.root)
+    answers = saved_answers(fresh_ws, st)
+    assert len(answers) == 7 and {a["answer"] for a in answers.values()} == {"synthetic"}
+    assert {a["confidence"] for a in answers.values()} == {2}
+    again = open_reader(qtbot, fresh_ws, st)
+    assert again.index == 7 and again.case_label.text() == "Case 8 / 20"
+    assert set(answers) == set(again.session.order[:7])
