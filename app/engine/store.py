@@ -140,6 +140,18 @@ class JobRecord:
     message: str | None
 
 
+def _pid_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process there: never sweep on Windows
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but belongs to someone else
+        return True
+    return True
+
+
 class Workspace:
     """A workspace folder and its SQLite registry. Safe to use from several threads."""
 
@@ -168,6 +180,7 @@ class Workspace:
                 con.close()
         except sqlite3.DatabaseError as exc:
             raise UserError(f"{ws.db_path} is not a usable RadSynth workspace database: {exc}") from None
+        ws.sweep_stale_staging()
         return ws
 
     def connect(self) -> sqlite3.Connection:
@@ -203,9 +216,23 @@ class Workspace:
     # -- datasets ----------------------------------------------------------------------
     def staging_dir(self) -> Path:
         """A fresh folder to build a dataset in before ``commit_dataset`` registers it."""
-        d = self.root / "datasets" / f".staging-{uuid.uuid4().hex[:12]}"
+        # the owner's pid is in the name, so that a later open can tell a dead ingest's leftovers
+        # from a folder another live process (the GUI beside a CLI ingest) is still filling
+        d = self.root / "datasets" / f".staging-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         d.mkdir(parents=True)
         return d
+
+    def sweep_stale_staging(self) -> list[Path]:
+        """Remove staging folders left by ingests whose process died (killed, power loss)."""
+        removed = []
+        for d in (self.root / "datasets").glob(".staging-*"):
+            parts = d.name.split("-")
+            pid = int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+            if pid == os.getpid() or (pid is not None and _pid_alive(pid)):
+                continue
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+        return removed
 
     def commit_dataset(
         self,

@@ -19,6 +19,7 @@ from app.engine.data.cache import ImageDataset
 from app.engine.data.ingest import IngestSpec, workspace_salt
 from app.engine.jobs import Cancelled, Done, Failed, Image as ImageEvent, Progress, run, run_collect
 from tests.conftest import shared_file
+from app.engine.store import Workspace
 
 
 def _no_pixel_dicom(path):
@@ -207,3 +208,38 @@ def test_cli_json_summary_and_exit_codes(workspace, mixed_folder, capsys):
     assert "does not exist" in err["error"] and "nope" in err["error"]
     rc = cli_main(["ingest", str(mixed_folder), "--normalize", "loud", "--json", "--workspace", str(workspace.root)])
     assert rc == 2
+
+
+def test_an_ingest_process_killed_midway_leaves_no_dataset_and_a_clean_retry(workspace, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    src = tmp_path / "many"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(600):
+        Image.fromarray(rng.integers(0, 255, (96, 96), dtype=np.uint8)).save(src / f"img{i:04d}.png")
+    datasets = workspace.root / "datasets"
+    cmd = [sys.executable, "-m", "app.cli", "ingest", str(src), "--name", "big", "--size", "64", "--quiet",
+           "--workspace", str(workspace.root)]
+    env = {**os.environ, "RADSYNTH_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, cwd=Path(__file__).resolve().parents[3],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        staged = [p for d in datasets.glob(".staging-*") for p in d.rglob("*") if p.is_file()]
+        if staged:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the ingest finished before it could be killed: " + proc.stderr.read().decode()[-500:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert any(datasets.glob(".staging-*"))  # the dead process's half-written files are there ...
+    reopened = Workspace.open(workspace.root)  # ... until the workspace is opened again
+    assert not reopened.has_dataset("big") and list(datasets.iterdir()) == []
+    final = run_collect(IngestSpec(source=str(src), name="big", size=64), workspace=reopened)[-1]
+    assert isinstance(final, Done) and final.result["kept"] == 600
