@@ -34,6 +34,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -44,6 +45,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QPushButton,
     QScrollArea,
+    QSpinBox,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
@@ -52,6 +54,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.engine.metrics.report import row_label
 from app.views.widgets.distance_histogram import DistanceHistogram
 from app.views.widgets.plots import PALETTE
 from app.views.widgets.thumbnails import ThumbnailGrid
@@ -60,7 +63,8 @@ from app.workers.manager import run_in_thread
 GALLERY_MAX = 120
 EVAL_COLUMNS = (("n", "n", "{:d}"), ("n_real", "n real", "{:d}"), ("fid", "FID", "{:.3f}"), ("kid_mean", "KID", "{:.4f}"),
                 ("precision", "precision", "{:.3f}"), ("recall", "recall", "{:.3f}"),
-                ("spectrum_log_distance", "spectrum dist.", "{:.3f}"))
+                ("spectrum_log_distance", "spectrum dist.", "{:.3f}"), ("histogram", "histogram W1", "{:.4f}"),
+                ("diversity", "MS-SSIM (<0.5 diverse)", "{:.3f}"))
 
 
 def _set_combo(editable_items: list[str]) -> QComboBox:
@@ -117,6 +121,9 @@ class AuditPanel(QWidget):
         self.eval_handle = None
         self.bundle: dict | None = None
         self.eval_result: dict | None = None
+        #: further EvaluateSpec fields merged into every evaluation this panel submits (a preset's
+        #: KID subsets, bootstrap resamples, classifier width ...); empty: the spec's defaults
+        self.eval_options: dict = {}
         self.eval_sets: dict | None = None
         self.live_flags: np.ndarray | None = None
         self.n_flagged = 0
@@ -139,6 +146,7 @@ class AuditPanel(QWidget):
         ctx.jobs.job_finished.connect(self._on_any_job_finished)
         self.refresh_datasets()
         self._update_buttons()
+        self._show_utility({})
 
     # -- building -------------------------------------------------------------------------------
     def _build_controls(self) -> QWidget:
@@ -189,6 +197,21 @@ class AuditPanel(QWidget):
         self.eval_extractor.setObjectName("evalExtractor")
         self.eval_extractor.addItems(["radiomics", "inception", "domain"])
         of.addRow("Evaluation features", self.eval_extractor)
+        urow = QHBoxLayout()
+        self.utility_check = QCheckBox("classifier AUC")
+        self.utility_check.setObjectName("utilityCheck")
+        self.utility_check.setToolTip("downstream utility: train a classifier on real vs real + generated images and test "
+                                      "both on the held-out real images (needs class labels on every set; minutes on a CPU)")
+        self.utility_epochs = QSpinBox()
+        self.utility_epochs.setObjectName("utilityEpochs")
+        self.utility_epochs.setRange(1, 500)
+        self.utility_epochs.setValue(5)
+        self.utility_epochs.setSuffix(" epochs")
+        self.utility_epochs.setEnabled(False)
+        self.utility_check.toggled.connect(self.utility_epochs.setEnabled)
+        urow.addWidget(self.utility_check)
+        urow.addWidget(self.utility_epochs)
+        of.addRow("Downstream utility", urow)
         lay.addWidget(opts)
 
         self.audit_button = QPushButton("Run audit")
@@ -302,12 +325,14 @@ class AuditPanel(QWidget):
         self.metrics_table.setFixedHeight(120)
         el.addWidget(self.metrics_table)
         mid = QSplitter(Qt.Horizontal)
+        self.grid_titles = {}
         for attr, title in (("real_grid", "Real"), ("gen_grid", "Generated")):
             b = QWidget()
             bl = QVBoxLayout(b)
             bl.setContentsMargins(0, 0, 0, 0)
             lab = QLabel(title)
             lab.setProperty("role", "hint")
+            self.grid_titles[attr] = lab
             bl.addWidget(lab)
             g = ThumbnailGrid(icon_size=56)
             g.setObjectName(attr)
@@ -324,13 +349,52 @@ class AuditPanel(QWidget):
             self.spectrum_plot.getAxis(ax).enableAutoSIPrefix(False)
         self.spectrum_plot.addLegend(offset=(-10, 10))
         mid.addWidget(self.spectrum_plot)
-        el.addWidget(mid, 1)
+        mid.setSizes([300, 300, 420])
+        vsplit = QSplitter(Qt.Vertical)
+        vsplit.addWidget(mid)
+        vsplit.addWidget(self._build_utility())
+        vsplit.setStretchFactor(0, 1)
+        vsplit.setStretchFactor(1, 0)
+        vsplit.setSizes([430, 240])
+        el.addWidget(vsplit, 1)
+        self.tabs.addTab(met, "Evaluation metrics")
+        return w
+
+    def _build_utility(self) -> QWidget:
+        """Downstream utility: a table (AUC with CI, accuracy, F1, confusion) and an AUC-with-CI plot."""
+        box = QGroupBox("Downstream utility: classifier tested on held-out real images")
+        box.setObjectName("utilityBox")
+        lay = QHBoxLayout(box)
+        left = QVBoxLayout()
+        self.utility_table = QTableWidget(0, 5)
+        self.utility_table.setObjectName("utilityTable")
+        self.utility_table.setHorizontalHeaderLabels(["trained on", "AUC [95% CI]", "accuracy", "macro F1", "confusion (rows: true)"])
+        self.utility_table.verticalHeader().setVisible(False)
+        self.utility_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.utility_table.horizontalHeader().setStretchLastSection(True)
+        self.utility_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.utility_table.verticalHeader().setDefaultSectionSize(24)
+        self.utility_table.setFixedHeight(24 * 3 + 6)
+        left.addWidget(self.utility_table)
         self.auc_label = QLabel("")
         self.auc_label.setObjectName("aucLabel")
         self.auc_label.setWordWrap(True)
-        el.addWidget(self.auc_label)
-        self.tabs.addTab(met, "Evaluation metrics")
-        return w
+        left.addWidget(self.auc_label)
+        left.addStretch(1)
+        lay.addLayout(left, 3)
+        self.auc_plot = pg.PlotWidget()
+        self.auc_plot.setObjectName("aucPlot")
+        r, g = ("#%02x%02x%02x" % PALETTE[0]), ("#%02x%02x%02x" % PALETTE[1])
+        self.auc_plot.setTitle(f"AUC, 95% CI: <span style='color:{r}'>● real only</span> &nbsp; "
+                               f"<span style='color:{g}'>● real + synthetic</span>", size="9pt")
+        self.auc_plot.setLabel("left", "AUC")
+        self.auc_plot.showGrid(y=True, alpha=0.2)
+        self.auc_plot.setMouseEnabled(x=False, y=False)
+        self.auc_plot.getAxis("left").enableAutoSIPrefix(False)
+        self.auc_plot.setMinimumSize(320, 190)
+        lay.addWidget(self.auc_plot, 2)
+        self.utility_box = box
+        return box
 
     # -- helpers --------------------------------------------------------------------------------
     def _set_verdict(self, passed: bool | None, text: str) -> None:
@@ -621,6 +685,9 @@ class AuditPanel(QWidget):
         d = {"kind": "evaluate", "real": train, "generated": gen, "extractor": self.eval_extractor.currentText()}
         if hold:
             d["holdout"] = hold
+        if self.utility_check.isChecked():
+            d.update(utility=True, utility_epochs=self.utility_epochs.value())
+        d.update(self.eval_options)
         self.eval_button.setEnabled(False)
         self.status.setText("Evaluating…")
 
@@ -672,28 +739,97 @@ class AuditPanel(QWidget):
             leg.clear()
         if sp:
             f = np.asarray(sp["frequency"], float)
-            keep = f > 0  # the DC bin is ~0 after mean removal: its log would squash the plot
+            curves = {k: np.asarray(sp[k], float) for k in ("real_log10_power", "generated_log10_power")}
+            # the DC bin (power 0 after mean removal, stored at the log floor -12) would squash the plot
+            keep = (f > 0) & (curves["real_log10_power"] > -11) & (curves["generated_log10_power"] > -11)
             for key, colour, name in (("real_log10_power", PALETTE[0], "real"), ("generated_log10_power", PALETTE[1], "generated")):
-                self.spectrum_plot.plot(f[keep], np.asarray(sp[key], float)[keep], pen=pg.mkPen(colour, width=2), name=name)
-        self.auc_label.setText(self._auc_text(res))
+                self.spectrum_plot.plot(f[keep], curves[key][keep], pen=pg.mkPen(colour, width=2), name=name)
+        self._show_utility(res)
         self.status.setText(f"Evaluation done ({res.get('extractor')} features).")
         self.tabs.setCurrentIndex(1)
         self.results_shown.emit("evaluate")
 
     @staticmethod
     def _auc_text(res: dict) -> str:
-        """Downstream AUC real-only vs real+synthetic (with CIs) when the result has it."""
-        u = res.get("utility") or res.get("downstream")
+        """Downstream AUC real-only vs real + synthetic (with CIs), the difference and McNemar, as text."""
+        u = res.get("utility")
         if not isinstance(u, dict):
-            return ("Downstream utility (classifier AUC real-only vs real + synthetic): not part of this evaluation result.")
+            return ("Downstream utility was not part of this evaluation (tick “classifier AUC”; "
+                    "needs class labels on every set).")
         parts = []
-        for key, label in (("real_only", "real only"), ("real_plus_synthetic", "real + synthetic"), ("synthetic_only", "synthetic only")):
-            v = u.get(key)
-            if isinstance(v, dict) and "auc" in v:
-                ci = v.get("ci") or [v.get("ci_low"), v.get("ci_high")]
-                ci_txt = f" (95% CI {ci[0]:.3f}–{ci[1]:.3f})" if ci and None not in ci else ""
-                parts.append(f"{label}: AUC {v['auc']:.3f}{ci_txt}")
-        return "Downstream AUC — " + ("; ".join(parts) if parts else str(u))
+        for key, label in (("real_only", "real only"), ("real_plus_synthetic", "real + synthetic")):
+            a = (u.get(key) or {}).get("auc")
+            if a:
+                parts.append(f"{label}: AUC {a['auc']:.3f} [{a['ci95'][0]:.3f}, {a['ci95'][1]:.3f}]")
+        c = u.get("counts", {})
+        txt = "; ".join(parts)
+        d = u.get("auc_difference")
+        if d:
+            txt += f".  Difference {d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
+        mc = u.get("mcnemar")
+        if mc:
+            txt += f"; McNemar p = {mc['p_value']:.3g}"
+        txt += (f".  {c.get('real_train')} real + {c.get('synthetic')} synthetic training images, {c.get('test')} held-out "
+                f"real test images; {u.get('epochs')} epochs, 95% CI by bootstrap ({u.get('n_boot')}).")
+        return txt
+
+    def _show_utility(self, res: dict) -> None:
+        u = res.get("utility")
+        self.auc_label.setText(self._auc_text(res))
+        t = self.utility_table
+        t.setRowCount(0)
+        self.auc_plot.clear()
+        leg = self.auc_plot.plotItem.legend
+        if leg is not None:
+            leg.clear()
+        if not isinstance(u, dict):
+            t.hide()
+            self.auc_plot.hide()
+            return
+        t.show()
+        self.auc_plot.show()
+        c = u.get("counts", {})
+        models = (("real_only", f"real ({c.get('real_train')})"),
+                  ("real_plus_synthetic", f"real + synthetic ({c.get('real_train')} + {c.get('synthetic')})"))
+        for r, (key, label) in enumerate(models):
+            rep = u.get(key) or {}
+            a = rep.get("auc")
+            t.insertRow(r)
+            cells = [label, f"{a['auc']:.3f}  [{a['ci95'][0]:.3f}, {a['ci95'][1]:.3f}]" if a else "–",
+                     f"{rep.get('accuracy', float('nan')):.3f}", f"{rep.get('f1_macro', float('nan')):.3f}",
+                     "  ".join(str(row) for row in rep.get("confusion_matrix", []))]
+            for col, text in enumerate(cells):
+                t.setItem(r, col, QTableWidgetItem(text))
+        # the plot: headline AUC, and each class's one-vs-rest AUC when there are more than two classes
+        names = u.get("class_names") or []
+        cats = [("overall", None)]
+        per = (u.get("real_only") or {}).get("per_class_auc") or {}
+        if len(names) > 2:
+            cats += [(names[int(k)] if int(k) < len(names) else str(k), k) for k in per]
+        lo = 1.0
+        for j, (key, label) in enumerate(models):
+            xs, ys, los, his = [], [], [], []
+            for i, (_, k) in enumerate(cats):
+                rep = u.get(key) or {}
+                a = rep.get("auc") if k is None else (rep.get("per_class_auc") or {}).get(k)
+                if not a:
+                    continue
+                xs.append(i + (j - 0.5) * 0.3)
+                ys.append(a["auc"])
+                ci = [v if v is not None and np.isfinite(v) else a["auc"] for v in a["ci95"]]
+                los.append(a["auc"] - ci[0])
+                his.append(ci[1] - a["auc"])
+                lo = min(lo, ci[0])
+            if not xs:
+                continue
+            col = PALETTE[j]
+            self.auc_plot.addItem(pg.ErrorBarItem(x=np.array(xs), y=np.array(ys), bottom=np.array(los), top=np.array(his),
+                                                  beam=0.08, pen=pg.mkPen(col, width=2)))
+            self.auc_plot.plot(xs, ys, pen=None, symbol="o", symbolSize=9, symbolBrush=col, symbolPen=col,
+                               name=label.split(" (")[0])
+        self.auc_plot.getAxis("bottom").setTicks([[(i, name) for i, (name, _) in enumerate(cats)]])
+        self.auc_plot.setXRange(-0.6, len(cats) - 0.4, padding=0)
+        self.auc_plot.setYRange(max(0.0, lo - 0.05), 1.0, padding=0.02)
 
     def _show_eval_group(self) -> None:
         res = self.eval_result or {}
@@ -704,9 +840,16 @@ class AuditPanel(QWidget):
         for name, row in table.items():
             r = t.rowCount()
             t.insertRow(r)
-            t.setItem(r, 0, QTableWidgetItem(name))
+            item = QTableWidgetItem(row_label(name, res.get("noise_sigma")))
+            item.setData(Qt.UserRole, name)
+            item.setToolTip(name)
+            t.setItem(r, 0, item)
             for c, (key, _label, fmt) in enumerate(EVAL_COLUMNS, start=1):
                 v = row.get(key)
+                if key == "histogram":
+                    v = (v or {}).get("wasserstein")
+                elif key == "diversity":
+                    v = (v or {}).get("ms_ssim_mean")
                 if key == "kid_mean" and v is not None:
                     text = f"{v:.4f} ± {row.get('kid_std', 0):.4f}"
                 else:
@@ -721,5 +864,10 @@ class AuditPanel(QWidget):
                     sel = np.flatnonzero(s.labels == s.class_names.index(group))
                 elif group != "overall" and s.labels is not None and group.isdigit():
                     sel = np.flatnonzero(s.labels == int(group))
+                total = len(sel)
                 sel = sel[:24]
                 grid.set_images(s.images[sel], labels=None)
+                attr = "real_grid" if key == "real" else "gen_grid"
+                what = "all classes" if group == "overall" else f"class {group}"
+                self.grid_titles[attr].setText(f"{'Real' if key == 'real' else 'Generated'} — {what}: "
+                                               f"{len(sel)} of {total} shown")

@@ -39,6 +39,19 @@ def planted(tmp_path):
 
 
 @pytest.fixture
+def labelled(tmp_path):
+    """Both classes in every set (the NPZ splits are ordered by class, hence the strides): training =
+    every 12th train X-ray (203), held-out = every 12th test X-ray (39), generated = every 9th val (30)."""
+    d = np.load(shared_file("pneumoniamnist_balanced_28.npz"))
+    paths = {}
+    for name, split, step in (("train", "train", 12), ("holdout", "test", 12), ("generated", "val", 9)):
+        paths[name] = tmp_path / f"{name}.npz"
+        np.savez(paths[name], images=d[f"{split}_images"][::step, None].astype(np.float32) / 127.5 - 1,
+                 labels=d[f"{split}_labels"].ravel()[::step].astype(np.int64))
+    return paths
+
+
+@pytest.fixture
 def panel(main_window):
     main_window.resize(1700, 1100)
     return main_window.show_panel("audit")
@@ -100,19 +113,42 @@ def test_audit_flags_the_planted_copies_in_the_gallery_and_dragging_the_threshol
     assert_not_blank(panel, SHOTS / "audit_panel_audit.png")
 
 
-def test_evaluation_fills_the_metrics_table_with_the_extractor_and_the_power_spectrum(panel, qtbot, planted):
-    paths, _ = planted
-    _fill(panel, paths)
-    assert panel.run_evaluate() is not None
+def test_evaluation_fills_the_metrics_table_with_the_extractor_the_power_spectrum_and_the_downstream_auc(panel, qtbot, labelled):
+    _fill(panel, labelled)
+    assert panel.utility_table.isHidden()  # no utility result yet
+    panel.utility_check.setChecked(True)
+    panel.utility_epochs.setValue(1)
+    # small settings so the test stays quick on two cores (the numbers are not the point here)
+    panel.eval_options = {"utility_width": 4, "utility_bootstrap": 100, "kid_subsets": 10, "kid_subset_size": 100,
+                          "ms_ssim_pairs": 40, "clusters": 5}
+    d = panel.run_evaluate()
+    assert d["utility"] is True and d["utility_epochs"] == 1
     qtbot.waitUntil(lambda: panel.eval_handle is not None and panel.eval_handle.is_final, timeout=JOB_TIMEOUT)
     assert panel.eval_handle.state == "done", panel.eval_handle.message
     qtbot.waitUntil(lambda: panel.eval_result is not None and panel.gen_grid.count() > 0, timeout=30000)
     t = panel.metrics_table
     names = [t.item(r, 0).text() for r in range(t.rowCount())]
-    assert "generated" in names and "real_holdout_floor" in names
+    assert names == ["generated", "real held-out (floor)", "pixel-noise baseline (σ=0.3)"]
     assert "radiomics" in panel.extractor_label.text() and "30 generated" in panel.extractor_label.text()
     assert panel.class_combo.count() >= 2  # overall + per class
     assert len(panel.spectrum_plot.plotItem.listDataItems()) == 2
-    panel.class_combo.setCurrentIndex(1)
-    assert panel.real_grid.count() > 0
+
+    # downstream utility: both classifiers' AUC with its interval, in the table and the plot
+    u = panel.eval_result["utility"]
+    assert not panel.utility_table.isHidden() and panel.utility_table.rowCount() == 2
+    for r, key in enumerate(("real_only", "real_plus_synthetic")):
+        a = u[key]["auc"]
+        assert f"{a['auc']:.3f}  [{a['ci95'][0]:.3f}, {a['ci95'][1]:.3f}]" == panel.utility_table.item(r, 1).text()
+    points = [it for it in panel.auc_plot.plotItem.listDataItems()]
+    assert len(points) == 2 and [float(p.getData()[1][0]) for p in points] == [u["real_only"]["auc"]["auc"],
+                                                                               u["real_plus_synthetic"]["auc"]["auc"]]
+    assert "McNemar p" in panel.auc_label.text() and "203 real + 30 synthetic" in panel.auc_label.text()
+
+    # real vs generated side by side per class: the class's images only
+    panel.class_combo.setCurrentText("0")
+    real_set, gen_set = panel.eval_sets["real"], panel.eval_sets["generated"]
+    n0 = int((real_set.labels == real_set.class_names.index("0")).sum())
+    g0 = int((gen_set.labels == gen_set.class_names.index("0")).sum())
+    assert panel.real_grid.count() == min(24, n0) and panel.gen_grid.count() == min(24, g0) and g0 < 30
+    assert "class 0" in panel.grid_titles["gen_grid"].text() and f"of {g0} shown" in panel.grid_titles["gen_grid"].text()
     assert_not_blank(panel, SHOTS / "audit_panel_evaluation.png")
