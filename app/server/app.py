@@ -13,6 +13,8 @@ Endpoints (all behind the bearer token, see app/server/auth.py):
     WS   /api/jobs/{id}/events?after=N  frames {"type":"events","events":[{"seq":n,"event":{...}}]},
                                         {"type":"state","state":...}, {"type":"end","state":...}
     GET  /api/jobs/{id}/artifacts       the job's Artifact events with sizes
+    GET  /api/runs                      training runs of the server's workspace with their checkpoints
+                                        (oldest first; checkpoint paths are server paths a spec may name)
     GET  /api/artifacts?path=P          download a file inside the workspace (a folder: its listing)
 """
 
@@ -332,6 +334,25 @@ def create_app(config: ServerConfig) -> FastAPI:
             p = Path(a["path"])
             out.append({**a, "exists": p.exists(), "dir": p.is_dir(), "bytes": p.stat().st_size if p.is_file() else None})
         return {"id": job.id, "artifacts": out}
+
+    @app.get("/api/runs")
+    async def runs():
+        def collect() -> list[dict]:
+            from app.engine.checkpoints import list_checkpoints
+
+            out = []
+            for r in workspace.runs():
+                try:
+                    cks = list_checkpoints(r.id, workspace)
+                except Exception as exc:  # an unreadable run folder is listed with the reason, not a 500
+                    cks, error = [], f"{type(exc).__name__}: {exc}"
+                else:
+                    error = None
+                out.append({"id": r.id, "kind": r.kind, "dataset": r.dataset, "state": r.state,
+                            "created": r.created, "path": str(r.path), "checkpoints": cks, "error": error})
+            return out
+
+        return {"runs": await asyncio.to_thread(collect)}
 
     @app.get("/api/artifacts")
     async def download(path: str):

@@ -10,7 +10,12 @@
 - A lost connection marks the job "reconnecting", retries with exponential backoff and resumes
   the event stream after the last sequence number seen: events at or below it are dropped, so
   none is lost or shown twice. ``reattach()`` rebuilds handles for jobs still running on the
-  server (after the app was closed and reopened).
+  server (after the app was closed and reopened); ``reattach_from(summaries)`` does the same from a
+  job list fetched earlier (off the GUI thread), so the GUI thread never waits on the network.
+- With ``local_dir`` set, the files a finished job lists in ``result["files"]`` (e.g. the sample
+  job's NPZ / PNGs) are downloaded into ``local_dir/<job id>/`` before ``Done`` is posted, and the
+  result names the local copies (the server paths stay in ``result["server_files"]``): a panel
+  reads a remote job's output exactly as it reads a local one's.
 - The token is kept in a file only the user can read (``save_token`` / ``load_token``), never in
   QSettings: there is no keyring package among the dependencies, and a 0600 file in the user
   config dir is what ssh and most CLIs do.
@@ -182,6 +187,10 @@ class RemoteClient:
     def artifacts(self, job_id: str) -> list[dict]:
         return self._request("GET", f"/api/jobs/{job_id}/artifacts").json()["artifacts"]
 
+    def runs(self) -> list[dict]:
+        """Training runs on the server, oldest first, each with ``checkpoints`` (server paths)."""
+        return self._request("GET", "/api/runs").json()["runs"]
+
     def download(self, path: str, dest: str | Path) -> Path:
         """Download a server file (a path from an Artifact event) to ``dest`` (a file or a folder).
 
@@ -293,8 +302,11 @@ class RemoteRunner:
 
     def __init__(self, url: str, token: str, *, verify: bool | str = True, max_reconnect_s: float = 3600.0,
                  backoff_s: tuple[float, float] = (0.25, 8.0),
-                 on_event: Callable[[str, int, J.Event], None] | None = None):
+                 on_event: Callable[[str, int, J.Event], None] | None = None,
+                 local_dir: str | Path | None = None, fetch_max_files: int = 2000):
         self.url = normalise_url(url)
+        self.local_dir = Path(local_dir) if local_dir is not None else None
+        self.fetch_max_files = int(fetch_max_files)
         self.token = token
         self.verify = verify
         self.transport = transport_name(self.url)
@@ -387,30 +399,91 @@ class RemoteRunner:
         with RemoteClient(self.url, self.token, verify=self.verify) as c:
             return c.jobs()
 
+    def list_runs(self) -> list[dict]:
+        """Training runs on the server with their checkpoints (blocking: call off the GUI thread)."""
+        with RemoteClient(self.url, self.token, verify=self.verify, timeout=20) as c:
+            return c.runs()
+
+    @staticmethod
+    def unfinished(summaries: list[dict]) -> list[dict]:
+        """The job summaries (from ``server_jobs``) still queued or running."""
+        return [s for s in summaries if s.get("state") in ("queued", "running")]
+
+    def reattach_from(self, summaries: list[dict], parent=None) -> list:
+        """JobHandles following the jobs of ``summaries`` (no network call here: the GUI thread may call it).
+
+        Summaries are the server's (newest first); handles come back oldest first. A summary whose
+        spec this client cannot read (a job kind it does not know) is skipped.
+        """
+        from app.workers.base import JobHandle
+
+        handles = []
+        for s in reversed(summaries):  # oldest first
+            try:
+                spec = J.parse_spec(s["spec"])
+            except Exception:
+                continue
+            handle = JobHandle(spec, job_id=s["id"], transport=self.transport, parent=parent)
+            handle.heavy = bool(getattr(type(handle.spec), "heavy", False))
+            if s.get("state") == "running":
+                handle.mark_running()
+            self.attach(handle)
+            handles.append(handle)
+        return handles
+
     def reattach(self, job_ids: list[str] | None = None, parent=None) -> list:
         """New JobHandles following jobs on the server: ``job_ids``, or all not yet finished.
 
         Each handle replays the job's events from the first one and then follows it live. The
         caller lists them (e.g. in the job manager) like jobs it submitted.
         """
-        from app.workers.base import JobHandle
-
         summaries = self.server_jobs()
         if job_ids is None:
-            chosen = [s for s in summaries if s["state"] in ("queued", "running")]
+            chosen = self.unfinished(summaries)
         else:
             by_id = {s["id"]: s for s in summaries}
             missing = [j for j in job_ids if j not in by_id]
             if missing:
                 raise RemoteError(f"the server does not know job(s) {', '.join(missing)}", 404)
             chosen = [by_id[j] for j in job_ids]
-        handles = []
-        for s in reversed(chosen):  # oldest first
-            handle = JobHandle(J.parse_spec(s["spec"]), job_id=s["id"], transport=self.transport, parent=parent)
-            handle.heavy = bool(getattr(type(handle.spec), "heavy", False))
-            self.attach(handle)
-            handles.append(handle)
-        return handles
+        return self.reattach_from(chosen, parent)
+
+    # -- a finished job's files, fetched for the panels that read them -----------------------
+    def _download_files(self, job_id: str, files: list[str]) -> dict[str, str]:
+        """Download server files into local_dir/<job id>/; {server path: local path}."""
+        dest = self.local_dir / job_id
+        dest.mkdir(parents=True, exist_ok=True)
+        mapping = {}
+        with RemoteClient(self.url, self.token, verify=self.verify, timeout=60) as c:
+            for f in files:
+                name = Path(f).name
+                target = dest / name
+                n = 1
+                while target.exists() and str(target) in mapping.values():  # same name from two folders
+                    target = dest / f"{Path(name).stem}-{n}{Path(name).suffix}"
+                    n += 1
+                mapping[f] = str(c.download(f, target))
+        return mapping
+
+    async def _localise(self, handle, ev: J.Done) -> J.Done:
+        result = ev.result if isinstance(ev.result, dict) else None
+        if self.local_dir is None or result is None:
+            return ev
+        files = [f for f in result.get("files") or [] if isinstance(f, str)]
+        if not files:
+            return ev
+        if len(files) > self.fetch_max_files:
+            handle.post(J.Log("info", f"{len(files)} result files stay on the server (more than "
+                                      f"{self.fetch_max_files} are not downloaded automatically)"))
+            return ev
+        try:
+            mapping = await asyncio.to_thread(self._download_files, handle.job_id, files)
+        except Exception as exc:  # the job succeeded on the server: say why its files are not here
+            handle.post(J.Log("warning", f"could not download the result files from {self.url}: {exc}"))
+            return ev
+        handle.post(J.Log("info", f"downloaded {len(mapping)} result file(s) to {self.local_dir / handle.job_id}"))
+        return J.Done({**result, "files": [mapping.get(f, f) for f in files], "server_files": files,
+                       "local_dir": str(self.local_dir / handle.job_id)})
 
     # -- coroutines (on the runner's loop) ----------------------------------------------------
     async def _cancel(self, job_id: str) -> None:
@@ -461,6 +534,8 @@ class RemoteRunner:
                         after = seq
                         if self.on_event is not None:
                             self.on_event(job_id, seq, ev)
+                        if isinstance(ev, J.Done):
+                            ev = await self._localise(handle, ev)
                         handle.post(ev)
                         if isinstance(ev, J.TERMINAL):
                             return

@@ -113,7 +113,8 @@ def client(server):
 
 
 class DroppingProxy:
-    """A loopback TCP forwarder; ``drop()`` closes every open connection (a network cut)."""
+    """A loopback TCP forwarder; ``drop()`` closes every open connection (a network cut);
+    while ``refusing`` is set, new connections are closed at once (the network stays down)."""
 
     def __init__(self, upstream_port: int):
         self.upstream_port = upstream_port
@@ -124,6 +125,7 @@ class DroppingProxy:
         self.conns: list[socket.socket] = []
         self.lock = threading.Lock()
         self.closed = False
+        self.refusing = False
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -132,6 +134,9 @@ class DroppingProxy:
                 client, _ = self.sock.accept()
             except OSError:
                 return
+            if self.refusing:
+                client.close()
+                continue
             upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
             with self.lock:
                 self.conns += [client, upstream]
