@@ -5,7 +5,12 @@ Every job the GUI starts goes through ``JobManager.submit(spec)``, which returns
 score-based reconstruction) share the compute device: at most ``max_heavy`` of them run at a time
 and the rest wait in a first-in-first-out queue; light jobs (ingest, EDA, export...) start at
 once. The transport is a *runner* (``.transport`` name and ``.start(handle)``): the local QThread
-runner by default, a remote server runner after ``set_runner``.
+runner by default, a remote server runner after ``set_runner``. ``adopt(handle)`` lists a job that
+was not submitted here (a job still running on a remote server, reattached after the app was
+reopened) like one that was: the Jobs dock shows it and its end is reported the same way.
+``list_runs()`` gives the training runs with their checkpoints where the current runner runs jobs
+(the local workspace, or the server), for the checkpoint pickers; it blocks, so call it through
+``run_in_thread``.
 
 ``run_in_thread(fn, on_done, on_error)`` is the small helper views use for short file reads
 (thumbnails, provenance, exporting) so the GUI thread never waits on I/O.
@@ -62,7 +67,52 @@ class JobManager(QObject):
         self._runner = runner
         self.runner_changed.emit(self.transport)
 
+    def runner_of(self, handle_or_id):
+        """The runner a job was started on (None for a job never handed to a runner)."""
+        jid = getattr(handle_or_id, "job_id", handle_or_id)
+        return self._runners_of.get(jid)
+
+    def list_runs(self) -> list[dict]:
+        """Training runs where jobs run now, oldest first: [{"id", "kind", "dataset", "state",
+        "checkpoints": [{"name", "path", "epoch", "step", ...}]}]. Blocking (a remote runner asks the
+        server): call off the GUI thread."""
+        remote = getattr(self._runner, "list_runs", None)
+        if remote is not None:
+            return remote()
+        from app.engine.checkpoints import list_checkpoints
+
+        out = []
+        for r in self.workspace.runs():
+            try:
+                cks = list_checkpoints(r.id, self.workspace)
+            except Exception:
+                cks = []
+            out.append({"id": r.id, "kind": r.kind, "dataset": r.dataset, "state": r.state,
+                        "created": r.created, "path": str(r.path), "checkpoints": cks})
+        return out
+
     # -- submitting ----------------------------------------------------------------------
+    def adopt(self, handle: JobHandle, runner=None) -> JobHandle:
+        """List a handle that a runner already follows (e.g. from ``RemoteRunner.reattach``).
+
+        It is shown and reported like a submitted job; a heavy one counts against ``max_heavy``
+        while it runs, since it occupies the same compute as the jobs this manager would start.
+        """
+        if handle in self._handles:
+            return handle
+        if handle.parent() is None:
+            handle.setParent(self)
+        self._handles.append(handle)
+        self._runners_of[handle.job_id] = runner if runner is not None else self._runner
+        handle.finished.connect(lambda _ev, h=handle: self._on_finished(h))
+        handle.heavy = bool(getattr(handle, "heavy", getattr(type(handle.spec), "heavy", False)))
+        if handle.heavy and not handle.is_final:
+            self._active_heavy.append(handle)
+        self.job_added.emit(handle)
+        if not handle.is_final:
+            self.job_started.emit(handle)
+        return handle
+
     def submit(self, spec: J.Spec, job_id: str = "") -> JobHandle:
         """Queue or start a job; returns its handle immediately (state "queued" until it runs)."""
         if not isinstance(spec, J.Spec):
@@ -143,25 +193,33 @@ class JobManager(QObject):
             n += 1
         return n
 
-    def wait_all(self, timeout_ms: int = 30000) -> bool:
-        """Wait (keeping the event loop turning) until every job has ended; True if all did."""
+    def wait_all(self, timeout_ms: int = 30000, handles: list[JobHandle] | None = None) -> bool:
+        """Wait (keeping the event loop turning) until every job (or those of ``handles``) has
+        ended; True if all did."""
         deadline = time.monotonic() + timeout_ms / 1000.0
-        runners = {id(r): r for r in list(self._runners_of.values()) + [self._runner]}
+        if handles is None:
+            runners = {id(r): r for r in list(self._runners_of.values()) + [self._runner]}
+        else:
+            runners = {id(r): r for r in (self._runners_of.get(h.job_id) for h in handles) if r is not None}
         for r in runners.values():
             wait = getattr(r, "wait_all", None)
             if wait is not None:
                 left = max(0, int((deadline - time.monotonic()) * 1000))
                 wait(left)
+
+        def pending():
+            return [h for h in (self._handles if handles is None else handles) if h.state not in FINAL_STATES]
+
         app = QCoreApplication.instance()
-        while self.active() and time.monotonic() < deadline:
-            for h in self.active():
+        while pending() and time.monotonic() < deadline:
+            for h in pending():
                 h.flush()
             if app is not None:
                 app.processEvents()
             time.sleep(0.01)
         for h in self._handles:
             h.flush()
-        return not self.active()
+        return not pending()
 
 
 # ------------------------------------------------------------------------------------------------

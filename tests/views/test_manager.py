@@ -86,3 +86,50 @@ def test_run_in_thread_delivers_the_value_or_the_error_on_the_gui_thread(qtbot):
     qtbot.waitUntil(lambda: "value" in got and "error" in got, timeout=5000)
     assert got["value"] == 42 and got["on_gui"]
     assert got["error"].startswith("ZeroDivisionError")
+
+
+def test_adopt_lists_a_handle_started_elsewhere_and_reports_its_end(workspace, qtbot):
+    from app.workers.base import JobHandle
+    from app.workers.local import LocalRunner
+
+    m = JobManager(workspace)
+    added, finished = [], []
+    m.job_added.connect(added.append)
+    m.job_finished.connect(finished.append)
+    other = LocalRunner(workspace)  # stands for the runner that reattached a job
+    h = JobHandle(HeavySelfTest(steps=10_000, size=8, delay=0.005))
+    other.start(h)
+    assert m.adopt(h, other) is h and m.adopt(h, other) is h  # adopting twice lists it once
+    assert added == [h] and m.handles() == [h] and m.runner_of(h) is other and h.parent() is m
+    queued = m.submit(HeavySelfTest(steps=2, size=8))
+    assert queued.state == "queued"  # the adopted heavy job occupies the compute
+    qtbot.waitUntil(lambda: h.state == "running", timeout=10000)
+    h.cancel()
+    assert m.wait_all(20000, handles=[h])
+    assert h.state == "cancelled" and finished[0] is h
+    qtbot.waitUntil(lambda: queued.state == "done", timeout=20000)  # started once the adopted one ended
+    assert m.wait_all(10000)
+
+
+def test_wait_all_on_some_handles_does_not_wait_for_the_others(workspace, qtbot):
+    m = JobManager(workspace)
+    slow = m.submit(SelfTestSpec(steps=100_000, size=8, delay=0.005))
+    quick = m.submit(SelfTestSpec(steps=2, size=8))
+    assert m.wait_all(20000, handles=[quick]) and quick.state == "done"
+    assert not slow.is_final
+    slow.cancel()
+    assert m.wait_all(20000)
+
+
+def test_list_runs_on_a_local_runner_lists_the_workspace_runs_with_their_checkpoints(workspace):
+    import json
+
+    rec = workspace.create_run("ddpm", {"kind": "train"}, dataset="phantoms")
+    for step in (4, 2):  # listed by step, whatever the order they were written in
+        d = rec.path / "checkpoints" / f"epoch-{step}"
+        d.mkdir(parents=True)
+        (d / "meta.json").write_text(json.dumps({"epoch": step, "step": step}))
+    (rec.path / "checkpoints" / ".tmp-unfinished").mkdir()
+    runs = JobManager(workspace).list_runs()
+    assert [r["id"] for r in runs] == [rec.id] and runs[0]["dataset"] == "phantoms"
+    assert [(c["name"], c["step"]) for c in runs[0]["checkpoints"]] == [("epoch-2", 2), ("epoch-4", 4)]
