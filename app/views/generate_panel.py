@@ -187,6 +187,7 @@ class GeneratePanel(QWidget):
         split.setSizes([360, 1000])
 
         ctx.jobs.job_finished.connect(self._on_any_job_finished)
+        ctx.jobs.runner_changed.connect(lambda _t: self.refresh_runs())  # local <-> remote server
         if self.form is not None:
             self.form.set_values(self.checkpoint_values())
         self.refresh_runs()
@@ -194,6 +195,8 @@ class GeneratePanel(QWidget):
 
     # -- checkpoint picker -----------------------------------------------------------------------
     def refresh_runs(self, select: str | None = None) -> None:
+        if self._list_server_runs(select):
+            return
         keep = select or self.runs.currentData()
         self.runs.blockSignals(True)
         self.runs.clear()
@@ -213,6 +216,9 @@ class GeneratePanel(QWidget):
         self.ckpts.clear()
         if not run_id:
             self._update_buttons()
+            return
+        if run_id in self._server_checkpoints:
+            self._show_ckpts(run_id, self._server_checkpoints[run_id])
             return
         ws = self.ctx.workspace
 
@@ -239,6 +245,40 @@ class GeneratePanel(QWidget):
         if self.ckpts.count():
             self.ckpts.setCurrentIndex(self.ckpts.count() - 1)
         self._update_buttons()
+
+    # -- runs on a remote server (issue 9) --------------------------------------------------------
+    _server_checkpoints: dict = {}  # run id -> checkpoints listed by the server; empty when local
+
+    def _list_server_runs(self, select: str | None = None) -> bool:
+        """With a remote runner, fill the run picker from the server (off the GUI thread; the
+        checkpoint paths are server paths, which the spec sent there names). False when jobs run
+        locally: the caller lists the workspace's runs."""
+        if self.ctx.jobs.transport == "local":
+            self._server_checkpoints = {}
+            return False
+        keep = select or self.runs.currentData()
+        where = self.ctx.jobs.transport
+        self.status.setText(f"Listing the runs on the server ({where})…")
+
+        def show(runs: list) -> None:
+            if self.ctx.jobs.transport != where:
+                return  # the connection changed meanwhile
+            self._server_checkpoints = {r["id"]: r.get("checkpoints") or [] for r in runs}
+            self.runs.blockSignals(True)
+            self.runs.clear()
+            for r in reversed(runs):
+                self.runs.addItem(f"{r['id']} · {r.get('kind')} · {r.get('dataset') or ''} ({r.get('state')}) · server",
+                                  r["id"])
+            self.runs.blockSignals(False)
+            idx = self.runs.findData(keep) if keep else 0
+            self.runs.setCurrentIndex(max(idx, 0) if self.runs.count() else -1)
+            self.status.setText(f"{len(runs)} run(s) on the server ({where})" if runs
+                                else f"No training runs on the server ({where}) yet.")
+            self._on_run()
+
+        run_in_thread(self.ctx.jobs.list_runs, show,
+                      lambda msg, tb: self.status.setText(f"Could not list the runs on the server: {msg}"))
+        return True
 
     # -- running ---------------------------------------------------------------------------------
     def checkpoint_values(self) -> dict:
