@@ -162,14 +162,25 @@ class ConnectionDialog(QDialog):
         return runner_from_settings(self.settings, workspace, self.token_path)
 
 
-def runner_from_settings(settings, workspace, token_path: Path | None = None):
-    """The runner the saved settings ask for (the app calls it at start to reconnect)."""
+def saved_remote_url(settings) -> str | None:
+    """The server URL when the saved choice is Remote (None for Local)."""
     mode = str(settings.value("connection/mode", "local") or "local")
     url = str(settings.value("connection/url", "") or "")
-    if mode == "remote" and url:
+    return url if mode == "remote" and url else None
+
+
+def runner_from_settings(settings, workspace, token_path: Path | None = None):
+    """The runner the saved settings ask for: LocalRunner(workspace), or RemoteRunner(url, token from
+    the token store) whose finished jobs' result files are fetched into ``<workspace>/remote-results``.
+    Builds it without touching the network (the app calls it at start, then checks the server off
+    the GUI thread). Raises ValueError for a saved URL that is not http(s)://host:port."""
+    url = saved_remote_url(settings)
+    if url:
         from app.workers.remote import RemoteRunner
 
-        return RemoteRunner(url, load_token(url, token_path))
+        root = getattr(workspace, "root", None)
+        return RemoteRunner(url, load_token(url, token_path),
+                            local_dir=Path(root) / "remote-results" if root is not None else None)
     from app.workers.local import LocalRunner
 
     return LocalRunner(workspace)

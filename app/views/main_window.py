@@ -10,8 +10,15 @@
 - Errors of failed jobs (and ``win.show_error(title, message, details)`` from panels) open a
   non-modal error dialog, or with ``error_mode="record"`` (or ``RADSYNTH_ERROR_DIALOGS=record``,
   used by tests) are only recorded; either way ``win.errors`` / ``win.last_error`` hold them.
-- Closing while jobs run asks whether to cancel them, then waits for them to end (jobs write
-  through staging folders and transactions, so nothing half-written is left).
+- Closing while local jobs run asks whether to cancel them, then waits for them to end (jobs
+  write through staging folders and transactions, so nothing half-written is left). Jobs running
+  on a remote server are not asked about: they outlive the client, the window stops following
+  them (``RemoteRunner.detach_all``) and the next start reattaches to them.
+- Remote connection (File > Connection…, settings ``connection/*``): without an explicit
+  ``runner``, start-up builds the saved runner (``runner_from_settings``), checks the server off
+  the GUI thread, then uses it and adopts the jobs still running there into the Jobs dock; an
+  unreachable server leaves a status-bar message and jobs run locally. The status bar says where
+  jobs run ("Compute: remote host:port · GPU <name> · <memory>").
 - QSettings keep the last workspace, window geometry and dock layout.
 """
 
@@ -113,7 +120,10 @@ class MainWindow(QMainWindow):
         self.error_dialogs: list[ErrorDialog] = []
         self.compute_text = "Compute: …"
         self.demo_handle = None
-        self._runner = runner
+        self._runner = runner  # None: a LocalRunner per workspace; else the runner jobs go to
+        self._owned_runners: list = []  # remote runners this window made (closed when it closes)
+        self.connection_state = "local"  # local | connecting | remote | unreachable
+        self.connection_message = ""
         self._closing = False
         self.resize(1400, 880)
         self.setMinimumSize(900, 600)
@@ -126,7 +136,8 @@ class MainWindow(QMainWindow):
         state = self.settings.value("window/state")
         if state is not None:
             self.restoreState(state)
-        self._query_compute()
+        if not (runner is None and self._connect_saved()):
+            self._query_compute()
 
     # -- building --------------------------------------------------------------------------------
     def _open(self, workspace, demo_at_first_start: bool = True) -> None:
@@ -140,9 +151,13 @@ class MainWindow(QMainWindow):
             pass
         self.settings.setValue("workspace/last", str(self.workspace.root))
         self.setWindowTitle(f"RadSynth Studio — {self.workspace.root}")
+        if self._runner is not None and hasattr(self._runner, "local_dir"):
+            self._runner.local_dir = self.workspace.root / "remote-results"
         self.jobs = JobManager(self.workspace, runner=self._runner, parent=self)
         self.jobs.job_failed.connect(self._on_job_failed)
         self.jobs.job_added.connect(lambda _h: self._update_jobs_label())
+        # queued -> running (and reconnecting) changes the count too, adopted remote jobs included
+        self.jobs.job_added.connect(lambda h: h.state_changed.connect(lambda _s: self._update_jobs_label()))
         self.jobs.job_finished.connect(lambda _h: self._update_jobs_label())
         self.jobs.job_finished.connect(lambda _h: self._update_workspace_label())
         self.jobs.runner_changed.connect(lambda _t: self._query_compute())
@@ -260,31 +275,47 @@ class MainWindow(QMainWindow):
     def _update_jobs_label(self) -> None:
         active = self.jobs.active()
         running = sum(1 for h in active if h.state == "running")
-        queued = len(active) - running
-        self.jobs_label.setText(f"{running} running · {queued} queued" if active else "no jobs running")
+        reconnecting = sum(1 for h in active if h.state == "reconnecting")
+        queued = len(active) - running - reconnecting
+        extra = f" · {reconnecting} reconnecting" if reconnecting else ""
+        self.jobs_label.setText(f"{running} running · {queued} queued{extra}" if active else "no jobs running")
 
     def _query_compute(self) -> None:
-        """The compute in use, found off the GUI thread (importing torch takes a moment)."""
+        """The compute in use, found off the GUI thread (importing torch, asking a server)."""
         runner = self.jobs.runner
         transport = getattr(runner, "transport", "local")
         if transport != "local":
-            name = getattr(runner, "server_name", None) or getattr(runner, "url", None) or transport
-            self._set_compute(f"Compute: remote {name}")
-            describe = getattr(runner, "compute_info", None)
-            if describe is None:
+            where = self.remote_where(transport)
+            self._set_compute(f"Compute: {where}")
+            self.compute_label.setToolTip(f"Jobs run on the server {getattr(runner, 'url', where)} "
+                                          "(File > Connection… to change)")
+            fn = getattr(runner, "compute_info", None)
+            if fn is None:
                 return
-            fn = describe
         else:
             from app.engine.devices import compute_info as fn
 
+            self.compute_label.setToolTip("Jobs run on this computer (File > Connection… for a remote GPU server)")
+
         from app.workers.manager import run_in_thread
 
-        run_in_thread(fn, lambda info, t=transport: self._set_compute(self.describe_compute(info, t)),
-                      lambda msg, tb: self._set_compute(f"Compute: unknown ({msg})"))
+        def show(text: str, r=runner) -> None:
+            if r is self.jobs.runner:  # an answer for a runner no longer in use is dropped
+                self._set_compute(text)
+
+        fail = (f"Compute: {self.remote_where(transport)} · not answering ({{}})" if transport != "local"
+                else "Compute: unknown ({})")
+        run_in_thread(fn, lambda info, t=transport: show(self.describe_compute(info, t)),
+                      lambda msg, tb: show(fail.format(msg)))
 
     @staticmethod
-    def describe_compute(info: dict, transport: str = "local") -> str:
-        where = "" if transport == "local" else f"remote {transport} · "
+    def remote_where(transport: str) -> str:
+        """"remote 127.0.0.1:8765" for the runner transport "remote: 127.0.0.1:8765"."""
+        return "remote " + transport.removeprefix("remote: ").removeprefix("remote ")
+
+    @classmethod
+    def describe_compute(cls, info: dict, transport: str = "local") -> str:
+        where = "" if transport == "local" else f"{cls.remote_where(transport)} · "
         if info.get("device") == "cuda":
             gpus = info.get("gpus", [])
             extra = f" (+{len(gpus) - 1} more)" if len(gpus) > 1 else ""
@@ -328,10 +359,15 @@ class MainWindow(QMainWindow):
             self.switch_workspace(Path(path))
 
     def switch_workspace(self, path: Path) -> bool:
-        """Open another workspace (asks first when jobs run). Returns False if the user declined."""
+        """Open another workspace (asks first when local jobs run; remote jobs stay listed and
+        followed). Returns False if the user declined."""
+        remote = [(h, self.jobs.runner_of(h)) for h in self.remote_jobs()]
         if not self._stop_jobs_for("switching workspace"):
             return False
         self._open(path, demo_at_first_start=True)
+        for h, r in remote:
+            if not h.is_final:
+                self.jobs.adopt(h, r)
         self._query_compute()
         return True
 
@@ -379,23 +415,49 @@ class MainWindow(QMainWindow):
         ans = QMessageBox.question(self, "RadSynth Studio", question, QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
         return ans == QMessageBox.Yes
 
+    def remote_jobs(self) -> list:
+        """Active jobs handed to a remote server (they run there whether or not this window follows)."""
+        return [h for h in self.jobs.active() if hasattr(self.jobs.runner_of(h), "detach_all")]
+
     def _stop_jobs_for(self, why: str) -> bool:
-        active = self.jobs.active()
-        if not active:
-            return True
-        kinds = ", ".join(sorted({h.kind for h in active}))
-        if not self.confirm(f"{len(active)} job(s) are still running or queued ({kinds}).\n"
-                            f"Cancel them before {why}?"):
-            return False
-        self.statusBar().showMessage("Cancelling jobs…")
-        self.jobs.cancel_all()
-        self.jobs.wait_all(60000)
+        """Cancel this computer's jobs (after asking); jobs on a remote server are left running."""
+        remote = self.remote_jobs()
+        local = [h for h in self.jobs.active() if h not in remote]
+        if local:
+            kinds = ", ".join(sorted({h.kind for h in local}))
+            on = " on this computer" if remote else ""
+            if not self.confirm(f"{len(local)} job(s) are still running or queued{on} ({kinds}).\n"
+                                f"Cancel them before {why}?"):
+                return False
+            self.statusBar().showMessage("Cancelling jobs…")
+            for h in local:
+                h.cancel()
+            self.jobs.wait_all(60000, handles=local)
+        if remote:
+            servers = sorted({self.remote_where(h.transport) for h in remote})
+            self.connection_message = (f"{len(remote)} job(s) keep running on the server ({', '.join(servers)}); "
+                                       "they are followed again when the app reconnects")
+            self.statusBar().showMessage(self.connection_message, 10000)
         return True
+
+    def _detach_remote(self) -> None:
+        """Stop following remote jobs without cancelling them; close the runners this window made."""
+        runners = {id(r): r for r in [self.jobs.runner] + [self.jobs.runner_of(h) for h in self.jobs.handles()]
+                   if hasattr(r, "detach_all")}
+        for r in runners.values():
+            r.detach_all()
+        for r in self._owned_runners:
+            try:
+                r.close()
+            except Exception:
+                pass
+        self._owned_runners.clear()
 
     def closeEvent(self, ev) -> None:
         if not self._stop_jobs_for("quitting"):
             ev.ignore()
             return
+        self._detach_remote()
         self._closing = True
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState())
@@ -415,6 +477,72 @@ class MainWindow(QMainWindow):
 
         dlg = ConnectionDialog(self.settings, self)
         if dlg.exec() == ConnectionDialog.Accepted:
-            self.jobs.set_runner(dlg.make_runner(self.workspace))
-            self._query_compute()
+            runner = dlg.make_runner(self.workspace)
+            self._use_runner(runner)
+            self.connection_message = ""
         return dlg
+
+    def _use_runner(self, runner) -> None:
+        """Jobs submitted from now on go to ``runner`` (running jobs keep theirs)."""
+        remote = getattr(runner, "transport", "local") != "local"
+        self._runner = runner if remote else None  # a local runner is made per workspace
+        if remote:
+            if runner not in self._owned_runners:
+                self._owned_runners.append(runner)
+            self.connection_state = "remote"
+        else:
+            self.connection_state = "local"
+        self.jobs.set_runner(runner)  # runner_changed re-queries the compute
+
+    def _connect_saved(self) -> bool:
+        """At start: the saved remote connection, checked off the GUI thread (see the module doc).
+        False when the saved choice is Local (nothing done)."""
+        from app.views.connection_dialog import runner_from_settings, saved_remote_url
+
+        url = saved_remote_url(self.settings)
+        if not url:
+            return False
+        try:
+            runner = runner_from_settings(self.settings, self.workspace)
+        except Exception as exc:  # e.g. a saved URL that is not http(s)://host:port
+            self._remote_unreachable(url, str(exc))
+            return True
+        self.connection_state = "connecting"
+        self._owned_runners.append(runner)
+        self.statusBar().showMessage(f"Connecting to the server {runner.url}…")
+        self._set_compute(f"Compute: {self.remote_where(runner.transport)} · connecting…")
+        from app.workers.manager import run_in_thread
+
+        run_in_thread(runner.server_jobs, lambda jobs: self._on_server_jobs(runner, jobs),
+                      lambda msg, tb: self._on_server_unreachable(runner, msg))
+        return True
+
+    def _on_server_jobs(self, runner, summaries: list) -> None:
+        if self._closing:
+            return
+        self._use_runner(runner)
+        handles = runner.reattach_from(runner.unfinished(summaries), parent=self.jobs)
+        for h in handles:
+            self.jobs.adopt(h, runner)
+        n = len(handles)
+        self.connection_message = (f"Connected to {runner.url}"
+                                   + (f" · following {n} job{'s' if n != 1 else ''} still on the server" if n else ""))
+        self.statusBar().showMessage(self.connection_message, 10000)
+        self._update_jobs_label()
+
+    def _on_server_unreachable(self, runner, message: str) -> None:
+        if runner in self._owned_runners:
+            self._owned_runners.remove(runner)
+        try:
+            runner.close()
+        except Exception:
+            pass
+        self._remote_unreachable(runner.url, message)
+
+    def _remote_unreachable(self, url: str, message: str) -> None:
+        self.connection_state = "unreachable"
+        self.connection_message = (f"The remote server {url} is not reachable ({message}). Jobs run on this "
+                                   "computer; File > Connection… to retry.")
+        self.statusBar().showMessage(self.connection_message)  # stays until the next message
+        if not self._closing:
+            self._query_compute()

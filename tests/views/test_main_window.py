@@ -136,6 +136,28 @@ def test_the_status_bar_shows_the_compute_in_use_and_the_workspace(main_window, 
     assert gpu == "Compute: GPU NVIDIA H100 · 79.1 GB"
 
 
+def test_the_status_bar_names_a_remote_server_once_with_its_gpu():
+    info = {"device": "cuda", "name": "NVIDIA H200", "memory_gb": 139.8, "gpus": [{}, {}]}
+    text = MainWindow.describe_compute(info, "remote: gpu-box:8765")
+    assert text == "Compute: remote gpu-box:8765 · GPU NVIDIA H200 · 139.8 GB (+1 more)"
+    cpu = MainWindow.describe_compute({"device": "cpu", "cores": 16, "torch": "2.13.0"}, "remote: 10.0.0.5:9000")
+    assert cpu == "Compute: remote 10.0.0.5:9000 · CPU · 16 cores · torch 2.13.0"
+
+
+def test_a_saved_connection_with_a_bad_url_falls_back_to_local_with_a_message(workspace, qtbot, themed):
+    from PySide6.QtCore import QSettings
+
+    s = QSettings()
+    s.setValue("connection/mode", "remote")
+    s.setValue("connection/url", "ftp://gpu-box")
+    win = MainWindow(workspace=workspace.root, error_mode="record", demo_at_first_start=False)
+    qtbot.addWidget(win)
+    assert win.connection_state == "unreachable" and win.jobs.transport == "local"
+    assert "ftp://gpu-box" in win.statusBar().currentMessage()
+    assert "Jobs run on this computer" in win.statusBar().currentMessage()
+    win.close()
+
+
 def test_switching_workspace_rebuilds_the_panels_on_the_new_one(main_window, tmp_path):
     other = tmp_path / "other-ws"
     assert main_window.switch_workspace(other)
