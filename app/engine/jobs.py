@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import errno
 import importlib
 import io
 import json
 import os
+import re
+import shutil
 import time
 import traceback
 import uuid
@@ -378,10 +381,49 @@ def run(
     except OSError as exc:
         emit(Log("error", traceback.format_exc()))
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-        return finish(Failed(f"{exc.strerror or exc}{where}"))
+        return finish(Failed(disk_full_message(exc, ctx) or f"{exc.strerror or exc}{where}"))
     except Exception as exc:
         emit(Log("error", traceback.format_exc()))
-        return finish(Failed(f"{type(exc).__name__}: {exc}"))
+        return finish(Failed(disk_full_message(exc, ctx) or f"{type(exc).__name__}: {exc}"))
+
+
+_H5_FILENAME = re.compile(r"filename = '([^']+)'")
+
+
+def disk_full_message(exc: BaseException, ctx: JobContext | None = None) -> str | None:
+    """A clear message when a job failed because its disk filled up, else None.
+
+    Python reports ENOSPC as an OSError; HDF5 often reports only a later symptom ("unable to flush
+    file") because the write errors themselves were raised inside destructors. So the exception
+    chain is searched first, then the free space of the workspace's disk is looked at.
+    """
+    seen: list[BaseException] = []
+    e: BaseException | None = exc
+    while e is not None and e not in seen:
+        seen.append(e)
+        e = e.__cause__ or e.__context__
+    full_file = None
+    for e in seen:
+        text = str(e)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+            full_file = e.filename or ""
+            break
+        if "No space left on device" in text or "errno = 28" in text:
+            m = _H5_FILENAME.search(text)
+            full_file = m.group(1) if m else ""
+            break
+    if full_file is None and ctx is not None and ctx._workspace is not None:
+        try:
+            root = ctx.workspace.root
+            if shutil.disk_usage(root).free < 1 << 20:
+                full_file = str(root)
+        except Exception:
+            pass
+    if full_file is None:
+        return None
+    where = f" while writing {full_file}" if full_file else ""
+    return (f"the disk is full (no space left on device){where}. Free some space and run the job again; "
+            "what was saved before this job is unchanged.")
 
 
 def run_collect(spec: Spec, should_stop: Callable[[], bool] = lambda: False, **kw) -> list[Event]:

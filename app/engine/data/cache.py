@@ -17,6 +17,7 @@ and nowhere else.
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 from pathlib import Path
@@ -100,6 +101,19 @@ class CacheWriter:
             self.f.flush()
             self.f.close()
             self.f = None
+
+    def abort(self) -> None:
+        """Let go of the file after a failure (a full disk makes its flush fail): the handle must
+        not outlive the job, or the space of the deleted staging file is never given back."""
+        f, self.f = self.f, None
+        if f is None:
+            return
+        try:
+            f.close()
+        except Exception:
+            pass
+        del f
+        gc.collect()  # h5py closes the file's last id when its objects are collected
 
 
 class ImageDataset:

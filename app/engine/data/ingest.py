@@ -287,7 +287,7 @@ def run_ingest(spec: IngestSpec, ctx: JobContext) -> dict:
         )
     except BaseException:
         if writer is not None:
-            writer.close()
+            writer.abort()
         ws.discard_staging(staging)
         raise
     result["report"] = str(rec.path / REPORT_NAME)

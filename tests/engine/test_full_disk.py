@@ -1,0 +1,65 @@
+"""A real full disk: a 3 MiB tmpfs holds the workspace. Mounting needs root with CAP_SYS_ADMIN; where
+the test cannot mount one it skips and says so."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.engine.data.cache import ImageDataset
+from app.engine.data.ingest import IngestSpec
+from app.engine.jobs import Done, Failed, run_collect
+from app.engine.store import Workspace
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    mnt = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
+    mnt.mkdir()
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command here to make a small real disk")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a 3 MiB tmpfs to fill (needs root with CAP_SYS_ADMIN): {r.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def _pngs(folder: Path, n: int, size: int) -> Path:
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n):  # noise does not compress: the cache needs about n * size^2 * 4 bytes
+        Image.fromarray(rng.integers(0, 255, (size, size), dtype=np.uint8)).save(folder / f"img{i:03d}.png")
+    return folder
+
+
+# h5py reports the failed writes of its chunk cache from destructors (unraisable exceptions): they
+# are expected here, and the job's own message is what is checked
+@pytest.mark.qt_no_exception_capture
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_full_disk_fails_the_job_with_a_clear_message_and_keeps_what_was_saved(small_disk, tmp_path):
+    src = _pngs(tmp_path / "src", 120, 128)
+    ws = Workspace.open(small_disk / "ws")
+    first = run_collect(IngestSpec(source=str(src), name="small", size=32), workspace=ws)[-1]
+    assert isinstance(first, Done), first
+    before = ImageDataset.from_workspace(ws, "small").images()
+
+    final = run_collect(IngestSpec(source=str(src), name="big", size=128), workspace=ws)[-1]
+    assert isinstance(final, Failed)
+    assert "disk is full" in final.message and str(small_disk) in final.message, final.message
+    assert "unchanged" in final.message
+
+    again = Workspace.open(ws.root)  # the workspace still opens, with the first dataset intact
+    assert [d.name for d in again.datasets()] == ["small"]
+    np.testing.assert_array_equal(ImageDataset.from_workspace(again, "small").images(), before)
+    assert not list((again.root / "datasets").glob(".staging-*"))  # the failed ingest's files are gone
+    failed = again.query("SELECT state, message FROM jobs WHERE state = 'failed'")
+    assert len(failed) == 1 and "disk is full" in failed[0]["message"]
