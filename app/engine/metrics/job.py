@@ -4,6 +4,12 @@ Every table has three rows compared with the same real reference set: the genera
 held-out images (the floor: what a perfect generator would score with this many images) and the
 pixel-noise baseline (held-out images + Gaussian noise sigma 0.3: a naive generator to beat).
 Every number names its extractor and image counts.
+
+With ``--utility`` the job also measures downstream utility (``utility.py``): a ResNet-18-style
+classifier trained on the real images only and on real + generated images, both tested on the
+held-out real images (AUC with bootstrap CIs, accuracy, F1, confusion matrix, McNemar; per class,
+and per subgroup where the test NPZ carries ``attr_<name>`` arrays). Results go to
+evaluation.json and a self-contained evaluation.html (``report.py``).
 """
 
 from __future__ import annotations
@@ -74,7 +80,7 @@ class EvaluateSpec(Spec):
     utility_width: int = Field(16, ge=2, le=256, description="base width of the ResNet-18-style utility classifier")
     utility_bootstrap: int = Field(1000, ge=20, le=100_000, description="bootstrap resamples of the AUC confidence intervals")
     utility_test: str | None = Field(None, description="held-out real test images of the utility classifier "
-                                     "(default: the held-out set)")
+                                     "(default: the held-out set); an NPZ's attr_<name> arrays give per-subgroup results")
     out: str | None = Field(None, description="report folder (default: the job folder)")
     seed: int = Field(0, description="seed of subsets, pairs, splits and noise")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")

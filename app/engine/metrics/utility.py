@@ -3,6 +3,12 @@
 The network is a small ResNet-18-style model (He et al. 2016: basic blocks, [2, 2, 2, 2], widths
 scaled by ``width``), written here because torchvision cannot be imported beside this project's
 torch build; no pretrained weights. Its penultimate layer is the "domain" feature extractor.
+
+``downstream_utility`` trains it twice with the same seed and schedule (real only; real +
+synthetic) and compares both on the same held-out real images: AUC with a percentile bootstrap CI
+(scikit-learn's roc_auc_score), the paired bootstrap CI of the AUC difference, accuracy, macro F1,
+confusion matrix, per-class and per-subgroup AUC, and McNemar's exact test (scipy) on the paired
+decisions. The evaluate job runs it with ``--utility``.
 """
 
 from __future__ import annotations
