@@ -181,6 +181,8 @@ def _resume_spec(spec: TrainSpec, saved: dict, run_id: str) -> TrainSpec:
     base = TrainSpec.model_validate(saved)
     given = spec.model_fields_set - {"kind", "resume", "preset"}
     clashes = []
+    if "preset" in spec.model_fields_set and spec.preset and spec.preset != base.preset:
+        clashes.append(f"preset (run: {base.preset!r}, given: {spec.preset!r})")
     updates: dict[str, Any] = {"resume": run_id}
     for k in sorted(given):
         new, old = getattr(spec, k), getattr(base, k)

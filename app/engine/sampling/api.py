@@ -169,6 +169,11 @@ def generate_with_info(model, n: int, sampler: str = "ddim", steps: int = 50, se
     smp.check_process(process)
     num_classes = int(getattr(net, "num_classes", 0) or 0)
     labels = _class_labels(class_labels, n, num_classes)
+    if guidance and num_classes <= 0:
+        raise UserError(
+            f"guidance {guidance:g}: classifier-free guidance needs a class-conditional model and this one is "
+            "unconditional (trained without classes); use guidance 0"
+        )
     if guidance and labels is None:
         raise UserError("classifier-free guidance needs class labels (give a class, or guidance 0)")
     if guidance < 0:

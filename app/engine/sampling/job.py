@@ -57,20 +57,31 @@ class SampleSpec(Spec):
 
 
 def resolve_class_labels(given: list[int | str] | None, class_names: list[str], n: int) -> list[int] | None:
-    """Class indices (one per image) from indices or names; None when none were given."""
+    """Class indices (one per image) from indices or names; None when none were given.
+
+    A number is an index when it is one (0..K-1), else it may still be a class's name (datasets
+    whose labels are numbers such as 3 and 5); anything else must be a name. Unknown classes, and
+    any class at all for an unconditional model, raise UserError listing the model's classes."""
     if not given:
         return None
+    if not class_names:
+        raise UserError(
+            f"this model is unconditional (trained without classes): it cannot sample class {given[0]!r}; "
+            "leave the class out"
+        )
+    known = ", ".join(f"{i}={name}" for i, name in enumerate(class_names))
     out = []
     for c in given:
-        if isinstance(c, int):
-            out.append(c)
-        elif str(c).strip().lstrip("-").isdigit():
-            out.append(int(str(c).strip()))
-        elif c in class_names:
-            out.append(class_names.index(c))
-        else:
-            known = ", ".join(f"{i}={name}" for i, name in enumerate(class_names)) or "none (unconditional model)"
-            raise UserError(f"class {c!r} is not a class of this model; its classes: {known}")
+        text = str(c).strip()
+        if isinstance(c, int) or text.lstrip("-").isdigit():
+            k = int(text)
+            if 0 <= k < len(class_names):
+                out.append(k)
+                continue
+        if text in class_names:
+            out.append(class_names.index(text))
+            continue
+        raise UserError(f"class {c!r} is not a class of this model; its classes (index=name): {known}")
     if len(out) == 1:
         out = out * n
     if len(out) != n:

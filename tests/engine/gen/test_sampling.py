@@ -255,6 +255,52 @@ def _cli_json(capsys, argv: list[str]) -> tuple[int, dict]:
     return code, json.loads(out[-1])
 
 
+def test_sample_command_as_the_issue_writes_it_class_by_name_or_index_and_clear_errors(workspace, tmp_path, capsys):
+    """``radsynth sample --run RUN --n N --sampler NAME --steps S --class K --guidance W --seed S --out DIR
+    --format png|dicom|npz --json``: a class name and its index give the same images; an unknown class,
+    and a class or a guidance on an unconditional model, fail (exit 1) with a message saying why."""
+    from PIL import Image
+
+    run_id = make_checkpoint(workspace)
+    base = ["sample", "--workspace", str(workspace.root), "--run", run_id, "--n", "2", "--sampler", "ddim",
+            "--steps", "3", "--guidance", "1.5", "--seed", "4", "--json", "-q"]
+    arrays = {}
+    for cls in ("pneumonia", "1", "0"):
+        code, res = _cli_json(capsys, [*base, "--class", cls, "--out", str(tmp_path / cls), "--format", "npz"])
+        assert code == 0, res
+        with np.load(res["files"][0]) as z:
+            arrays[cls] = z["images"]
+    np.testing.assert_array_equal(arrays["pneumonia"], arrays["1"])
+    assert np.abs(arrays["1"] - arrays["0"]).max() > 1e-3  # the class changes the images
+    code, res = _cli_json(capsys, [*base, "--class", "normal", "--out", str(tmp_path / "png"), "--format", "png"])
+    assert code == 0 and len(res["files"]) == 2 and res["class_labels"] == [0]
+    assert Image.open(res["files"][0]).size == (16, 16)
+    for bad in ("cat", "2"):
+        code, res = _cli_json(capsys, [*base, "--class", bad, "--out", str(tmp_path / "bad"), "--format", "npz"])
+        assert code == 1 and f"class '{bad}' is not a class of this model" in res["error"]
+        assert "0=normal, 1=pneumonia" in res["error"]
+    assert not (tmp_path / "bad").exists()
+
+    uncond = make_checkpoint(workspace, num_classes=0)
+    args = ["sample", "--workspace", str(workspace.root), "--run", uncond, "--n", "2", "--sampler", "ddim",
+            "--steps", "3", "--seed", "4", "--out", str(tmp_path / "u"), "--format", "npz", "--json", "-q"]
+    code, res = _cli_json(capsys, [*args, "--guidance", "2"])
+    assert code == 1 and "guidance 2" in res["error"] and "unconditional" in res["error"]
+    code, res = _cli_json(capsys, [*args, "--class", "1"])
+    assert code == 1 and "unconditional" in res["error"] and "leave the class out" in res["error"]
+    code, res = _cli_json(capsys, args)
+    assert code == 0 and len(res["files"]) == 1 and res["class_labels"] is None
+
+
+def test_numeric_class_names_resolve_as_index_first_then_as_name():
+    from app.engine.sampling.job import resolve_class_labels
+
+    assert resolve_class_labels(["1"], ["3", "5"], 2) == [1, 1]  # a valid index
+    assert resolve_class_labels(["5", 0], ["3", "5"], 2) == [1, 0]  # not an index: the class named 5
+    with pytest.raises(UserError, match="'7' is not a class.*0=3, 1=5"):
+        resolve_class_labels(["7"], ["3", "5"], 1)
+
+
 def test_sample_command_writes_dicom_that_reads_back_valid_and_synthetic(workspace, tmp_path, capsys):
     import pydicom
 

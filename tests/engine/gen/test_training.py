@@ -207,6 +207,24 @@ def test_train_through_the_cli_prints_the_run_id_and_final_loss(workspace, xray,
     assert workspace.run(result["run"]).state == "done"
     assert np.isfinite(result["final_loss"]) and result["steps"] == 2
 
+    # `radsynth train --dataset NAME --preset NAME --epochs N --resume RUN --json` continues the run
+    resume = ["train", "--dataset", "xray", "--preset", "cpu-quickstart", "--epochs", "2", "--resume", result["run"],
+              "--workspace", str(workspace.root), "--json"]
+    code = main(resume)
+    out = capsys.readouterr().out.strip().splitlines()
+    assert code == 0, out
+    again = json.loads(out[-1])
+    assert again["run"] == result["run"] and again["epochs"] == 2 and again["steps"] == 4
+    assert np.isfinite(again["final_loss"])
+    for argv, needle in ((["--preset", "ddpm-256-cond"], "preset (run: 'cpu-quickstart', given: 'ddpm-256-cond')"),
+                         (["--resume", "nope"], "no run 'nope'")):
+        bad = resume.copy()
+        flag = argv[0]
+        bad[bad.index(flag) + 1] = argv[1]
+        code = main(bad)
+        out = capsys.readouterr().out.strip().splitlines()
+        assert code == 1 and needle in json.loads(out[-1])["error"], out
+
 
 @pytest.mark.parametrize("process,extra", [
     ("ncsn", {"num_levels": 10, "sigma_max": 20.0}),
