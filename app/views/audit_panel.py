@@ -438,7 +438,7 @@ class AuditPanel(QWidget):
         busy = any(h is not None and not h.is_final for h in (self.audit_handle, self.eval_handle))
         self.stop_button.setEnabled(busy)
         has = self.bundle is not None
-        self.export_button.setEnabled(has)
+        self.export_button.setEnabled(self._report_kind() is not None)
         self.gate_button.setEnabled(has)
         self.audit_button.setEnabled(not (self.audit_handle is not None and not self.audit_handle.is_final))
         self.eval_button.setEnabled(not (self.eval_handle is not None and not self.eval_handle.is_final))
@@ -629,12 +629,23 @@ class AuditPanel(QWidget):
         return list(self.gallery.keys)
 
     # -- report and gate ------------------------------------------------------------------------
-    def export_html(self, path: str | Path | None = None):
-        if self.bundle is None:
+    def _report_kind(self) -> str | None:
+        """Which report the export button writes: the shown tab's, else whichever exists."""
+        has = {"audit": self.bundle is not None and bool(self.bundle["result"].get("html")),
+               "evaluate": bool((self.eval_result or {}).get("html"))}
+        shown = "evaluate" if self.tabs.currentIndex() == 1 else "audit"
+        return shown if has[shown] else next((k for k, v in has.items() if v), None)
+
+    def export_html(self, path: str | Path | None = None, kind: str | None = None):
+        """Copy the self-contained HTML report (audit.html or evaluation.html) to ``path``."""
+        kind = kind or self._report_kind()
+        if kind is None:
             return None
-        src = self.bundle["result"].get("html")
+        src = self.bundle["result"].get("html") if kind == "audit" else self.eval_result.get("html")
         if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "Save the audit report", "audit.html", "HTML (*.html)")
+            name = "audit.html" if kind == "audit" else "evaluation.html"
+            path, _ = QFileDialog.getSaveFileName(self, f"Save the {'audit' if kind == 'audit' else 'evaluation'} report",
+                                                  name, "HTML (*.html)")
             if not path:
                 return None
         dst = Path(path)
@@ -745,8 +756,9 @@ class AuditPanel(QWidget):
             for key, colour, name in (("real_log10_power", PALETTE[0], "real"), ("generated_log10_power", PALETTE[1], "generated")):
                 self.spectrum_plot.plot(f[keep], curves[key][keep], pen=pg.mkPen(colour, width=2), name=name)
         self._show_utility(res)
-        self.status.setText(f"Evaluation done ({res.get('extractor')} features).")
+        self.status.setText(f"Evaluation done ({res.get('extractor')} features). Report: {res.get('html')}")
         self.tabs.setCurrentIndex(1)
+        self._update_buttons()
         self.results_shown.emit("evaluate")
 
     @staticmethod

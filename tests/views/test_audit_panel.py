@@ -113,7 +113,7 @@ def test_audit_flags_the_planted_copies_in_the_gallery_and_dragging_the_threshol
     assert_not_blank(panel, SHOTS / "audit_panel_audit.png")
 
 
-def test_evaluation_fills_the_metrics_table_with_the_extractor_the_power_spectrum_and_the_downstream_auc(panel, qtbot, labelled):
+def test_evaluation_fills_the_metrics_table_with_the_extractor_the_power_spectrum_and_the_downstream_auc(panel, qtbot, labelled, tmp_path):
     _fill(panel, labelled)
     assert panel.utility_table.isHidden()  # no utility result yet
     panel.utility_check.setChecked(True)
@@ -151,4 +151,10 @@ def test_evaluation_fills_the_metrics_table_with_the_extractor_the_power_spectru
     g0 = int((gen_set.labels == gen_set.class_names.index("0")).sum())
     assert panel.real_grid.count() == min(24, n0) and panel.gen_grid.count() == min(24, g0) and g0 < 30
     assert "class 0" in panel.grid_titles["gen_grid"].text() and f"of {g0} shown" in panel.grid_titles["gen_grid"].text()
+    # the export button writes the evaluation's self-contained report when no audit exists
+    assert panel.export_button.isEnabled()
+    panel.export_html(tmp_path / "evaluation.html")
+    qtbot.waitUntil(lambda: panel.last_export is not None, timeout=10000)
+    page = (tmp_path / "evaluation.html").read_text(encoding="utf-8")
+    assert "Downstream utility" in page and "pixel-noise baseline (σ=0.3)" in page
     assert_not_blank(panel, SHOTS / "audit_panel_evaluation.png")
