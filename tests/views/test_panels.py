@@ -154,3 +154,62 @@ def test_importing_png_files_through_the_wizard_registers_them_all(main_window, 
     qtbot.waitUntil(lambda: h.is_final, timeout=60000)
     assert h.state == "done", h.message
     assert main_window.workspace.dataset("png-test").n_images == 6
+
+
+# ------------------------------------------------------------------------------------------------
+# SpecForm bounds and the live curve plot
+# ------------------------------------------------------------------------------------------------
+
+
+def test_spec_form_keeps_float_bounds_as_floats_and_strict_bounds_strict(qtbot):
+    from pydantic import Field
+    from PySide6.QtWidgets import QDoubleSpinBox, QLineEdit, QSpinBox
+
+    from app.engine.jobs import Spec
+    from app.views.widgets.spec_form import SpecForm
+
+    class BoundSpec(Spec):
+        snr: float = Field(0.16, gt=0, le=10)  # an int-typed strict bound on a float
+        frac: float = Field(0.08, gt=0.0, lt=1.0)
+        count: int = Field(3, gt=0, lt=10)  # strict bounds of an int: 1 .. 9
+        seed: int = Field(0, ge=0, le=2**63 - 1)  # beyond a 32-bit spin box
+
+    form = SpecForm(BoundSpec)
+    qtbot.addWidget(form)
+    snr, frac, count = (form.editors[n].widget for n in ("snr", "frac", "count"))
+    assert isinstance(snr, QDoubleSpinBox) and isinstance(frac, QDoubleSpinBox) and isinstance(count, QSpinBox)
+    assert 0.0 < snr.minimum() < 1e-3 and snr.maximum() == 10.0  # 0 itself is not offered
+    assert 0.0 < frac.minimum() < 1e-3 and 0.999 < frac.maximum() < 1.0
+    assert (count.minimum(), count.maximum()) == (1, 9)
+    snr.setValue(0.0)  # the spin box stops inside the bound: the form stays valid
+    assert snr.value() > 0 and form.is_valid and form.spec().snr == snr.value()
+    assert "0 < x ≤ 10" in snr.toolTip()
+    seed = form.editors["seed"].widget
+    assert isinstance(seed, QLineEdit)  # a 64-bit seed is never clamped to 2**31 - 1
+    form.set_values({"seed": 2**40 + 7})
+    assert form.spec().seed == 2**40 + 7
+    seed.setText("-1")
+    err = form.editors["seed"].error
+    assert not form.is_valid and "greater than or equal to 0" in err.text() and not err.isHidden()
+
+
+def test_curve_plot_stores_every_point_at_once_and_redraws_at_most_a_few_times_a_second(qtbot):
+    from app.views.widgets.plots import CurvePlot, nice_ceil
+
+    p = CurvePlot(accept=lambda n: n == "loss", log_y=True, max_hz=4.0)
+    qtbot.addWidget(p)
+    p.show()
+    for i in range(1, 41):  # 40 batches arriving back to back
+        p.add_points([("loss", i, 1.0 / i), ("lr", i, 1e-3)])
+    assert p.points("loss") == 40 and "lr" not in p.series
+    assert p.updates == 0  # nothing drawn yet: the redraw waits for its timer
+    qtbot.waitUntil(lambda: p.updates == 1, timeout=2000)
+    x, y = p.series["loss"].item.getData()
+    assert len(x) == 40 and y[-1] == pytest.approx(np.log10(1 / 40))  # drawn on the log axis
+    assert p.plot.getPlotItem().ctrl.logYCheck.isChecked()  # log scale is the default here
+    assert p.plot.getViewBox().viewRange()[0][1] >= nice_ceil(40) == 50
+    p.add_points([("loss", 41, -1.0)])  # not positive: a gap on a log axis, not a crash
+    p.flush()
+    assert p.updates == 2 and p.points("loss") == 41
+    p.set_log_y(False)
+    assert not p.log_box.isChecked() and p.series["loss"].item.getData()[1][-1] == -1.0

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import types
 import typing
 from pathlib import Path
@@ -39,20 +40,56 @@ from PySide6.QtWidgets import (
 
 _NONE = object()
 INT_LIMIT = 2**31 - 1
+FLOAT_DECIMALS = 5
 
 
-def _bounds(field, integer: bool = False) -> tuple[float | None, float | None]:
-    """(lowest, highest) allowed value; strict bounds of integer fields become inclusive ones."""
+def _nice_step(span: float) -> float:
+    """About a hundredth of the range, rounded to 1, 2 or 5 times a power of ten."""
+    raw = max(span / 100.0, 10.0 ** -FLOAT_DECIMALS)
+    p = 10.0 ** math.floor(math.log10(raw))
+    return next(m * p for m in (1, 2, 5, 10) if m * p >= raw)
+
+
+class Bounds(typing.NamedTuple):
+    lo: float | None
+    hi: float | None
+    lo_strict: bool = False
+    hi_strict: bool = False
+
+    def text(self) -> str:
+        """``0 < x ≤ 10`` style, as pydantic checks it."""
+        parts = []
+        if self.lo is not None:
+            parts.append(f"{self.lo:g} {'<' if self.lo_strict else '≤'}")
+        parts.append("x")
+        if self.hi is not None:
+            parts.append(f"{'<' if self.hi_strict else '≤'} {self.hi:g}")
+        return " ".join(parts) if len(parts) > 1 else ""
+
+
+def _bounds(field, integer: bool = False) -> Bounds:
+    """The field's ``ge/gt/le/lt`` bounds. For an integer field the strict ones become inclusive
+    (``gt=0`` -> lowest 1); for a float field they stay as they are and stay strict (``gt=0`` on a
+    float allows 0.001 but not 0) — the widget keeps the strictness, see ``_FieldEditor``."""
     lo = hi = None
+    lo_strict = hi_strict = False
     for m in field.metadata:
-        for attr, is_lo, delta in (("ge", True, 0), ("gt", True, 1), ("le", False, 0), ("lt", False, -1)):
+        for attr, is_lo, strict in (("ge", True, False), ("gt", True, True), ("le", False, False),
+                                    ("lt", False, True)):
             v = getattr(m, attr, None)
-            if v is not None:
-                if is_lo:
-                    lo = v + (delta if integer else 0)
-                else:
-                    hi = v + (delta if integer else 0)
-    return lo, hi
+            if v is None:
+                continue
+            if integer:
+                v = int(math.floor(v)) + 1 if (strict and is_lo) else (
+                    int(math.ceil(v)) - 1 if strict else (int(math.ceil(v)) if is_lo else int(math.floor(v))))
+                strict = False
+            else:
+                v = float(v)
+            if is_lo:
+                lo, lo_strict = v, strict
+            else:
+                hi, hi_strict = v, strict
+    return Bounds(lo, hi, lo_strict, hi_strict)
 
 
 def _unwrap_optional(ann):
@@ -79,7 +116,8 @@ class _FieldEditor:
         origin = typing.get_origin(ann)
         self.kind = "text"
         desc = field.description or ""
-        lo, hi = _bounds(field, integer=ann is int)
+        self.bounds = b = _bounds(field, integer=ann is int)
+        lo, hi = b.lo, b.hi
         default = field.get_default(call_default_factory=True) if not field.is_required() else None
         if origin is typing.Literal:
             self.kind = "choice"
@@ -97,20 +135,24 @@ class _FieldEditor:
             self.kind = "bool"
             w = QCheckBox()
             w.toggled.connect(on_change)
-        elif ann is int and not self.optional:
+        elif (ann is int and not self.optional and (lo is None or lo >= -INT_LIMIT)
+              and (hi is None or hi <= INT_LIMIT)):
+            # QSpinBox is 32-bit: a field whose range goes beyond it (a 64-bit seed) falls through
+            # to a text box, so a large value is never silently clamped
             self.kind = "int"
             w = QSpinBox()
-            w.setRange(int(max(lo, -INT_LIMIT)) if lo is not None else -INT_LIMIT,
-                       int(min(hi, INT_LIMIT)) if hi is not None else INT_LIMIT)
+            w.setRange(int(lo) if lo is not None else -INT_LIMIT, int(min(hi, INT_LIMIT)) if hi is not None else INT_LIMIT)
             w.setAccelerated(True)
             w.valueChanged.connect(on_change)
         elif (ann is float and not self.optional and lo is not None and hi is not None and hi - lo <= 1e6
               and (default is None or default == 0 or abs(default) >= 1e-2)):
             self.kind = "float"
             w = QDoubleSpinBox()
-            w.setDecimals(5)
-            w.setRange(float(lo), float(hi))
-            w.setSingleStep(max((hi - lo) / 100.0, 1e-4))
+            w.setDecimals(FLOAT_DECIMALS)
+            # a strict bound is kept strict: the spin box stops one display step inside it
+            eps = 10.0 ** -FLOAT_DECIMALS
+            w.setRange(lo + eps if b.lo_strict else lo, hi - eps if b.hi_strict else hi)
+            w.setSingleStep(_nice_step(hi - lo))
             w.valueChanged.connect(on_change)
         elif choices is not None and ann in (str, Path):
             self.kind = "str-choice"
@@ -127,8 +169,8 @@ class _FieldEditor:
             w.textChanged.connect(on_change)
         self.widget = w
         tip = desc
-        if lo is not None or hi is not None:
-            tip += f"  [{'' if lo is None else lo} … {'' if hi is None else hi}]"
+        if b.text():
+            tip += f"  ({b.text()})"
         w.setToolTip(tip.strip())
         w.setObjectName(f"field_{name}")
         self.error = QLabel("")
