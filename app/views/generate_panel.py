@@ -38,8 +38,25 @@ from app.views.widgets.thumbnails import ThumbnailGrid
 from app.workers.manager import run_in_thread
 
 CHECKPOINT_FIELDS = ("checkpoint", "run", "run_id", "epoch", "ema", "use_ema")
+ALL_CLASSES = "all"  # class combo: one image of each class in turn
 EXPORT_CHOICES = [("PNG (8 bit)", "png"), ("PNG (16 bit)", "png16"), ("DICOM (Secondary Capture)", "dicom"),
                   ("NPZ", "npz")]
+
+
+def checkpoint_classes(path) -> dict:
+    """{"num_classes", "class_names"} from a checkpoint folder's metadata ({} when unreadable).
+
+    A model is class-conditional when ``num_classes`` > 0; ``class_names`` (saved for every model)
+    are the run's dataset labels."""
+    if not path:
+        return {}
+    from app.engine.checkpoints import META_FILE
+
+    try:
+        meta = json.loads((Path(path) / META_FILE).read_text())
+        return {"num_classes": int(meta.get("num_classes") or 0), "class_names": list(meta.get("class_names") or [])}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}
 
 
 def load_samples(path: str) -> np.ndarray:
@@ -99,19 +116,28 @@ class GeneratePanel(QWidget):
         self.runs.currentIndexChanged.connect(self._on_run)
         self.ckpts = QComboBox()
         self.ckpts.setObjectName("checkpointCombo")
-        self.ckpts.currentIndexChanged.connect(self._sync_checkpoint_fields)
+        self.ckpts.currentIndexChanged.connect(self._on_checkpoint)
         self.ema = QCheckBox("use EMA weights")
         self.ema.setChecked(True)
         self.ema.setToolTip("Sample with the exponential moving average of the weights (usually better)")
         self.ema.toggled.connect(self._sync_checkpoint_fields)
+        self.class_combo = QComboBox()
+        self.class_combo.setObjectName("classCombo")
+        self.class_combo.setToolTip("The class to generate (names from the run's dataset labels); a model "
+                                    "trained without classes is unconditional")
+        self.class_combo.currentIndexChanged.connect(self._on_class)
         pick.addRow("Run", self.runs)
         pick.addRow("Checkpoint", self.ckpts)
         pick.addRow("", self.ema)
+        pick.addRow("Class", self.class_combo)
         ll.addLayout(pick)
+        self.class_names: list[str] = []  # the selected checkpoint's classes; empty: unconditional
+        self.conditional = False
         self.form = None
         if self.spec_cls is not None:
             # the pickers set the checkpoint; the job writes NPZ into its folder, export is on demand
-            excl = tuple(n for n in CHECKPOINT_FIELDS + ("format", "out") if n in self.spec_cls.model_fields)
+            excl = tuple(n for n in CHECKPOINT_FIELDS + ("format", "out", "class_label")
+                         if n in self.spec_cls.model_fields)
             self.form = SpecForm(self.spec_cls, exclude=excl)
             self.form.validity_changed.connect(lambda _v: self._update_buttons())
             self.form.changed.connect(self._update_buttons)
@@ -225,7 +251,7 @@ class GeneratePanel(QWidget):
         def load():
             from app.engine.checkpoints import list_checkpoints
 
-            return list_checkpoints(run_id, ws)
+            return [{**ck, **checkpoint_classes(ck.get("path"))} for ck in list_checkpoints(run_id, ws)]
 
         run_in_thread(load, lambda cks, r=run_id: self._show_ckpts(r, cks),
                       lambda msg, tb: self.status.setText(f"Checkpoints unreadable: {msg}"))
@@ -242,9 +268,66 @@ class GeneratePanel(QWidget):
                 if v is not None:
                     bits.append(f"{attr} {v}")
             self.ckpts.addItem(" · ".join(bits), str(path))
+            if isinstance(ck, dict) and "num_classes" in ck:
+                self.ckpts.setItemData(self.ckpts.count() - 1,
+                                       {"num_classes": ck["num_classes"], "class_names": ck.get("class_names") or []},
+                                       Qt.UserRole + 1)
+        self.ckpts.blockSignals(True)
         if self.ckpts.count():
             self.ckpts.setCurrentIndex(self.ckpts.count() - 1)
-        self._update_buttons()
+        self.ckpts.blockSignals(False)
+        self._on_checkpoint()
+
+    # -- class -----------------------------------------------------------------------------------
+    def _on_checkpoint(self, *_):
+        """Fill the class combo from the selected checkpoint's classes, then sync the spec fields."""
+        info = self.ckpts.currentData(Qt.UserRole + 1) if self.ckpts.count() else None
+        keep = self.class_combo.currentData()
+        n = int(info.get("num_classes") or 0) if isinstance(info, dict) else 0
+        names = [str(c) for c in (info.get("class_names") or [])] if isinstance(info, dict) else []
+        self.conditional = n > 0
+        self.class_names = (names + [str(i) for i in range(len(names), n)])[:n] if n else []
+        self.class_combo.blockSignals(True)
+        self.class_combo.clear()
+        if not self.conditional:
+            self.class_combo.addItem("unconditional", None)
+            why = ("the server did not report this model's classes" if info is None and self.ckpts.count()
+                   else "this model was trained without classes")
+            self.class_combo.setToolTip(f"Unconditional: {why}; guidance needs a class-conditional model")
+        else:
+            self.class_combo.addItem("all classes in turn", ALL_CLASSES)
+            for i, name in enumerate(self.class_names):
+                self.class_combo.addItem(name, i)
+            self.class_combo.addItem("no class (null label)", None)
+            self.class_combo.setToolTip("Class-conditional model: the class of every image (names from the "
+                                        "run's dataset labels)")
+            idx = self.class_combo.findData(keep) if keep is not None else -1
+            self.class_combo.setCurrentIndex(max(idx, 0))
+        self.class_combo.setEnabled(self.conditional)
+        self.class_combo.blockSignals(False)
+        self._on_class()
+
+    def class_label_value(self):
+        """The spec's ``class_label`` for the combo's choice: None, [k], or k cycling per image."""
+        data = self.class_combo.currentData()
+        if not self.conditional or data is None:
+            return None
+        if data == ALL_CLASSES:
+            n = self.form.values().get("n_images", 1) if self.form is not None else 1
+            return [i % len(self.class_names) for i in range(max(int(n or 1), 1))]
+        return [int(data)]
+
+    def _on_class(self, *_):
+        """Guidance only means something with a class on a conditional model: enable it only then."""
+        if self.form is not None and "guidance" in self.form.editors:
+            ed = self.form.editors["guidance"]
+            usable = self.conditional and self.class_combo.currentData() is not None
+            ed.widget.setEnabled(usable)
+            if not usable and self.form.values().get("guidance"):
+                self.form.set_values({"guidance": 0.0})
+            ed.widget.setToolTip(ed.widget.toolTip().split("\n")[0] + (
+                "" if usable else "\n(needs a class-conditional model and a class)"))
+        self._sync_checkpoint_fields()
 
     # -- runs on a remote server (issue 9) --------------------------------------------------------
     _server_checkpoints: dict = {}  # run id -> checkpoints listed by the server; empty when local
@@ -298,6 +381,8 @@ class GeneratePanel(QWidget):
             values["format"] = "npz"
         if "out" in fields:
             values["out"] = None
+        if "class_label" in fields:
+            values["class_label"] = self.class_label_value()
         return values
 
     def _sync_checkpoint_fields(self, *_):
@@ -379,6 +464,7 @@ class GeneratePanel(QWidget):
 
     def _show_results(self, images: np.ndarray) -> None:
         self.images = images
+        self._update_buttons()  # export is possible from now on
         n = len(images)
         self.results.set_images(images, labels=[f"#{i}" for i in range(n)])
         seconds = self.result.get("seconds") or (time.monotonic() - self._t_start)

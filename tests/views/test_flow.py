@@ -19,12 +19,12 @@ TINY = {"base_channels": 8, "channel_mults": [1, 2], "num_res_blocks": 1, "atten
         "val_levels": 2, "device": "cpu", "seed": 0, "process": "ddpm", "T": 50, "image_size": 16}
 
 
-def _train_from_form(main_window, workspace, qtbot):
+def _train_from_form(main_window, workspace, qtbot, **extra):
     make_dataset(workspace, n=12, size=16)
     panel = main_window.show_panel("train")
     panel.refresh_runs()
     assert panel.form is not None, panel.error
-    panel.form.set_values({**TINY, "dataset": "phantoms"})
+    panel.form.set_values({**TINY, "dataset": "phantoms", **extra})
     assert panel.form.is_valid, panel.form.errors
     assert panel.start_button.isEnabled()
     panel.start_button.click()
@@ -97,6 +97,9 @@ def test_generating_from_the_trained_checkpoint_fills_the_grid_and_exports_valid
     # the checkpoint list reloads on a worker after training ends; the button follows it
     qtbot.waitUntil(lambda: gen.ckpts.count() >= 1 and gen.generate_button.isEnabled(), timeout=20000)
     assert gen.form.errors == {}
+    # trained without classes: the class picker says so and guidance is off
+    assert [gen.class_combo.itemText(i) for i in range(gen.class_combo.count())] == ["unconditional"]
+    assert not gen.class_combo.isEnabled() and not gen.form.editors["guidance"].widget.isEnabled()
     gen.generate_button.click()
     h = gen.handle
     qtbot.waitUntil(lambda: h.is_final, timeout=120000)
@@ -130,3 +133,35 @@ def test_generating_from_the_trained_checkpoint_fills_the_grid_and_exports_valid
 
     assert len(gen.last_export) == 4
     assert np.asarray(Image.open(gen.last_export[0])).shape == (16, 16)
+
+
+def test_a_class_conditional_run_offers_its_class_names_and_guidance_in_the_generation_panel(
+        main_window, workspace, qtbot):
+    pytest.importorskip("app.engine.training")
+    pytest.importorskip("app.engine.sampling.job")
+    _train_from_form(main_window, workspace, qtbot, class_conditional=True, max_steps=2, epochs=1,
+                     preview_every=0, val_every=0)
+    gen = main_window.show_panel("generate")
+    gen.refresh_runs()
+    qtbot.waitUntil(lambda: gen.ckpts.count() >= 1 and gen.class_combo.count() > 1, timeout=20000)
+    items = [gen.class_combo.itemText(i) for i in range(gen.class_combo.count())]
+    assert items == ["all classes in turn", "normal", "lesion", "no class (null label)"]  # the dataset's labels
+    guidance = gen.form.editors["guidance"].widget
+    assert gen.class_combo.isEnabled() and guidance.isEnabled()
+    gen.class_combo.setCurrentIndex(gen.class_combo.findText("no class (null label)"))
+    assert not guidance.isEnabled()  # guidance needs a class
+    gen.class_combo.setCurrentIndex(gen.class_combo.findText("lesion"))
+    assert guidance.isEnabled()
+    gen.form.set_values({"n_images": 2, "steps": 2, "sampler": "ddim", "batch_size": 2, "device": "cpu",
+                         "guidance": 1.5, "preview_every": 0})
+    spec = gen.build_spec()
+    assert spec.class_label == [1] and spec.guidance == 1.5
+    gen.class_combo.setCurrentIndex(0)
+    assert gen.build_spec().class_label == [0, 1]  # one per image, classes in turn
+    gen.class_combo.setCurrentIndex(gen.class_combo.findText("lesion"))
+    h = gen.generate()
+    qtbot.waitUntil(lambda: h.is_final, timeout=120000)
+    assert h.state == "done", (h.message, h.logs[-3:])
+    qtbot.waitUntil(lambda: gen.results.count() == 2, timeout=10000)
+    assert gen.export_button.isEnabled()  # the results can be exported at once
+    assert_not_blank(gen, SHOTS / "panel_generate_conditional.png")
