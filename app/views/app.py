@@ -6,6 +6,21 @@ import os
 import sys
 from pathlib import Path
 
+ICONS = Path(__file__).resolve().parents[2] / "resources" / "icons"
+APP_ICON = ICONS / "radsynth-studio.svg"
+DESKTOP_ID = "radsynth-studio"  # packaging/linux/radsynth-studio.desktop
+
+
+def app_icon():
+    """The application icon (SVG, with the 256 px PNG as a fallback where Qt has no SVG plugin)."""
+    from PySide6.QtGui import QIcon
+
+    icon = QIcon()
+    for path in (APP_ICON, ICONS / "radsynth-studio.png"):
+        if path.exists():
+            icon.addFile(str(path))
+    return icon
+
 
 def create_application(argv: list[str] | None = None):
     from PySide6.QtWidgets import QApplication
@@ -13,6 +28,8 @@ def create_application(argv: list[str] | None = None):
     app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv[:1])
     app.setApplicationName("RadSynth Studio")
     app.setOrganizationName("RadSynth")
+    app.setWindowIcon(app_icon())  # every window without its own icon shows this one
+    app.setDesktopFileName(DESKTOP_ID)  # lets Wayland / the dock match the window to the .desktop entry
     from app.views.theme import apply_dark_theme
 
     apply_dark_theme(app)

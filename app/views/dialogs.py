@@ -13,18 +13,51 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-SHORTCUTS = [
-    ("Ctrl+1 … Ctrl+6", "Datasets, Training, Generation, Reconstruction, Audit, Reader Study"),
-    ("Ctrl+O", "Open a workspace"),
-    ("Ctrl+Shift+N", "New workspace"),
-    ("Ctrl+I", "Import a dataset"),
-    ("Ctrl+J", "Show / hide the Jobs dock"),
-    ("F1", "This list"),
-    ("Ctrl+Q", "Quit (asks before cancelling running jobs)"),
-    ("Right or middle drag on an image", "Window (left / right) and level (up / down)"),
-    ("Wheel / left drag on an image", "Zoom / pan"),
-    ("R or double click on an image", "Reset zoom and window"),
+# Keys handled inside widgets (not menu actions); the menu shortcuts are read from the window's
+# actions when the dialog opens, so the list cannot drift from what the menus really do.
+VIEW_SHORTCUTS = [
+    ("Images", "Right or middle drag", "Window (left / right) and level (up / down); the values are shown"),
+    ("Images", "Wheel / left drag", "Zoom / pan"),
+    ("Images", "R or double click", "Reset zoom and window"),
+    ("Reconstruction", "F", "Flicker between the two chosen methods"),
+    ("Reader window", "1 … 5", "Rate the case"),
+    ("Reader window", "R / S", "Real / synthetic (single-image design)"),
+    ("Reader window", "Left / Right", "Choose the left / right image (two-alternative design)"),
+    ("Reader window", "N / P", "Next / previous case"),
+    ("Reader window", "Space", "Pause"),
+    ("Reader window", "W", "Reset zoom and window"),
+    ("Reader window", "C", "Comment (plausibility design)"),
+    ("Reader window", "F11 / Esc", "Full screen / close"),
 ]
+
+
+def _plain(text: str) -> str:
+    """An action's text without its mnemonic marks ("&Open…" -> "Open"; "&&" is a literal &)."""
+    import re
+
+    return re.sub(r"&(?=\w)", "", text).replace("&&", "&").rstrip("…").strip()
+
+
+def menu_shortcuts(window) -> list[tuple[str, str, str]]:
+    """(menu, keys, action) for every action of ``window``'s menus that has a shortcut."""
+    from PySide6.QtGui import QKeySequence
+
+    out = []
+    if window is None or not hasattr(window, "menuBar"):
+        return out
+
+    def walk(menu, path):
+        for a in menu.actions():
+            if a.menu() is not None:
+                walk(a.menu(), path)
+            elif not a.isSeparator() and not a.shortcut().isEmpty():
+                keys = a.shortcut().toString(QKeySequence.NativeText)
+                out.append((path, keys, _plain(a.text())))
+
+    for top in window.menuBar().actions():
+        if top.menu() is not None:
+            walk(top.menu(), top.text().replace("&", ""))
+    return out
 
 
 class ErrorDialog(QDialog):
@@ -56,20 +89,28 @@ class ErrorDialog(QDialog):
 
 
 class ShortcutsDialog(QDialog):
+    """Every keyboard shortcut: the window's menu actions (read live) and the keys of the views."""
+
     def __init__(self, parent=None):
         super().__init__(parent)
+        self.setObjectName("shortcutsDialog")
         self.setWindowTitle("Keyboard shortcuts")
-        self.resize(620, 380)
+        self.resize(700, 640)
+        self.rows = menu_shortcuts(parent) + VIEW_SHORTCUTS
         lay = QVBoxLayout(self)
-        t = QTableWidget(len(SHORTCUTS), 2)
-        t.setHorizontalHeaderLabels(["Keys", "Action"])
-        for r, (k, a) in enumerate(SHORTCUTS):
-            t.setItem(r, 0, QTableWidgetItem(k))
-            t.setItem(r, 1, QTableWidgetItem(a))
+        t = QTableWidget(len(self.rows), 3)
+        t.setObjectName("shortcutsTable")
+        t.setHorizontalHeaderLabels(["Where", "Keys", "Action"])
+        for r, (where, keys, action) in enumerate(self.rows):
+            for c, text in enumerate((where, keys, action)):
+                t.setItem(r, c, QTableWidgetItem(text))
         t.resizeColumnsToContents()
         t.horizontalHeader().setStretchLastSection(True)
         t.verticalHeader().setVisible(False)
+        t.verticalHeader().setDefaultSectionSize(t.fontMetrics().height() + 8)
         t.setEditTriggers(QTableWidget.NoEditTriggers)
+        t.setAlternatingRowColors(True)
+        self.table = t
         lay.addWidget(t)
         b = QDialogButtonBox(QDialogButtonBox.Close)
         b.rejected.connect(self.close)

@@ -80,10 +80,46 @@ def test_every_panel_renders_to_a_non_blank_png(main_window, workspace, qtbot):
 
 
 def test_the_shortcuts_and_about_dialogs_open_without_blocking(main_window, qtbot):
+    from PySide6.QtGui import QAction, QKeySequence
+
+    from app.views.dialogs import _plain
+
+    assert _plain("&Open workspace…") == "Open workspace" and _plain("Evaluation && Audit") == "Evaluation & Audit"
     dlg = main_window.show_shortcuts()
     assert dlg.isVisible() and not dlg.isModal()
+    listed = {(r[1], r[2]) for r in dlg.rows}
+    # every menu action that has a shortcut is listed with its real keys, and nothing made up
+    real = {(a.shortcut().toString(QKeySequence.NativeText), _plain(a.text()))
+            for a in main_window.findChildren(QAction) if not a.shortcut().isEmpty()}
+    assert real and real <= listed
+    menu_rows = [r for r in dlg.rows if r[0] in ("File", "View", "Help")]
+    assert {(r[1], r[2]) for r in menu_rows} == real
+    keys = {r[1] for r in menu_rows}
+    assert {"F1", "Ctrl+Shift+K", "Ctrl+1", "Ctrl+6"} <= keys
+    assert dlg.table.rowCount() == len(dlg.rows)
+    assert_not_blank(dlg, SHOTS / "shortcuts_dialog.png", min_std=4.0, min_colours=8)
     dlg.close()
     main_window.show_about()
+
+
+def test_the_application_icon_and_the_desktop_entry(themed):
+    import configparser
+    import tomllib
+
+    from app.views.app import APP_ICON, DESKTOP_ID, app_icon, create_application
+
+    app = create_application(["test"])
+    assert not app.windowIcon().isNull() and not app_icon().pixmap(64, 64).isNull()
+    assert app.desktopFileName() == DESKTOP_ID
+    root = Path(__file__).resolve().parents[2]
+    entry = configparser.ConfigParser(interpolation=None)
+    entry.optionxform = str
+    entry.read(root / "packaging" / "linux" / f"{DESKTOP_ID}.desktop")
+    e = entry["Desktop Entry"]
+    assert e["Type"] == "Application" and e["Icon"] == APP_ICON.stem == DESKTOP_ID
+    gui_scripts = tomllib.loads((root / "pyproject.toml").read_text())["project"]["gui-scripts"]
+    assert e["Exec"].split()[0] in gui_scripts  # the command pip installs
+    assert (root / "resources" / "icons" / f"{DESKTOP_ID}.png").exists()
 
 
 # ------------------------------------------------------------------------------------------------
