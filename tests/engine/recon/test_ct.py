@@ -16,7 +16,7 @@ from app.engine.nets.unet import NetConfig, UNet
 from app.engine.recon.ct import radon as R
 from app.engine.recon.ct.methods import score_denoise, score_sparse_view
 from app.engine.recon.mri.operators import inner
-from app.engine.recon.mri.score import ScorePrior
+from app.engine.recon.mri.score import GaussianScoreNet, ScorePrior
 from tests.conftest import shared_file
 
 warnings.filterwarnings("ignore", message="Radon transform")
@@ -80,3 +80,39 @@ def test_ct_recon_job_through_the_cli_scores_fbp_against_the_clean_slice(tmp_pat
     assert m["fbp"]["metrics"]["psnr"] > m["backprojection"]["metrics"]["psnr"]
     assert all(np.isfinite(v) for e in m.values() for v in e["metrics"].values())
     assert (tmp_path / "fbp_ct.png").exists()
+
+
+class _Negated(torch.nn.Module):
+    """A deliberately wrong network: the exact Gaussian denoiser's output negated (score away from the data)."""
+
+    num_classes = 0
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x, level, y=None):
+        return -self.net(x, level, y)
+
+
+@pytest.mark.parametrize("process", ["vpsde", "ddpm", "ncsn"])
+def test_score_methods_with_a_wrong_network_stay_finite_and_bounded(head_slice, process):
+    small = head_slice[::8, ::8] * R.circle_mask(32)
+    A = R.RadonOp(32, R.view_angles(8))
+    sino = A.forward(torch.as_tensor(small))
+    proc = make_process(process)
+    oracle = GaussianScoreNet(np.full((1, 32, 32), -0.5, np.float32), np.full((1, 32, 32), 0.3, np.float32), proc)
+    prior = ScorePrior(_Negated(oracle), proc, channels=1)
+    _, _, samples = score_sparse_view(prior, A, sino, n_samples=2, steps=10, seed=0)
+    assert np.all(np.isfinite(samples))
+    # x0_hat in [-1, 1] (mu in [0, 1]), then one data-consistency step of weight 1 moves it by at most
+    # ||A^T (A mu - y)|| / ||A||^2 <= ||mu|| + ||y|| / ||A||
+    norm_a = A.norm_estimate(iterations=15)
+    bound = 2 * np.sqrt(small.size) + float(sino.norm()) / norm_a
+    assert np.all(np.linalg.norm(samples.reshape(2, -1), axis=1) <= bound * 1.01)
+    with np.errstate(all="ignore"):  # without the bound the same network drives the samples away
+        _, _, unbounded = score_sparse_view(prior, A, sino, n_samples=2, steps=10, seed=0, x0_clip=None)
+    assert not np.all(np.isfinite(unbounded)) or np.linalg.norm(unbounded.reshape(2, -1), axis=1).min() > 100 * bound
+    noisy = small + 0.02 * np.random.default_rng(0).standard_normal(small.shape).astype(np.float32)
+    _, _, den = score_denoise(prior, noisy, 0.02, n_samples=2, steps=10, seed=0)
+    assert np.all(np.isfinite(den)) and den.min() >= 0 and den.max() <= 1 + 1e-6

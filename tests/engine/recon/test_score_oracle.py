@@ -3,7 +3,10 @@
 With x ~ N(mu, diag(s^2)) (complex 16x16 image as 2 real channels) every process has an exact score
 at every noise level (``score.GaussianScoreNet``), and for single-coil masked-FFT measurements
 y = M F x + n the posterior is Gaussian with a closed form, computed here with dense linear algebra
-in the 512-dim real representation. The samplers must reproduce its mean and per-pixel std.
+in the 512-dim real representation. The samplers must reproduce its mean and per-pixel std, with
+the step counts a user would pick (the annealed-Langevin step rule is what makes few levels work).
+A deliberately wrong network (the oracle's score negated: it pushes away from the data) must still
+give finite samples of bounded magnitude (the x0 bound), where the unbounded sampler blows up.
 """
 
 from __future__ import annotations
@@ -16,11 +19,11 @@ from app.engine.diffusion.base import make_process
 from app.engine.recon.mri.fft import fft2c
 from app.engine.recon.mri.masks import make_mask
 from app.engine.recon.mri.operators import MaskedFFT
-from app.engine.recon.mri.score import GaussianScoreNet, ScorePrior, image_scale, posterior_sample
+from app.engine.recon.mri.score import X0_CLIP, GaussianScoreNet, ScorePrior, image_scale, posterior_sample
 
 N = 16
 SAMPLES = 128
-PROCESSES = {"vpsde": {}, "ncsn": {"sigma_min": 0.005, "sigma_max": 20.0, "num_levels": 200}}
+PROCESSES = {"vpsde": {}, "ddpm": {}, "ncsn": {"sigma_min": 0.005, "sigma_max": 20.0, "num_levels": 200}}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -79,53 +82,120 @@ def _problem(noise_sigma: float, seed: int = 0):
     return mean, std, A, m2, y
 
 
-def _sample(process: str, corrector: str, mean, std, A, y, noise_sigma, steps, langevin_steps=6):
-    scale = image_scale(A.adjoint(y))  # the sampler's own normalisation: the prior in network units
+#: steps per corrector: predictor-corrector needs ~200 levels for the std (0.86 of the exact one at
+#: 120 with the VP-SDE); annealed Langevin 100 levels with 4 Langevin steps each (std ratio 1.09-1.11;
+#: 1.13 with 80 x 3, 1.05 with 200 x 6)
+STEPS = {"pc": (200, 1), "ald": (100, 4)}
+
+
+def _oracle(process: str, mean, std, scale: float) -> GaussianScoreNet:
     proc = make_process(process, **PROCESSES[process])
-    net = GaussianScoreNet(np.stack([mean.real, mean.imag]) / scale, std / scale, proc)
-    torch.manual_seed(0)  # nothing here draws from it; sampling uses its own generator
-    rec = posterior_sample(ScorePrior(net, proc), A, y, n_samples=SAMPLES, steps=steps, corrector=corrector,
-                           langevin_steps=langevin_steps, noise_sigma=noise_sigma, seed=1)
+    return GaussianScoreNet(np.stack([mean.real, mean.imag]) / scale, std / scale, proc)
+
+
+def _sample(process: str, corrector: str, mean, std, A, y, noise_sigma, n_samples=SAMPLES, **kw):
+    scale = image_scale(A.adjoint(y))  # the sampler's own normalisation: the prior in network units
+    net = _oracle(process, mean, std, scale)
+    steps, langevin_steps = STEPS[corrector]
+    kw = {"steps": steps, "langevin_steps": langevin_steps, **kw}
+    rec = posterior_sample(ScorePrior(net, net.process), A, y, n_samples=n_samples, corrector=corrector,
+                           noise_sigma=noise_sigma, seed=1, **kw)
     return rec.samples
 
 
-def _check_against_exact(samples, mu, sd, trace_cov, check_std=True):
+def _check_against_exact(samples, mu, sd, trace_cov):
     est = samples.mean(0)
     # Monte-Carlo error of the mean of SAMPLES draws: E ||est - mu||^2 = tr(cov) / SAMPLES
     mc = np.sqrt(trace_cov / SAMPLES)
     err = np.linalg.norm(est - mu)
     assert err < 3.0 * mc, f"posterior mean off by {err:.4f}, Monte-Carlo error {mc:.4f}"
     assert err / np.linalg.norm(mu) < 0.08
-    if not check_std:
-        return
     sd_hat = np.stack([samples.real.std(0, ddof=1), samples.imag.std(0, ddof=1)])
     ratio = sd_hat / sd
     assert 0.85 < ratio.mean() < 1.15, f"mean std ratio {ratio.mean():.3f}"
     assert np.percentile(np.abs(ratio - 1), 90) < 0.25, f"90th pct |std ratio - 1| {np.percentile(np.abs(ratio - 1), 90):.3f}"
 
 
-# annealed Langevin alone (no predictor) with the VP-SDE leaves the posterior std ~1.4x too wide
-# (the level-to-level jump of sigma / alpha is too large for 6 Langevin steps); its mean is checked
-CASES = [("vpsde", "pc", True), ("ncsn", "pc", True), ("ncsn", "ald", True), ("vpsde", "ald", False)]
+CASES = [("vpsde", "pc"), ("ncsn", "pc"), ("ncsn", "ald"), ("vpsde", "ald")]
 
 
-@pytest.mark.parametrize("process, corrector, check_std", CASES)
-def test_noisy_measurements_give_the_exact_gaussian_posterior_mean_and_std(process, corrector, check_std):
+@pytest.mark.parametrize("process, corrector", CASES)
+def test_noisy_measurements_give_the_exact_gaussian_posterior_mean_and_std(process, corrector):
     noise_sigma = 0.05
     mean, std, A, mask, y = _problem(noise_sigma)
     mu, sd, tr = _exact_posterior(mean, std, mask, y, noise_sigma)
-    samples = _sample(process, corrector, mean, std, A, y, noise_sigma, steps=200)
-    _check_against_exact(samples, mu, sd, tr, check_std)
+    samples = _sample(process, corrector, mean, std, A, y, noise_sigma)
+    _check_against_exact(samples, mu, sd, tr)
 
 
-@pytest.mark.parametrize("process, corrector, check_std", CASES)
-def test_noiseless_measurements_are_reproduced_and_the_rest_follows_the_exact_conditional(process, corrector, check_std):
+@pytest.mark.parametrize("process, corrector", CASES)
+def test_noiseless_measurements_are_reproduced_and_the_rest_follows_the_exact_conditional(process, corrector):
     mean, std, A, mask, y = _problem(0.0)
     mu, sd, tr = _exact_posterior(mean, std, mask, y, 0.0)
-    samples = _sample(process, corrector, mean, std, A, y, 0.0, steps=200)
+    samples = _sample(process, corrector, mean, std, A, y, 0.0)
     for s in samples:  # hard data consistency: every sample holds the measured k-space exactly
         assert np.allclose(mask * fft2c(s), y, atol=1e-5 * np.abs(y).max())
-    _check_against_exact(samples, mu, sd, tr, check_std)
+    _check_against_exact(samples, mu, sd, tr)
+
+
+def _nmse(x, ref) -> float:
+    return float(np.linalg.norm(x - ref) ** 2 / np.linalg.norm(ref) ** 2)
+
+
+@pytest.mark.parametrize("process", ["vpsde", "ddpm", "ncsn"])
+@pytest.mark.parametrize("corrector", ["ald", "pc"])
+def test_few_steps_with_the_exact_prior_beat_zero_filled(process, corrector):
+    """The defaults a user runs (50 levels, 2 Langevin steps) with the exact prior: the mean of 32
+    samples must be much closer to the exact posterior mean than zero-filled is (its Monte-Carlo error
+    alone is an NMSE of ~0.004 here, zero-filled's 0.048). Annealed Langevin with the fixed step
+    2 (0.16 sigma_i)^2 failed this with VP paths (NMSE 0.98 against zero-filled's 0.048: the excess
+    noise grew from level to level) and with NCSN (0.23)."""
+    mean, std, A, mask, y = _problem(0.0)
+    mu, _, _ = _exact_posterior(mean, std, mask, y, 0.0)
+    samples = _sample(process, corrector, mean, std, A, y, 0.0, n_samples=32, steps=50, langevin_steps=2)
+    assert np.all(np.isfinite(samples))
+    zf = _nmse(np.asarray(A.adjoint(y)), mu)
+    assert _nmse(samples.mean(0), mu) < 0.5 * zf, (_nmse(samples.mean(0), mu), zf)
+
+
+class _Negated(torch.nn.Module):
+    """A deliberately wrong network: the oracle's output negated, so its score points away from the data."""
+
+    num_classes = 0
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x, level, y=None):
+        return -self.net(x, level, y)
+
+
+@pytest.mark.parametrize("process", ["vpsde", "ddpm", "ncsn"])
+@pytest.mark.parametrize("corrector", ["ald", "pc"])
+def test_a_wrong_network_gives_finite_samples_of_bounded_magnitude(process, corrector):
+    mean, std, A, mask, y = _problem(0.0)
+    scale = image_scale(A.adjoint(y))
+    net = _Negated(_oracle(process, mean, std, scale))
+    prior = ScorePrior(net, net.net.process)
+
+    def run(**kw):
+        with np.errstate(all="ignore"):
+            return posterior_sample(prior, A, y, n_samples=4, steps=20, langevin_steps=2, corrector=corrector,
+                                    seed=1, **kw).samples
+
+    samples = run()
+    assert np.all(np.isfinite(samples))
+    # every x0 estimate is bounded by X0_CLIP (network units); the final data consistency then swaps
+    # the sampled k-space for y, which adds at most ||y|| in the l2 norm
+    bound = X0_CLIP * scale * np.sqrt(mask.size) + np.linalg.norm(y)
+    norms = np.linalg.norm(samples.reshape(len(samples), -1), axis=1)
+    assert np.all(norms <= bound * (1 + 1e-5)), (norms, bound)
+    for s in samples:  # and the measurements are still reproduced exactly
+        assert np.allclose(mask * fft2c(s), y, atol=1e-5 * np.abs(y).max())
+    # the same network without the bound: the samples run away (the test's network really is harmful)
+    unbounded = run(x0_clip=None)
+    assert not np.all(np.isfinite(unbounded)) or np.abs(unbounded).max() > 100 * bound
 
 
 def test_gaussian_oracle_net_returns_the_exact_noise_for_every_prediction_type():

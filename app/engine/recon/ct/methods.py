@@ -12,6 +12,12 @@ mu from ``radon.hu_to_unit``) and any process of ``app.engine.diffusion``:
   ``x_t* = alpha_t* y`` and runs the reverse process to 0 (Kawar, Vaksman & Elad, SNIPS,
   NeurIPS 2021, sec. 3; the "noise-level matching" start of SDEdit, Meng et al. ICLR 2022, eq. 2).
 
+Both bound every clean-image estimate to the prior's data range, x0_hat in [-1, 1] (``X0_CLIP``;
+DDPM's ``clip_sample``, Ho et al. 2020, official code; "static thresholding", Saharia et al. 2022,
+sec. 2.3), and take the ancestral step's eps from the bounded estimate, as the MRI score methods do
+(``mri.score._clip_magnitude``): near t_max the estimate (x_t - sigma eps) / alpha amplifies any network
+error by 1 / alpha, and an unbounded one drives the samples away.
+
 N samples give the mean image and the per-pixel standard deviation.
 """
 
@@ -23,7 +29,10 @@ import numpy as np
 import torch
 
 from app.engine.recon.ct.radon import RadonOp
-from app.engine.recon.mri.score import ScorePrior, _ancestral
+from app.engine.recon.mri.score import ScorePrior, _ancestral, _clip_magnitude
+
+#: bound of x0_hat in network units: CT priors are trained on 2 mu - 1 in [-1, 1]
+X0_CLIP = 1.0
 
 
 def _times_from(proc, steps: int, t_start: float | None = None) -> torch.Tensor:
@@ -51,8 +60,11 @@ def match_time(proc, noise_over_signal: float) -> float:
 @torch.no_grad()
 def score_sparse_view(prior: ScorePrior, A: RadonOp, sino, n_samples: int = 2, steps: int = 100,
                       dc_weight: float = 1.0, seed: int = 0,
-                      callback: Callable[[int, int, np.ndarray], None] | None = None):
-    """Posterior samples of mu (N, N) given a sparse-view sinogram. Returns (mean, std, samples)."""
+                      callback: Callable[[int, int, np.ndarray], None] | None = None,
+                      x0_clip: float | None = X0_CLIP):
+    """Posterior samples of mu (N, N) given a sparse-view sinogram. Returns (mean, std, samples).
+
+    ``x0_clip``: bound of |x0_hat| in network units (None: no bound)."""
     dev = prior.device
     g = torch.Generator().manual_seed(int(seed))
     proc, net = prior.process, prior.net
@@ -73,9 +85,9 @@ def score_sparse_view(prior: ScorePrior, A: RadonOp, sino, n_samples: int = 2, s
     for i in range(len(times)):
         tb = times[i].expand(n).to(dev)
         pred = proc.predict(net, x, tb)
-        x0 = dc(pred.x0, None)  # the clean estimate made consistent with the sinogram
+        x0 = dc(_clip_magnitude(pred.x0, x0_clip, 1), None)  # the bounded clean estimate made consistent with the sinogram
         if i + 1 < len(times):
-            x = _ancestral(proc, net, x, tb, times[i + 1].expand(n).to(dev), g)
+            x = _ancestral(proc, net, x, tb, times[i + 1].expand(n).to(dev), g, x0_clip, 1)
             x = dc(x, times[i + 1])
         if callback is not None:
             callback(i + 1, len(times), ((x0[:, 0].mean(0) + 1) / 2).cpu().numpy())
@@ -85,8 +97,11 @@ def score_sparse_view(prior: ScorePrior, A: RadonOp, sino, n_samples: int = 2, s
 
 @torch.no_grad()
 def score_denoise(prior: ScorePrior, noisy_mu, noise_sigma_mu: float, n_samples: int = 2, steps: int = 100,
-                  seed: int = 0, callback: Callable[[int, int, np.ndarray], None] | None = None):
-    """Posterior samples of the clean mu image given mu + N(0, noise_sigma_mu^2). Returns (mean, std, samples)."""
+                  seed: int = 0, callback: Callable[[int, int, np.ndarray], None] | None = None,
+                  x0_clip: float | None = X0_CLIP):
+    """Posterior samples of the clean mu image given mu + N(0, noise_sigma_mu^2). Returns (mean, std, samples).
+
+    ``x0_clip``: bound of |x0_hat| in network units (None: no bound)."""
     dev = prior.device
     g = torch.Generator().manual_seed(int(seed))
     proc, net = prior.process, prior.net
@@ -100,9 +115,9 @@ def score_denoise(prior: ScorePrior, noisy_mu, noise_sigma_mu: float, n_samples:
     x0 = x
     for i in range(len(times)):
         tb = times[i].expand(n).to(dev)
-        x0 = proc.predict(net, x, tb).x0
+        x0 = _clip_magnitude(proc.predict(net, x, tb).x0, x0_clip, 1)
         if i + 1 < len(times):
-            x = _ancestral(proc, net, x, tb, times[i + 1].expand(n).to(dev), g)
+            x = _ancestral(proc, net, x, tb, times[i + 1].expand(n).to(dev), g, x0_clip, 1)
         if callback is not None:
             callback(i + 1, len(times), ((x0[:, 0].mean(0) + 1) / 2).cpu().numpy())
     mu = ((x0[:, 0] + 1) / 2).clamp_min(0).cpu().numpy()

@@ -12,17 +12,24 @@ accelerated MRI", MedIA 2022):
   2022, eq. 9), then
 - noiseless data: **hard replacement** of the sampled k-space of x_t by y_t (eq. 10 with
   lambda = 1): ``x_t <- F^H((1 - M) F x_t + M y_t)``;
-- noisy data (noise std ``noise_sigma`` given) or SENSE: a **weighted gradient step**
-  ``x_t <- x_t - lam_t A^H (A x_t - y_t)`` with ``lam_t = sigma_t^2 / (sigma_t^2 + s_y^2)``
-  (s_y the measurement noise in network units), the proximal weighting of Song et al. 2022 eq. 11.
+- noisy data (noise std ``noise_sigma`` given) or SENSE: the **likelihood score**
+  ``A^H (alpha_t y - A x_t) / (alpha_t^2 s_y^2 + sigma_t^2)`` (s_y the measurement noise in network
+  units) added to the prior score (Jalal et al., NeurIPS 2021, Alg. 1; Song et al. 2021, eq. 14).
 
-``ald``: annealed Langevin dynamics (Song & Ermon, NeurIPS 2019, Algorithm 1) with the step size
-set from a signal-to-noise ratio (Song et al., ICLR 2021, Algorithm 4/5: eps = 2 (r ||z|| / ||s||)^2);
+``ald``: annealed Langevin dynamics (Song & Ermon, NeurIPS 2019, Algorithm 1) in the variance-
+exploding parametrisation ``x_ve = x_t / alpha_t = x0 + (sigma_t / alpha_t) z`` for every process:
+a VP / DDPM network evaluated at ``alpha_t x_ve`` gives the score of x_ve as ``-eps / (sigma_t /
+alpha_t)``. The levels are geometric in sigma / alpha (uniform in log-SNR) and the Langevin step is
+``delta * sigma_i^2`` with delta from the level ratio and the number of steps per level (Song & Ermon,
+"Improved techniques for training score-based generative models", NeurIPS 2020, technique 4);
 ``pc``: predictor-corrector (Song et al. 2021, Algorithm 2 / 3): an ancestral predictor step
 (DDIM with eta = 1, Song, Meng & Ermon 2021 eq. 12/16 — valid for VE and VP paths) followed by one
-Langevin corrector step. The final image is the last x0 estimate with a final data-consistency
-step (exact for noiseless single-coil data). N posterior samples run as one batch; their mean is the
-reconstruction and the per-pixel std of their magnitudes is the uncertainty map.
+Langevin corrector step with the signal-to-noise-ratio step rule. Both bound the clean-image
+estimate ``x0_hat`` by ``x0_clip`` (``_clip_magnitude``) and derive eps and the score from the bounded
+estimate, so a poor network cannot drive the sampler away: each ALD step is then a convex
+combination of x and a bounded x0 plus noise. The final image is the last x0 estimate with a final
+data-consistency step (exact for noiseless single-coil data). N posterior samples run as one batch;
+their mean is the reconstruction and the per-pixel std of their magnitudes is the uncertainty map.
 
 Intensity convention: the network sees ``x = image / scale`` with ``scale`` the 99th percentile of
 the magnitude of the zero-filled image, the same normalisation ``complex_training_images`` uses
@@ -161,6 +168,65 @@ def _clip_magnitude(x0: torch.Tensor, bound: float | None, channels: int) -> tor
 #: images reach 1.25..1.83, 5th..95th percentile of their maxima, 2.04 at most)
 X0_CLIP = 3.0
 
+#: the range of annealed Langevin's noise levels sigma / alpha in network units (images of
+#: 99th-percentile magnitude 1). Processes whose path reaches sigma / alpha = 0 or infinity (rectified
+#: flow at t = 0 and 1) or far beyond it (the VP-SDE's 1808 at t_max, where alpha_t x is all noise)
+#: are cut to it: every level above 1e3 is pure noise, every level below 1e-3 changes no pixel.
+ALD_SIGMA_RANGE = (1e-3, 1e3)
+
+
+def ald_levels(process, steps: int) -> torch.Tensor:
+    """``steps`` decreasing times whose sigma / alpha are geometric (uniform log-SNR) over the process's
+    range cut to ``ALD_SIGMA_RANGE``: the noise levels of annealed Langevin (Song & Ermon 2019, sec. 4.2).
+
+    For NCSN these are its own geometric levels (sampling_times); for VP paths a uniform grid in t
+    has level ratios of 14..60 near t_max and 2 near t = 0, which a few Langevin steps per level can
+    not anneal (the excess noise grows from level to level), so the times come from bisection on
+    ``log_snr``, which is monotone in t for every process.
+    """
+    if steps < 1:
+        raise UserError(f"the number of noise levels must be at least 1, got {steps}")
+    ends = torch.tensor([process.t_max, process.t_min], dtype=torch.float32)
+    a, s = process.alpha_sigma(ends)
+    with np.errstate(divide="ignore"):
+        ratio = (s.double() / a.double()).numpy()
+    hi = float(min(ratio[0], ALD_SIGMA_RANGE[1]))
+    lo = float(max(ratio[1], ALD_SIGMA_RANGE[0]))
+    if steps == 1 or hi <= lo:
+        sig = torch.full((steps,), hi, dtype=torch.float64)
+    else:
+        sig = torch.exp(torch.linspace(np.log(hi), np.log(lo), steps, dtype=torch.float64))
+    target = (-2.0 * torch.log(sig)).float()  # log-SNR of each level
+    t_lo = torch.full_like(target, float(process.t_min))
+    t_hi = torch.full_like(target, float(process.t_max))
+    for _ in range(40):  # log-SNR decreases with t: bisection to float32 resolution
+        mid = 0.5 * (t_lo + t_hi)
+        cleaner = process.log_snr(mid) > target
+        t_lo = torch.where(cleaner, mid, t_lo)
+        t_hi = torch.where(cleaner, t_hi, mid)
+    return (0.5 * (t_lo + t_hi)).float()
+
+
+def langevin_step_fraction(gamma: float, n_steps: int) -> float:
+    """delta of the annealed Langevin step ``delta * sigma_i^2`` for level ratio gamma = sigma_{i-1} /
+    sigma_i and ``n_steps`` Langevin steps per level.
+
+    Song & Ermon 2020 ("Improved techniques", technique 4) pick the step so that n_steps Langevin steps
+    at level i carry a sample with noise std gamma sigma_i (one from level i-1) to sigma_i: in the
+    noise-dominated directions the score is -x / sigma_i^2, each step multiplies the excess variance by
+    k = (1 - delta)^2 and the chain's own variance tends to c sigma_i^2, c = 1 / (1 - delta / 2) (the
+    discretisation bias). Here the excess carried over from earlier levels is included: the variance
+    ratio settles where v = k^T (gamma^2 v - c) + c, i.e. v* = c (1 - k^T) / (1 - k^T gamma^2) (finite
+    only while k^T gamma^2 < 1 — the old fixed step 2 (0.16 sigma_i)^2 broke that for VP grids and the
+    noise grew geometrically); delta minimises |v* - 1|.
+    """
+    d = np.linspace(1e-3, 0.999, 999)
+    kt = (1.0 - d) ** (2 * int(n_steps))
+    c = 1.0 / (1.0 - d / 2.0)
+    ok = kt * gamma**2 < 1.0
+    v = np.where(ok, c * (1.0 - kt) / np.where(ok, 1.0 - kt * gamma**2, 1.0), np.inf)
+    return float(d[int(np.argmin(np.abs(v - 1.0)))])
+
 
 @torch.no_grad()
 def posterior_sample(
@@ -180,9 +246,10 @@ def posterior_sample(
 ):
     """Draw ``n_samples`` posterior samples of the image given measurements y = A x (+ noise).
 
-    ``corrector``: "ald" (annealed Langevin, ``langevin_steps`` per level) or "pc"
-    (predictor-corrector: ancestral predictor + one Langevin step per level). ``noise_sigma``: std of
-    the real and of the imaginary part of the measurement noise (image units); 0 = noiseless.
+    ``corrector``: "ald" (annealed Langevin over ``steps`` noise levels, ``langevin_steps`` per level,
+    step size from ``langevin_step_fraction``) or "pc" (predictor-corrector: ancestral predictor + one
+    Langevin step per level, step size from ``snr``). ``noise_sigma``: std of the real and of the
+    imaginary part of the measurement noise (image units); 0 = noiseless.
     ``scale``: image units per network unit (default: ``image_scale`` of the zero-filled image).
     ``x0_clip``: bound on |x0_hat| in network units (None: no bound).
     Returns a ``methods.Reconstruction`` (mean image, std of magnitudes, samples).
@@ -195,6 +262,8 @@ def posterior_sample(
         raise UserError("score-based MRI reconstruction needs a 2-channel (complex) prior")
     if noise_sigma < 0:
         raise UserError(f"noise_sigma must be >= 0, got {noise_sigma}")
+    if langevin_steps < 1:
+        raise UserError(f"langevin_steps must be at least 1, got {langevin_steps}")
     dev = prior.device
     net, proc = prior.net, prior.process
     yt = torch.as_tensor(np.asarray(y, np.complex64), device=dev)
@@ -221,17 +290,22 @@ def posterior_sample(
         # noiseless single-coil data: the sampled k-space of x_t = alpha x0 + sigma z is exactly
         # alpha y + sigma M F z with M F z independent of the rest, so it is replaced by a fresh draw
         # y_t = alpha y + sigma M F z' (Song et al. 2022, eq. 9-10 with lambda = 1). The complex z'
-        # has unit-variance real and imaginary parts, like the 2-channel noise of x_t.
+        # has unit-variance real and imaginary parts, like the 2-channel noise of x_t; the orthonormal
+        # FFT of such white noise is white noise of the same law, so F z' is drawn directly.
         c = _to_c(x)
-        z = torch.complex(randn((n, h, w)), randn((n, h, w)))
-        y_t = a_t * y_net + s_t * mask * fft2c(z)
+        y_t = a_t * y_net
+        if s_t > 0:
+            y_t = y_t + s_t * mask * torch.complex(randn((n, h, w)), randn((n, h, w)))
         return _to_x(ifft2c((1 - mask) * fft2c(c) + mask * y_t))
 
     def posterior(x: torch.Tensor, tb: torch.Tensor):
-        """(x0_hat, eps_hat, score) of p_t(x_t | y) at x_t = x."""
+        """(x0_hat, eps_hat, score) of p_t(x_t | y) at x_t = x (VP units: x = alpha x0 + sigma eps)."""
         pred = proc.predict(net, x, tb)
         a, s = a_s(tb)
-        score = -pred.eps / s
+        # the network's x0 estimate bounded first (its error is amplified by 1 / alpha), and the prior
+        # score taken from it: -(x - alpha x0) / sigma^2 = -eps / sigma with the consistent eps
+        x0 = _clip_magnitude(pred.x0, x0_clip, 2)
+        score = -(x - a * x0) / s**2
         if not hard:
             # likelihood score of y = A x0 + n at level t: x_t / alpha = x0 + (sigma / alpha) z, so
             # grad log p(y | x_t) ~ A^H (alpha y - A x_t) / (alpha^2 s_y^2 + sigma^2) (Jalal et al.,
@@ -244,61 +318,17 @@ def posterior_sample(
             else:
                 grad = torch.stack([A_dev._adjoint(a[0, 0] * y_net - A_dev._forward(ci)) for ci in c])
             score = score + _to_x(grad) / (a**2 * sy**2 + s**2)
+            if x0_clip is not None:  # the conditional x0 (Tweedie) bounded as well
+                x0 = _clip_magnitude((x + s**2 * score) / a, x0_clip, 2)
+                score = -(x - a * x0) / s**2
         eps = -s * score
-        x0 = (x - s * eps) / a
-        if x0_clip is not None:  # bounded x0, and eps recomputed so that x = alpha x0 + sigma eps holds
-            x0 = _clip_magnitude(x0, x0_clip, 2)
-            eps = (x - a * x0) / s
-        return x0, eps, score
+        return (x - s * eps) / a, eps, score
 
-    times = proc.sampling_times(steps).to(torch.float32)
-    x = proc.prior((n, 2, h, w), g, dev)
-    total = len(times)
-    x0 = x
-    a_prev = float(proc.alpha_sigma(times[:1])[0][0])
-    for i, t in enumerate(times):
-        tb = _expand(t, n, dev)
-        a_t, s_t = (float(v[0]) for v in proc.alpha_sigma(tb[:1].cpu()))
-        if corrector == "ald":
-            # annealed Langevin runs in the variance-exploding parametrisation x_t / alpha_t = x0 +
-            # (sigma_t / alpha_t) z, where consecutive levels differ only by their noise (Song & Ermon
-            # 2019, Alg. 1); for VP paths the move to the next level carries x by alpha_t / alpha_prev
-            # (Karras et al. 2022, eq. 10-11: x = s(t) x_hat). Without it Langevin steps of size
-            # ~sigma_t^2 cannot rescale the signal part and VP samples keep the prior's unit variance.
-            x = x * (a_t / a_prev)
-            a_prev = a_t
-        if hard:
-            x = replace(x, a_t, s_t)
-        if corrector == "pc" and i > 0:
-            # predictor: ancestral step from the previous time to t (DDIM with eta = 1, Song, Meng &
-            # Ermon 2021, eq. 12 / 16), with the posterior's x0 / eps estimates
-            tp = _expand(times[i - 1], n, dev)
-            x0p, epsp, _ = posterior(x, tp)
-            x = _ddim_step(proc, x, x0p, epsp, tp, tb, g)
-            if hard:
-                x = replace(x, a_t, s_t)
-        for _ in range(1 if corrector == "pc" else langevin_steps):
-            _, _, score = posterior(x, tb)
-            z = randn(x.shape)
-            # corrector step size from a target signal-to-noise ratio (Song et al. 2021, Algorithm 4/5:
-            # eps = 2 alpha_i (r ||z|| / ||s||)^2, alpha_i ~ 1), never larger than the step the exact
-            # score of pure noise at this level gives (keeps a collapsed score from an unbounded step)
-            gn = score.flatten(1).norm(dim=1).clamp_min(1e-12)
-            zn = z.flatten(1).norm(dim=1)
-            eps = torch.full_like(gn, 2 * (snr * s_t) ** 2)
-            if corrector == "pc":
-                eps = torch.minimum(2 * (snr * zn / gn) ** 2, eps)
-            # annealed Langevin alone keeps the fixed schedule step_i = 2 (r sigma_i)^2 ∝ sigma_i^2 of
-            # Song & Ermon 2019, Alg. 1 (sigma_i / alpha_i in the VE parametrisation above): the adaptive
-            # rule shrinks the step when x still holds excess noise (||score|| too large), so with a few
-            # steps per level the noise is never removed (measured: 30x the posterior std, oracle test)
-            eps = eps.reshape(-1, 1, 1, 1)
-            x = x + eps * score + torch.sqrt(2 * eps) * z  # Langevin step (Song & Ermon 2019, Alg. 1)
-            if hard:
-                x = replace(x, a_t, s_t)
-        x0, _, _ = posterior(x, tb)
-        if callback is not None:
-            callback(i + 1, total, _to_c(x0).mean(0) * scale)
+    if corrector == "ald":
+        x0 = _ald(proc, posterior, replace if hard else None, n, h, w, steps, langevin_steps, randn, dev,
+                  callback, scale)
+    else:
+        x0 = _pc(proc, posterior, replace if hard else None, n, h, w, steps, snr, g, randn, dev, callback, scale)
     if hard:  # the sampled k-space of the clean image is the measurement itself (alpha 1, sigma 0)
         x0 = replace(x0, 1.0, 0.0)
     samples = (_to_c(x0) * scale).cpu()
@@ -306,6 +336,75 @@ def posterior_sample(
     std = samples.abs().std(0, unbiased=n > 1).numpy() if n > 1 else np.zeros(mean.shape, np.float32)
     return Reconstruction("score", mean, std=std.astype(np.float32), samples=samples.numpy(),
                           info={"samples": n, "steps": steps, "corrector": corrector, "scale": scale})
+
+
+def _ald(proc, posterior, replace, n, h, w, steps, langevin_steps, randn, dev, callback, scale):
+    """Annealed Langevin dynamics with data consistency, run on x_ve = x_t / alpha_t (module docstring)."""
+    times = ald_levels(proc, steps)
+    a_all, s_all = proc.alpha_sigma(times)
+    sig = (s_all.double() / a_all.double()).tolist()  # sigma / alpha of each level
+    gamma = (sig[0] / sig[-1]) ** (1.0 / (len(sig) - 1)) if len(sig) > 1 else 1.0
+    delta = langevin_step_fraction(gamma, langevin_steps)
+    x = sig[0] * randn((n, 2, h, w))  # x_ve at the top level: N(0, sigma_max^2), the VE prior
+    x0 = x
+    for i, t in enumerate(times):
+        tb = _expand(t, n, dev)
+        a_t, sv = float(a_all[i]), sig[i]
+
+        def ve_posterior(xv):
+            # the VP network at x_t = alpha x_ve; x0 is the same in both parametrisations and the
+            # score of x_ve is alpha times the score of x_t: -eps / (sigma / alpha)
+            x0_, eps_, _ = posterior(a_t * xv, tb)
+            return x0_, -eps_ / sv
+
+        if replace is not None:
+            x = replace(x, 1.0, sv)
+        for _ in range(langevin_steps):
+            _, score = ve_posterior(x)
+            # Langevin step (Song & Ermon 2019, Alg. 1) with step delta sigma_i^2: in the noise-dominated
+            # directions x <- (1 - delta) x + delta x0_hat + sqrt(2 delta) sigma_i z
+            x = x + delta * sv**2 * score + np.sqrt(2.0 * delta) * sv * randn(x.shape)
+            if replace is not None:
+                x = replace(x, 1.0, sv)
+        x0, _ = ve_posterior(x)
+        if callback is not None:
+            callback(i + 1, len(times), _to_c(x0).mean(0) * scale)
+    return x0
+
+
+def _pc(proc, posterior, replace, n, h, w, steps, snr, g, randn, dev, callback, scale):
+    """Predictor-corrector with data consistency in the process's own parametrisation (module docstring)."""
+    times = proc.sampling_times(steps).to(torch.float32)
+    x = proc.prior((n, 2, h, w), g, dev)
+    x0 = eps0 = None
+    for i, t in enumerate(times):
+        tb = _expand(t, n, dev)
+        a_t, s_t = (float(v[0]) for v in proc.alpha_sigma(tb[:1].cpu()))
+        if i == 0:
+            if replace is not None:
+                x = replace(x, a_t, s_t)
+        else:
+            # predictor: ancestral step from the previous time to t (DDIM with eta = 1, Song, Meng &
+            # Ermon 2021, eq. 12 / 16) with the posterior's x0 / eps estimates at the previous time,
+            # which the previous iteration computed at this very x
+            x = _ddim_step(proc, x, x0, eps0, _expand(times[i - 1], n, dev), tb, g)
+            if replace is not None:
+                x = replace(x, a_t, s_t)
+        _, _, score = posterior(x, tb)
+        z = randn(x.shape)
+        # corrector step size from a target signal-to-noise ratio (Song et al. 2021, Algorithm 5:
+        # eps = 2 alpha_i (r ||z|| / ||s||)^2, alpha_i ~ 1), never larger than 2 (r sigma_t)^2, the
+        # step the exact score of pure noise at this level gives (no unbounded step on a collapsed score)
+        gn = score.flatten(1).norm(dim=1).clamp_min(1e-12)
+        zn = z.flatten(1).norm(dim=1)
+        eps = torch.minimum(2 * (snr * zn / gn) ** 2, torch.full_like(gn, 2 * (snr * s_t) ** 2)).reshape(-1, 1, 1, 1)
+        x = x + eps * score + torch.sqrt(2 * eps) * z  # Langevin step (Song & Ermon 2019, Alg. 1)
+        if replace is not None:
+            x = replace(x, a_t, s_t)
+        x0, eps0, _ = posterior(x, tb)
+        if callback is not None:
+            callback(i + 1, len(times), _to_c(x0).mean(0) * scale)
+    return x0
 
 
 def _ddim_step(proc, x, x0, eps, t_from, t_to, g):
