@@ -126,6 +126,31 @@ def _autocast_dtype(half: bool, device: torch.device) -> torch.dtype | None:
     return torch.float16 if device.type == "cuda" else torch.bfloat16
 
 
+def _compiled(net: torch.nn.Module, dev: torch.device):
+    """``torch.compile(net)``, or UserError saying why it cannot run here.
+
+    torch.compile is lazy: a missing tool-chain would otherwise surface at the first network call,
+    deep inside the sampler, as an inductor traceback. On the CPU inductor needs a C++ compiler, so
+    that is checked up front; later compile failures are turned into a UserError in the loop."""
+    if dev.type == "cpu":
+        try:
+            from torch._inductor.cpp_builder import get_cpp_compiler
+        except ImportError:  # a torch without this helper: the loop's check still applies
+            get_cpp_compiler = None
+        if get_cpp_compiler is not None:
+            try:
+                get_cpp_compiler()
+            except Exception as exc:
+                raise UserError(
+                    f"compile: torch.compile on the CPU needs a working C++ compiler and none was found ({exc}); "
+                    "run without compile"
+                ) from None
+    try:
+        return torch.compile(net)
+    except Exception as exc:
+        raise UserError(f"compile: torch.compile is not available here ({exc}); run without compile") from exc
+
+
 def generate(model, n: int, sampler: str = "ddim", steps: int = 50, seed: int = 0,
              class_labels: int | Sequence[int] | None = None, guidance: float = 0.0, batch_size: int = 64,
              device: str | torch.device = "cpu", eta: float | None = None, snr: float | None = None,
@@ -183,12 +208,7 @@ def generate_with_info(model, n: int, sampler: str = "ddim", steps: int = 50, se
     was_training = net.training
     net = net.to(dev).eval()
     autocast_dtype = _autocast_dtype(half, dev)
-    run_net = net
-    if compile:
-        try:
-            run_net = torch.compile(net)
-        except Exception as exc:  # torch.compile needs a working compiler tool-chain
-            raise UserError(f"torch.compile is not available here ({exc}); run without compile") from exc
+    run_net = _compiled(net, dev) if compile else net
 
     shape = (channels, size, size)
     per_batch = smp.progress_steps(process)
@@ -211,7 +231,16 @@ def generate_with_info(model, n: int, sampler: str = "ddim", steps: int = 50, se
                 monitor = Monitor(per_batch, on_step, should_stop)
                 monitor.check()
                 x = noise.prior(process, shape)
-                x = smp.sample(denoiser, x, noise, monitor)
+                try:
+                    x = smp.sample(denoiser, x, noise, monitor)
+                except Exception as exc:
+                    if compile and type(exc).__module__.startswith(("torch._dynamo", "torch._inductor")):
+                        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                        raise UserError(
+                            f"compile: torch.compile failed on this machine ({type(exc).__name__}: {first}); "
+                            "run without compile"
+                        ) from exc
+                    raise
                 x = x.float()
                 if not bool(torch.isfinite(x).all()):
                     raise UserError(

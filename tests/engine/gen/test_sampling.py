@@ -186,6 +186,26 @@ def test_callback_reports_progress_and_a_clean_image_estimate_for_previews():
     assert all(torch.isfinite(s.info.x0).all() for s in steps)
 
 
+@pytest.mark.parametrize("sampler,process_name", COMBOS)
+def test_every_sampler_reports_each_step_with_its_clean_image_estimate(sampler, process_name):
+    """Live previews: one report per progress step; ``x0`` is the denoised estimate, not the noisy state.
+
+    With the exact denoiser of N(0.3, 0.2^2) data, E[x0 | x_T] at the prior is the data mean with almost
+    no spread while x_T is pure noise; at the last step the estimate is the image the sampler returns."""
+    opts = {"num_levels": 10, "sigma_max": 20.0} if process_name == "ncsn" else PROCESS_OPTIONS[process_name]
+    proc = make_process(process_name, **opts)
+    extra = {"n_steps_each": 2} if sampler in ("langevin", "pc") else {}
+    steps = []
+    x = generate((GaussianDataDenoiser(proc), proc), 8, sampler, steps=6, seed=0, callback=steps.append, **extra)
+    assert len(steps) == make_sampler(sampler, 6, **extra).progress_steps(proc) == steps[0].total
+    assert [s.step for s in steps] == list(range(1, len(steps) + 1))
+    assert all(s.info.x0.shape == (8, 1, 8, 8) and torch.isfinite(s.info.x0).all() for s in steps)
+    first = steps[0].info
+    assert abs(float(first.x0.mean()) - 0.3) < 0.01 and float(first.x0.std()) < 0.01
+    assert float(first.x.std()) > 0.5  # the state itself is still noise
+    np.testing.assert_allclose(steps[-1].info.x0.clamp(-1, 1).numpy(), x, atol=0.05)
+
+
 @pytest.mark.parametrize("sampler,process_name", [("langevin", "ddpm"), ("langevin", "flow"), ("euler", "ddpm"),
                                                    ("pc", "flow"), ("ancestral", "flow")])
 def test_sampler_process_mismatch_is_a_clear_error(sampler, process_name):
@@ -215,6 +235,22 @@ def test_time_grids_start_at_the_prior_and_never_evaluate_a_clean_time():
             assert all(a > b for a, b in zip(times, times[1:], strict=False))
             _, s = proc.alpha_sigma(torch.tensor(times))
             assert bool((s > 0).all())
+
+
+def test_half_precision_runs_on_cpu_in_bfloat16_and_compile_without_a_compiler_is_a_clear_error(monkeypatch):
+    proc = make_process("ddpm")
+    net = tiny_unet(2)
+    full = generate((net, proc), 2, "ddim", steps=3, seed=0, class_labels=[0, 1])
+    half, info = generate_with_info((net, proc), 2, "ddim", steps=3, seed=0, class_labels=[0, 1], half=True)
+    assert info.dtype == "bfloat16" and half.dtype == np.float32 and np.isfinite(half).all()
+    assert 0 < np.abs(half - full).max() < 0.1  # computed in bf16, yet the same images
+    import torch._inductor.config as inductor_config
+
+    # a machine without a C++ tool-chain, for real: inductor is pointed at a compiler that does not exist
+    monkeypatch.setattr(inductor_config.cpp, "cxx", ("/nonexistent/c++",))
+    with pytest.raises(UserError, match="compile: torch.compile on the CPU needs a working C\\+\\+ compiler.*"
+                                        "run without compile"):
+        generate((net, proc), 2, "ddim", steps=3, seed=0, class_labels=[0, 1], compile=True)
 
 
 def test_generation_info_counts_network_evaluations():
