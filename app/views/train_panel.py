@@ -53,6 +53,13 @@ def is_validation(name: str) -> bool:
     return name.startswith("val")
 
 
+def noise_level_label(name: str) -> str:
+    """Legend text of a validation series: ``val_loss/sigma=0.5`` -> ``σ = 0.5``, ``val_loss`` -> ``mean``."""
+    if "sigma=" in name:
+        return "σ = " + name.split("sigma=", 1)[1]
+    return "mean" if name == "val_loss" else name
+
+
 def is_training_loss(name: str) -> bool:
     return "loss" in name and not is_validation(name)
 
@@ -127,7 +134,8 @@ class TrainPanel(QWidget):
         plots = QSplitter(Qt.Horizontal)
         self.loss_plot = CurvePlot("Training loss", "loss", log_y=True, accept=is_training_loss)
         self.loss_plot.setObjectName("lossPlot")
-        self.val_plot = CurvePlot("Validation loss per noise level", "loss", log_y=True, accept=is_validation)
+        self.val_plot = CurvePlot("Validation loss per noise level (EMA weights)", "loss", log_y=True,
+                                  accept=is_validation, symbols=True, label=noise_level_label)
         self.val_plot.setObjectName("valPlot")
         plots.addWidget(self.loss_plot)
         plots.addWidget(self.val_plot)
@@ -366,6 +374,8 @@ class TrainPanel(QWidget):
 
     def _on_finished(self, _ev) -> None:
         h = self.handle
+        self.loss_plot.flush()  # the last points now, not at the next redraw tick
+        self.val_plot.flush()
         self.run_id = run_id_from(h) or self.run_id
         msg = {"done": "Training finished.", "cancelled": "Training stopped; resume from its last checkpoint.",
                "failed": f"Training failed: {h.message}"}.get(h.state, h.state)

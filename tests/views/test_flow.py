@@ -39,6 +39,9 @@ def test_training_from_the_form_draws_the_loss_curve_and_lists_the_checkpoints(m
     panel, h = _train_from_form(main_window, workspace, qtbot)
     assert panel.loss_plot.points("loss") == 6  # one point per optimizer step (log_every=1)
     assert panel.val_plot.total_points() > 0 and any(n.startswith("val_loss/sigma=") for n in panel.val_plot.series)
+    legend = sorted(label.text for _sample, label in panel.val_plot.legend.items)
+    assert "mean" in legend and any(t.startswith("σ = ") for t in legend)  # one curve per noise level
+    assert panel.val_plot.series["val_loss"].item.getData()[0].size >= 1  # drawn (flushed at the end)
     assert panel.preview_updates >= 1 and panel.preview.image() is not None
     qtbot.waitUntil(lambda: panel.checkpoints.count() >= 1, timeout=10000)
     assert panel.runs.currentData() == h.result["run"]

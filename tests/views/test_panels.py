@@ -247,5 +247,8 @@ def test_curve_plot_stores_every_point_at_once_and_redraws_at_most_a_few_times_a
     p.add_points([("loss", 41, -1.0)])  # not positive: a gap on a log axis, not a crash
     p.flush()
     assert p.updates == 2 and p.points("loss") == 41
+    # log axis labels only at 1, 2, 5 x 10^k (pyqtgraph's labels on every minor tick overlap)
+    axis = p.plot.getAxis("left")
+    assert axis.tickStrings([0.0, np.log10(2), np.log10(3), -1.0, np.log10(0.05)], 1, 1) == ["1", "2", "", "0.1", "0.05"]
     p.set_log_y(False)
     assert not p.log_box.isChecked() and p.series["loss"].item.getData()[1][-1] == -1.0

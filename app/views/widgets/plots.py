@@ -35,6 +35,25 @@ def nice_ceil(x: float) -> float:
     return next(m * p for m in (1, 2, 5, 10) if m * p >= x * (1 - 1e-12))
 
 
+class LogFriendlyAxis(pg.AxisItem):
+    """On a log axis, label only 1, 2 and 5 times a power of ten (the other minor ticks keep their
+    lines): pyqtgraph labels every minor tick, which stacks 0.6 0.7 0.8 0.9 1 on top of each other
+    near the top of a decade."""
+
+    def tickStrings(self, values, scale, spacing):
+        if not self.logMode:
+            return super().tickStrings(values, scale, spacing)
+        out = []
+        for v in values:
+            x = 10.0 ** float(v) * scale
+            if not np.isfinite(x) or x <= 0:
+                out.append("")
+                continue
+            mant = x / 10.0 ** math.floor(math.log10(x) + 1e-9)
+            out.append(f"{x:.3g}" if any(abs(mant - m) < 1e-3 for m in (1, 2, 5)) else "")
+        return out
+
+
 class _Series:
     __slots__ = ("x", "y", "n", "item")
 
@@ -61,8 +80,10 @@ class CurvePlot(QWidget):
     updated = Signal()
 
     def __init__(self, title: str = "", y_label: str = "", log_y: bool = False, accept=None, parent=None,
-                 max_hz: float = 4.0):
+                 max_hz: float = 4.0, symbols: bool = False, label=None):
         super().__init__(parent)
+        self.label = label or (lambda name: name)  # legend text of a series
+        self.symbols = symbols  # a dot on every point: for sparse curves (one value per epoch)
         self.accept = accept or (lambda name: True)
         self.series: dict[str, _Series] = {}
         self.updates = 0  # redraws made (the responsiveness benchmark reads it)
@@ -83,12 +104,15 @@ class CurvePlot(QWidget):
         self.log_box.toggled.connect(self.set_log_y)
         top.addWidget(self.log_box)
         lay.addLayout(top)
-        self.plot = pg.PlotWidget()
+        self.plot = pg.PlotWidget(axisItems={"left": LogFriendlyAxis("left")})
         self.plot.showGrid(x=False, y=True, alpha=0.25)  # horizontal lines only: see the module docstring
         self.plot.setLabel("bottom", "step")
         if y_label:
             self.plot.setLabel("left", y_label)
-        self.legend = self.plot.addLegend(offset=(-10, 10))
+        # no "(x0.001)" scaling in the axis label: the tick labels carry the values (also on log axes)
+        self.plot.getAxis("left").enableAutoSIPrefix(False)
+        # bottom left: falling loss curves leave that corner empty
+        self.legend = self.plot.addLegend(offset=(10, -10), brush=pg.mkBrush(20, 20, 22, 210))
         lay.addWidget(self.plot, 1)
         self._x_hi: float | None = None  # the managed step axis' right end (None: not set yet)
         self._manage_x = True
@@ -130,7 +154,8 @@ class CurvePlot(QWidget):
             s = self.series.get(name)
             if s is None:
                 colour = PALETTE[len(self.series) % len(PALETTE)]
-                item = self.plot.plot([], [], pen=pg.mkPen(colour, width=1.5), name=name)
+                sym = dict(symbol="o", symbolSize=5, symbolBrush=colour, symbolPen=None) if self.symbols else {}
+                item = self.plot.plot([], [], pen=pg.mkPen(colour, width=1.5), name=self.label(name), **sym)
                 item.setClipToView(True)
                 item.setDownsampling(auto=True, method="peak")
                 s = self.series[name] = _Series(item)
