@@ -106,6 +106,10 @@ def _error_mode_default() -> str:
     return os.environ.get("RADSYNTH_ERROR_DIALOGS", "dialog")
 
 
+#: jobs that are cheap to run again and lose nothing when cancelled (closing does not ask about them)
+QUIET_KINDS = frozenset({"eda", "demo"})
+
+
 class MainWindow(QMainWindow):
     def __init__(self, workspace: Path | str | None = None, settings: QSettings | None = None, runner=None,
                  error_mode: str | None = None, demo_at_first_start: bool = True):
@@ -423,12 +427,15 @@ class MainWindow(QMainWindow):
         """Cancel this computer's jobs (after asking); jobs on a remote server are left running."""
         remote = self.remote_jobs()
         local = [h for h in self.jobs.active() if h not in remote]
-        if local:
-            kinds = ", ".join(sorted({h.kind for h in local}))
+        # statistics and the demo set are quick to make again: they are cancelled without a question
+        asked = [h for h in local if h.kind not in QUIET_KINDS]
+        if asked:
+            kinds = ", ".join(sorted({h.kind for h in asked}))
             on = " on this computer" if remote else ""
-            if not self.confirm(f"{len(local)} job(s) are still running or queued{on} ({kinds}).\n"
+            if not self.confirm(f"{len(asked)} job(s) are still running or queued{on} ({kinds}).\n"
                                 f"Cancel them before {why}?"):
                 return False
+        if local:
             self.statusBar().showMessage("Cancelling jobs…")
             for h in local:
                 h.cancel()

@@ -97,6 +97,19 @@ def test_closing_with_a_running_job_cancels_it_and_waits_for_it(workspace, qtbot
     assert workspace.jobs(1)[0].state == "cancelled"
 
 
+def test_closing_while_only_statistics_run_cancels_them_without_a_question(workspace, qtbot, themed):
+    from app.engine.data.demo import ensure_demo
+    from app.engine.data.eda import EdaSpec
+
+    ensure_demo(workspace)
+    win = MainWindow(workspace=workspace.root, error_mode="record", demo_at_first_start=False)
+    qtbot.addWidget(win)
+    h = win.jobs.submit(EdaSpec(dataset="demo-phantoms"))
+    assert not h.is_final
+    assert win.close()
+    assert h.is_final and not [e for e in win.errors if e["title"] == "question"]
+
+
 def test_window_layout_panel_and_last_workspace_persist_in_qsettings(workspace, qtbot, themed, isolated_qsettings):
     from PySide6.QtCore import QSettings
 
