@@ -265,6 +265,11 @@ class MainWindow(QMainWindow):
         self.compute_label = QLabel(self.compute_text)
         self.compute_label.setObjectName("computeLabel")
         sb.addWidget(self.workspace_label, 1)
+        # permanent labels keep room for their longest usual text: a temporary message on the left
+        # must not clip them
+        fm = self.jobs_label.fontMetrics()
+        self.jobs_label.setMinimumWidth(fm.horizontalAdvance("99 running · 99 queued"))
+        self.compute_label.setMinimumWidth(fm.horizontalAdvance("Compute: CPU · 16 cores · torch 2.13.0+cpu"))
         sb.addPermanentWidget(self.jobs_label)
         sb.addPermanentWidget(self.compute_label)
 
