@@ -25,6 +25,7 @@ class _JobThread(QThread):
         self.setObjectName(f"job-{handle.job_id}")
 
     def run(self) -> None:  # runs on the worker thread
+        lower_thread_priority()
         if os.environ.get("RADSYNTH_THREADS"):
             J.cpu_threads_from_env()
         else:
@@ -35,6 +36,26 @@ class _JobThread(QThread):
         # engine.run never raises; it always posts exactly one terminal event
         J.run(self.handle.spec, self.handle.post, self.handle.stop_requested,
               workspace=self.workspace, job_id=self.handle.job_id, transport="local")
+
+
+JOB_NICE = int(os.environ.get("RADSYNTH_JOB_NICE", "5"))
+
+
+def lower_thread_priority(nice: int = JOB_NICE) -> bool:
+    """Raise the calling thread's nice value (Linux: nice is per thread; torch's pool threads that
+    this thread starts inherit it), so the GUI thread wins the CPU whenever it has something to
+    draw; with the machine otherwise idle the job still gets every free cycle. False where the OS
+    has no per-thread nice."""
+    import threading
+
+    if nice <= 0 or not hasattr(os, "setpriority") or not hasattr(threading, "get_native_id"):
+        return False
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+        return True
+    except OSError:
+        return False
 
 
 def gui_job_threads(cores: int | None = None) -> int:

@@ -252,3 +252,29 @@ def test_curve_plot_stores_every_point_at_once_and_redraws_at_most_a_few_times_a
     assert axis.tickStrings([0.0, np.log10(2), np.log10(3), -1.0, np.log10(0.05)], 1, 1) == ["1", "2", "", "0.1", "0.05"]
     p.set_log_y(False)
     assert not p.log_box.isChecked() and p.series["loss"].item.getData()[1][-1] == -1.0
+
+
+def test_a_job_next_to_the_gui_leaves_a_core_and_the_cpu_priority_to_the_gui_thread():
+    import sys
+    import threading
+
+    from app.workers.local import gui_job_threads, lower_thread_priority
+
+    assert [gui_job_threads(c) for c in (1, 2, 16)] == [1, 1, 15]
+    if not sys.platform.startswith("linux"):
+        pytest.skip("per-thread nice values are a Linux feature")
+    got = {}
+
+    def worker():
+        tid = threading.get_native_id()
+        before = os.getpriority(os.PRIO_PROCESS, tid)
+        got["lowered"] = lower_thread_priority(5)
+        got["delta"] = os.getpriority(os.PRIO_PROCESS, tid) - before
+        got["expected"] = min(5, 19 - before)  # nice stops at 19
+
+    main_before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert got["lowered"] and got["delta"] == got["expected"]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_before  # the GUI thread keeps its own

@@ -55,9 +55,10 @@ class LogFriendlyAxis(pg.AxisItem):
 
 
 class _Series:
-    __slots__ = ("x", "y", "n", "item")
+    __slots__ = ("x", "y", "n", "item", "colour")
 
-    def __init__(self, item):
+    def __init__(self, item, colour=None):
+        self.colour = colour
         self.x = np.empty(256, np.float64)
         self.y = np.empty(256, np.float64)
         self.n = 0
@@ -91,7 +92,7 @@ class CurvePlot(QWidget):
         self._redraw = QTimer(self)
         self._redraw.setSingleShot(True)
         self._redraw.setInterval(int(1000 / max_hz) if max_hz > 0 else 0)
-        self._redraw.timeout.connect(self.flush)
+        self._redraw.timeout.connect(self._tick)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         top = QHBoxLayout()
@@ -138,7 +139,8 @@ class CurvePlot(QWidget):
         self.plot.enableAutoRange(x=False)
         self._dirty.clear()
         for s in self.series.values():
-            self.plot.removeItem(s.item)
+            if s.item is not None:
+                self.plot.removeItem(s.item)
         self.legend.clear()
         self.series.clear()
 
@@ -152,26 +154,42 @@ class CurvePlot(QWidget):
             ys.append(value)
         for name, (xs, ys) in grouped.items():
             s = self.series.get(name)
-            if s is None:
-                colour = PALETTE[len(self.series) % len(PALETTE)]
-                sym = dict(symbol="o", symbolSize=5, symbolBrush=colour, symbolPen=None) if self.symbols else {}
-                item = self.plot.plot([], [], pen=pg.mkPen(colour, width=1.5), name=self.label(name), **sym)
-                item.setClipToView(True)
-                item.setDownsampling(auto=True, method="peak")
-                s = self.series[name] = _Series(item)
+            if s is None:  # its curve is made by the redraw (see _tick)
+                s = self.series[name] = _Series(None, PALETTE[len(self.series) % len(PALETTE)])
             s.extend(np.asarray(xs, np.float64), np.asarray(ys, np.float64))
             self._dirty.add(name)
         if grouped and not self._redraw.isActive():
             self._redraw.start()
 
+    def _make_item(self, name: str, s: _Series) -> None:
+        sym = dict(symbol="o", symbolSize=5, symbolBrush=s.colour, symbolPen=None) if self.symbols else {}
+        item = self.plot.plot([], [], pen=pg.mkPen(s.colour, width=1.5), name=self.label(name), **sym)
+        item.setClipToView(True)
+        item.setDownsampling(auto=True, method="peak")
+        s.item = item
+
+    def _tick(self) -> None:
+        """The redraw timer: new curves are made one per event-loop turn (a curve with its legend row
+        costs ~20 ms of GUI time; five at once, as the first validation brings, stalled the loop for
+        ~100 ms), then the data of every changed curve is set in one go."""
+        new = [(n, s) for n, s in self.series.items() if s.item is None]
+        if new:
+            self._make_item(*new[0])
+            if len(new) > 1:
+                QTimer.singleShot(0, self._tick)
+                return
+        self.flush()
+
     def flush(self) -> None:
-        """Redraw the curves that gained points since the last redraw (the timer calls it)."""
+        """Redraw now every curve that gained points since the last redraw (tests and job ends call it)."""
         self._redraw.stop()
         dirty, self._dirty = self._dirty, set()
         for name in dirty:
             s = self.series.get(name)
             if s is None:
                 continue
+            if s.item is None:
+                self._make_item(name, s)
             y = s.y[:s.n]
             if self.log_box.isChecked():
                 y = np.where(y > 0, y, np.nan)
