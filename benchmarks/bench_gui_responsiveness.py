@@ -1,14 +1,25 @@
 """GUI responsiveness while a training job runs at full speed: event-loop stall and live update rates.
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/bench_gui_responsiveness.py [--seconds 20]
+    QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/bench_gui_responsiveness.py [--seconds 45]
+        [--threads N] [--diagnose]
 
-A 10 ms QTimer (Qt.PreciseTimer) on the GUI thread records how late each tick fires; its
-lateness is the event loop's stall. Measured twice in the same process: the anchor is the idle
-main window (nothing running), then the Training panel with a cpu-quickstart-like DDPM job on the
-demo phantoms (tiny U-Net, loss every step, a preview grid every epoch) running on the local
-QThread transport. Goal: max and 99th-percentile stall under 50 ms. Also printed: how many times
-per second the loss curve and the preview image were updated on screen, and how many scalar
-events per second the job emitted (the JobHandle batches them).
+A 10 ms QTimer (Qt.PreciseTimer) on the GUI thread records how late each tick fires while the real
+event loop (``QEventLoop.exec``) runs; its lateness is the event loop's stall. Measured twice in the
+same process: the anchor is the idle main window (nothing running), then the Training panel with a
+cpu-quickstart-like DDPM job on the demo phantoms (tiny U-Net, loss every step, validation and a
+preview grid every epoch) on the local QThread transport, with the torch thread count the app
+chooses (``--threads`` / RADSYNTH_THREADS override it). Goal: max and 99th-percentile stall under
+50 ms. Also printed: how many times per second the loss curve and the preview were redrawn, how
+many job events per second arrived, the training speed, and the machine's load average (the
+stall depends on it: on a shared 2-core box every millisecond of GUI work can take several).
+
+``--diagnose`` adds what the stalls coincide with: GC pauses (gc.callbacks), the GUI-thread time
+of each job-event drain, and a watchdog thread's samples of every thread's Python stack while the
+GUI thread is more than 40 ms late (a stack ending in ``measure`` means the GUI thread was in Qt's
+C++ code or waiting for the GIL).
+
+Until this version the loop was ``processEvents(); sleep(1 ms)``, which made the GUI thread take the
+GIL back every millisecond; the app never does that, so it over-counted GIL waits.
 """
 
 from __future__ import annotations
@@ -55,6 +66,27 @@ def measure(app, seconds: float, interval_ms: int = 10, on_tick=None) -> tuple[n
     t = np.asarray(stamps)
     late = np.maximum(np.diff(t) * 1000.0 - interval_ms, 0.0)
     return late, t[1:]
+
+
+class PaintCounter:
+    """--diagnose: paint events per widget, to see whether anything repaints more often than it changes."""
+
+    def __init__(self, widgets):
+        from PySide6.QtCore import QEvent, QObject
+
+        counts = self.counts = {name: 0 for name, _ in widgets}
+        names = {id(w): name for name, w in widgets}
+
+        class Filter(QObject):
+            def eventFilter(self, obj, ev):
+                if ev.type() == QEvent.Paint:
+                    counts[names.get(id(obj), "?")] += 1
+                return False
+
+        self.filter = Filter()
+        self.widgets = [w for _, w in widgets]
+        for w in self.widgets:
+            w.installEventFilter(self.filter)
 
 
 class Diagnosis:
@@ -182,6 +214,8 @@ def main() -> int:
     while h.state != "running" or panel.loss_plot.points("loss") == 0:  # skip the job's start-up
         app.processEvents()
         time.sleep(0.005)
+    paints = PaintCounter([("loss plot", panel.loss_plot.plot.viewport()), ("validation plot", panel.val_plot.plot.viewport()),
+                           ("preview", panel.preview.graphics.viewport())]) if diag else None
     scal0, loss0, prev0 = h.events_received, panel.loss_plot.updates, panel.preview_updates
     steps0 = h.step
     t0 = time.perf_counter()
@@ -217,6 +251,7 @@ def main() -> int:
           f"(previews thinned to <= 4/s per image name)")
     if diag is not None:
         diag.report(t0, t0 + dt)
+        print("diagnosis: paints per second: " + ", ".join(f"{k} {v / dt:.1f}" for k, v in paints.counts.items()))
         worst = np.argsort(busy)[-5:][::-1]
         for i in worst:
             end = stamps[i]
