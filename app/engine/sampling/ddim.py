@@ -8,7 +8,14 @@ from typing import ClassVar
 import torch
 
 from app.engine.jobs import UserError
-from app.engine.sampling.base import Denoiser, ImageNoise, Monitor, Sampler, clip_prediction
+from app.engine.sampling.base import (
+    LAMBDA_MIN_DETERMINISTIC,
+    Denoiser,
+    ImageNoise,
+    Monitor,
+    Sampler,
+    clip_prediction,
+)
 
 
 class DDIMSampler(Sampler):
@@ -23,6 +30,7 @@ class DDIMSampler(Sampler):
     stochastic: ClassVar[bool] = False  # True only with eta > 0
     options: ClassVar[tuple[str, ...]] = ("eta", "clip_x0", "spacing")
     summary: ClassVar[str] = "DDIM (Song et al. 2021), eta 0 = deterministic; 20-100 steps"
+    lambda_min: ClassVar[float | None] = LAMBDA_MIN_DETERMINISTIC
 
     def __init__(self, steps: int = 50, eta: float = 0.0, clip_x0: bool = True, spacing: str | None = None):
         super().__init__(steps, spacing)

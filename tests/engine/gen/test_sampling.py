@@ -253,6 +253,22 @@ def test_half_precision_runs_on_cpu_in_bfloat16_and_compile_without_a_compiler_i
         generate((net, proc), 2, "ddim", steps=3, seed=0, class_labels=[0, 1], compile=True)
 
 
+def test_deterministic_samplers_start_where_the_log_snr_reaches_its_floor():
+    """Cosine DDPM's t_max has alpha = 5e-5: DDIM / Heun / DPM-Solver start at lambda = -5.1 instead
+    (diffusers' lambda_min_clipped); ancestral keeps the full chain; linear DDPM, NCSN, flow unchanged."""
+    from app.engine.sampling.base import LAMBDA_MIN_DETERMINISTIC, log_snr_half
+
+    cosine = make_process("ddpm", schedule="cosine")
+    for name, steps in (("ddim", 50), ("heun", 10), ("dpmpp2m", 20)):
+        times = make_sampler(name, steps).times(cosine)
+        a, s = cosine.alpha_sigma(torch.tensor(times[:1]))
+        assert times[0] < 1.0 and log_snr_half(float(a[0]), float(s[0])) >= LAMBDA_MIN_DETERMINISTIC - 0.05
+        assert len(times) == steps and times[-1] == pytest.approx(1 / 1000)
+    assert make_sampler("ancestral", 1000).times(cosine)[0] == 1.0
+    for proc in (make_process("ddpm"), make_process("ncsn"), make_process("flow")):
+        assert make_sampler("ddim", 10).times(proc)[0] == pytest.approx(proc.t_max)
+
+
 def test_generation_info_counts_network_evaluations():
     proc = make_process("ddpm")
     _, info = generate_with_info((tiny_unet(), proc), 2, "heun", steps=5)
