@@ -126,11 +126,10 @@ class GeneratePanel(QWidget):
         self.class_combo.setToolTip("The class to generate (names from the run's dataset labels); a model "
                                     "trained without classes is unconditional")
         self.class_combo.currentIndexChanged.connect(self._on_class)
-        pick.addRow("Run", self.runs)
-        pick.addRow("Checkpoint", self.ckpts)
-        pick.addRow("", self.ema)
-        pick.addRow("Class", self.class_combo)
-        ll.addLayout(pick)
+        for combo in (self.runs, self.ckpts):  # long run names elide instead of widening the form
+            combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(16)
+        picker_rows = [("Run", self.runs), ("Checkpoint", self.ckpts), ("", self.ema), ("Class", self.class_combo)]
         self.class_names: list[str] = []  # the selected checkpoint's classes; empty: unconditional
         self.conditional = False
         self.form = None
@@ -139,6 +138,9 @@ class GeneratePanel(QWidget):
             excl = tuple(n for n in CHECKPOINT_FIELDS + ("format", "out", "class_label")
                          if n in self.spec_cls.model_fields)
             self.form = SpecForm(self.spec_cls, exclude=excl)
+            # the pickers are the first rows of the form: one label column, aligned
+            for row, (label, widget) in enumerate(picker_rows):
+                self.form.form.insertRow(row, label, widget)
             self.form.validity_changed.connect(lambda _v: self._update_buttons())
             self.form.changed.connect(self._update_buttons)
             sc = QScrollArea()
@@ -147,6 +149,9 @@ class GeneratePanel(QWidget):
             sc.setMinimumWidth(320)
             ll.addWidget(sc, 1)
         else:
+            for label, widget in picker_rows:
+                pick.addRow(label, widget)
+            ll.addLayout(pick)
             msg = QLabel(f"The sampling engine is not available: {self.error}")
             msg.setWordWrap(True)
             msg.setProperty("role", "error")
