@@ -278,3 +278,20 @@ def test_a_job_next_to_the_gui_leaves_a_core_and_the_cpu_priority_to_the_gui_thr
     t.join()
     assert got["lowered"] and got["delta"] == got["expected"]
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_before  # the GUI thread keeps its own
+
+
+def test_the_training_form_has_every_field_the_issue_lists_with_messages_next_to_them(main_window):
+    pytest.importorskip("app.engine.training")
+    panel = main_window.panels["train"]
+    listed = ("dataset", "process", "base_channels", "schedule", "epochs", "batch_size", "lr", "ema_decay",
+              "precision", "seed", "device", "checkpoint_every", "preview_every")
+    missing = [n for n in listed if n not in panel.form.editors]
+    assert not missing, missing
+    ed = panel.form.editors["batch_size"]
+    panel.form.set_values({"ema_decay": 0.5, "preview_every": 1})
+    panel.form.editors["seed"].widget.setText("twelve")
+    assert panel.form.errors["seed"] == "enter a whole number" and not panel.form.editors["seed"].error.isHidden()
+    assert ed.error.isHidden() and not panel.start_button.isEnabled()
+    panel.form.editors["seed"].widget.setText("12")
+    assert "seed" not in panel.form.errors and panel.form.spec().seed == 12
+    assert panel.loss_plot.log_box.isChecked() and panel.val_plot.log_box.isChecked()  # log scale option, on
