@@ -151,7 +151,7 @@ def run_ingest(spec: IngestSpec, ctx: JobContext) -> dict:
     salt = workspace_salt(ws)
     size = spec.size
     ctx.log(f"ingesting {len(files)} file(s) from {src} as {name!r} ({size}x{size}, normalize {spec.normalize}, "
-            f"labels {labeler.mode})")
+            f"labels {labeler.mode if labeler.mode != 'none' or spec.labels == 'none' else 'from the files, where they carry them'})")
 
     staging = ws.staging_dir()
     writer: CacheWriter | None = None
@@ -264,7 +264,7 @@ def run_ingest(spec: IngestSpec, ctx: JobContext) -> dict:
             "modalities": dict(modalities),
             "size": [size, size],
             "normalize": spec.normalize,
-            "labels": labeler.mode,
+            "labels": "given by the source file" if labeler.mode == "none" and class_names else labeler.mode,
             "split_source": split_source,
         }
         report = {
