@@ -197,6 +197,7 @@ class MainWindow(QMainWindow):
 
         old_dock = getattr(self, "jobs_dock", None)
         self.jobs_dock = JobsDock(self.jobs, self)
+        self.jobs_dock.jobs.status_message.connect(lambda text: self.statusBar().showMessage(text, 10000))
         if old_dock is not None:
             self.removeDockWidget(old_dock)
             old_dock.deleteLater()

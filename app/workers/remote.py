@@ -352,6 +352,8 @@ class RemoteRunner:
 
     def _follow(self, handle, submit: bool) -> None:
         handle.transport = self.transport
+        # artifacts of a remote job name paths on the server: the Jobs dock fetches one on request
+        handle.fetch_artifact = lambda path, jid=handle.job_id: self.fetch_artifact(jid, path)
         handle.set_cancel_hook(lambda jid=handle.job_id: self._submit(self._cancel(jid)))
         fut = self._submit(self._run(handle, submit))
         self._futures[handle.job_id] = fut
@@ -464,6 +466,15 @@ class RemoteRunner:
                     n += 1
                 mapping[f] = str(c.download(f, target))
         return mapping
+
+    def fetch_artifact(self, job_id: str, server_path: str) -> Path:
+        """Download one artifact of a job (a file, or a folder file by file) and return its local
+        path. Blocking: call it off the GUI thread."""
+        if self.local_dir is None:
+            import tempfile
+
+            self.local_dir = Path(tempfile.mkdtemp(prefix="radsynth-remote-"))
+        return Path(self._download_files(job_id, [server_path])[server_path])
 
     async def _localise(self, handle, ev: J.Done) -> J.Done:
         result = ev.result if isinstance(ev.result, dict) else None

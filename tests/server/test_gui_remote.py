@@ -190,4 +190,34 @@ def test_the_generation_panel_lists_the_server_runs_and_generates_from_one(
     qtbot.waitUntil(lambda: gen.results.count() == 4, timeout=WAIT_MS)
     assert gen.live_updates >= 1 and "images/s" in gen.status.text()
     assert gen.grab().save(str(SHOTS / "panel_generate_remote.png"))
+
+    # the Jobs dock's Results menu names the server's files and fetches one before opening it
+    from PySide6.QtCore import QObject, Slot
+    from PySide6.QtGui import QDesktopServices
+    from PySide6.QtWidgets import QMenu
+
+    class Opened(QObject):
+        urls: list = []
+
+        @Slot("QUrl")
+        def open(self, url):
+            self.urls.append(url.toLocalFile())
+
+    opened = Opened()
+    QDesktopServices.setUrlHandler("file", opened, "open")  # no real file browser in a test
+    try:
+        dock = w.jobs_dock.jobs
+        arts = dock.artifacts(h.job_id)
+        assert arts and all(Path(p).is_relative_to(server_ws) for _, p in arts)
+        menu = QMenu()
+        dock._fill_results_menu(menu, h.job_id)
+        fetches = [a for a in menu.actions() if a.text().endswith("(download from the server)")]
+        assert len(fetches) == len(arts[:20])
+        with qtbot.waitSignal(dock.open_requested, timeout=WAIT_MS) as sig:
+            fetches[0].trigger()
+        local = Path(sig.args[0])
+        assert local.exists() and local.is_relative_to(w.workspace.root / "remote-results")
+        assert opened.urls and Path(opened.urls[-1]) == local
+    finally:
+        QDesktopServices.unsetUrlHandler("file")
     w.close()

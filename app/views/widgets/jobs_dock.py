@@ -80,6 +80,7 @@ class JobsWidget(QWidget):
     """The table of jobs; lives in the JobsDock."""
 
     open_requested = Signal(str)  # a path to open (folder or file)
+    status_message = Signal(str)  # a short note for the window's status bar (downloads)
 
     def __init__(self, manager, parent=None):
         super().__init__(parent)
@@ -168,17 +169,40 @@ class JobsWidget(QWidget):
         if folder is not None:
             a.triggered.connect(lambda: self.open_path(folder))
         arts = self.artifacts(jid)
+        fetch = getattr(self._handles.get(jid), "fetch_artifact", None)
         for kind, path in arts[:20]:
-            act = menu.addAction(f"{kind}: {Path(path).name}")
-            act.triggered.connect(lambda _=False, p=path: self.open_path(Path(p)))
+            if fetch is None:
+                act = menu.addAction(f"{kind}: {Path(path).name}")
+                act.triggered.connect(lambda _=False, p=path: self.open_path(Path(p)))
+            else:  # on the server: download first (off the GUI thread), then open the local copy
+                act = menu.addAction(f"{kind}: {Path(path).name} (download from the server)")
+                act.triggered.connect(lambda _=False, p=path, f=fetch: self.fetch_and_open(f, p))
         menu.addSeparator()
         menu.addAction("Details (spec, result, log)…").triggered.connect(lambda: self.show_details(jid))
+
+    def fetch_and_open(self, fetch, server_path: str) -> None:
+        from app.workers.manager import run_in_thread
+
+        self.status_message.emit(f"Downloading {Path(server_path).name} from the server…")
+
+        def done(local) -> None:
+            self.status_message.emit(f"Downloaded to {local}")
+            self.open_path(Path(local))
+
+        def failed(msg: str, _tb: str) -> None:
+            self.status_message.emit(f"Could not download {server_path}: {msg}")
+
+        run_in_thread(lambda: fetch(server_path), done, failed)
 
     def job_folder(self, jid: str) -> Path | None:
         root = Path(self.manager.workspace.root)
         for cand in (root / "jobs" / jid,):
             if cand.exists():
                 return cand
+        h = self._handles.get(jid)
+        if getattr(h, "fetch_artifact", None) is not None:  # a remote job: only its downloaded files
+            local = (h.result or {}).get("local_dir") if isinstance(getattr(h, "result", None), dict) else None
+            return Path(local) if local and Path(local).exists() else None
         arts = self.artifacts(jid)
         if arts:
             p = Path(arts[0][1])
