@@ -101,7 +101,9 @@ class JobsWidget(QWidget):
         self.tree.setAlternatingRowColors(True)
         hdr = self.tree.header()
         hdr.setSectionResizeMode(0, QHeaderView.Stretch)
-        for c, wdt in ((1, 150), (2, 80), (3, 80), (4, 150)):
+        fm = self.tree.fontMetrics()
+        state_w = fm.horizontalAdvance("reconnecting") + 24  # the longest state, in full
+        for c, wdt in ((1, 150), (2, 80), (3, state_w), (4, 150)):
             hdr.setSectionResizeMode(c, QHeaderView.Fixed)
             hdr.resizeSection(c, wdt)
         hdr.setStretchLastSection(False)
