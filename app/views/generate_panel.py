@@ -117,6 +117,10 @@ class GeneratePanel(QWidget):
         self.ckpts = QComboBox()
         self.ckpts.setObjectName("checkpointCombo")
         self.ckpts.currentIndexChanged.connect(self._on_checkpoint)
+        for combo in (self.runs, self.ckpts):  # long run / checkpoint names: full text in the popup and tooltip
+            combo.currentTextChanged.connect(combo.setToolTip)
+            combo.model().rowsInserted.connect(lambda *_a, c=combo: c.view().setMinimumWidth(
+                c.view().sizeHintForColumn(0) + 24))
         self.ema = QCheckBox("use EMA weights")
         self.ema.setChecked(True)
         self.ema.setToolTip("Sample with the exponential moving average of the weights (usually better)")
