@@ -120,7 +120,7 @@ class GeneratePanel(QWidget):
         for combo in (self.runs, self.ckpts):  # long run / checkpoint names: full text in the popup and tooltip
             combo.currentTextChanged.connect(combo.setToolTip)
             combo.model().rowsInserted.connect(lambda *_a, c=combo: c.view().setMinimumWidth(
-                c.view().sizeHintForColumn(0) + 24))
+                max(c.fontMetrics().horizontalAdvance(c.itemText(i)) for i in range(c.count())) + 32))
         self.ema = QCheckBox("use EMA weights")
         self.ema.setChecked(True)
         self.ema.setToolTip("Sample with the exponential moving average of the weights (usually better)")
