@@ -33,6 +33,9 @@ def create_application(argv: list[str] | None = None):
     from app.views.theme import apply_dark_theme
 
     apply_dark_theme(app)
+    from app.workers.gc_guard import collect_in_gui_thread
+
+    collect_in_gui_thread()
     return app
 
 

@@ -55,6 +55,9 @@ class JobHandle(QObject):
         self._cancel_hook = None  # transport-specific extra action on cancel (e.g. an HTTP call)
         #: set by transports whose artifact paths are not on this computer: path -> local copy
         self.fetch_artifact = None
+        from app.workers.gc_guard import collect_in_gui_thread
+
+        collect_in_gui_thread()  # before any job thread allocates: see gc_guard
         self._min_image_gap = 1.0 / max_image_hz if max_image_hz > 0 else 0.0
         self._last_image_at: dict[str, float] = {}
         self._pending_images: dict[str, J.Image] = {}

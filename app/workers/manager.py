@@ -258,6 +258,9 @@ def run_in_thread(fn: Callable[[], object], on_done: Callable[[object], None] | 
     are then called on the GUI thread. For short reads and writes, not for jobs (those go
     through ``JobManager.submit`` so they are listed, recorded and cancellable)."""
     bridge = _get_bridge()
+    from app.workers.gc_guard import collect_in_gui_thread
+
+    collect_in_gui_thread()
 
     def target():
         try:
