@@ -717,6 +717,8 @@ class AuditPanel(QWidget):
             self.status.setText(f"Evaluation {'stopped' if h.state == 'cancelled' else 'failed: ' + str(h.message)}")
             return
         res = h.result or {}
+        if self.verdict.text().startswith("No audit yet"):  # the banner speaks of the audit only
+            self._set_verdict(None, "Evaluation done · no privacy audit yet: press Run audit for pass / fail.")
         ws = self.ctx.workspace
         real_ref = d["real"]
         if "holdout" not in d and ":" not in real_ref and not Path(real_ref).exists() and ws.has_dataset(real_ref):
