@@ -62,8 +62,10 @@ def pytest_configure(config):
 # After a session that created Qt objects, CPython's final garbage collection at interpreter
 # shutdown has been seen to abort ("Fatal Python error: bool_dealloc", exit 134) inside the
 # PySide6 / shiboken extension, after every test had passed and the summary was printed. Nothing of
-# ours runs at that point, so once pytest has finished everything (reports written, plugins
-# unconfigured) we leave with pytest's own exit status instead of tearing the interpreter down.
+# ours runs at that point, so once pytest has written its reports and summary we leave with
+# pytest's own exit status instead of tearing the interpreter down. tryfirst: pytest's own
+# unraisable-exception plugin runs a forced full collection in its unconfigure hook, which is where
+# the abort was seen last.
 _EXIT_STATUS: list[int] = []
 
 
@@ -71,7 +73,7 @@ def pytest_sessionfinish(session, exitstatus):
     _EXIT_STATUS.append(int(exitstatus))
 
 
-@pytest.hookimpl(trylast=True)
+@pytest.hookimpl(tryfirst=True)
 def pytest_unconfigure(config):
     import sys
 
