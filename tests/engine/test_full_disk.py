@@ -1,4 +1,4 @@
-"""A real full disk: a 3 MiB tmpfs holds the workspace. Mounting needs root with CAP_SYS_ADMIN; where
+"""A real full disk: a 12 MiB tmpfs holds the workspace. Mounting needs root with CAP_SYS_ADMIN; where
 the test cannot mount one it skips and says so."""
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ def small_disk(tmp_path):
     mnt.mkdir()
     if shutil.which("mount") is None:
         pytest.skip("no mount command here to make a small real disk")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mnt)], capture_output=True, text=True)
     if r.returncode != 0:
-        pytest.skip(f"cannot mount a 3 MiB tmpfs to fill (needs root with CAP_SYS_ADMIN): {r.stderr.strip()}")
+        pytest.skip(f"cannot mount a 12 MiB tmpfs to fill (needs root with CAP_SYS_ADMIN): {r.stderr.strip()}")
     try:
         yield mnt
     finally:
@@ -46,7 +46,7 @@ def _pngs(folder: Path, n: int, size: int) -> Path:
 @pytest.mark.qt_no_exception_capture
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_full_disk_fails_the_job_with_a_clear_message_and_keeps_what_was_saved(small_disk, tmp_path):
-    src = _pngs(tmp_path / "src", 120, 128)
+    src = _pngs(tmp_path / "src", 300, 128)
     ws = Workspace.open(small_disk / "ws")
     first = run_collect(IngestSpec(source=str(src), name="small", size=32), workspace=ws)[-1]
     assert isinstance(first, Done), first

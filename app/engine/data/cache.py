@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -69,6 +70,7 @@ class CacheWriter:
             raise ValueError("images contain NaN or infinite values")
         if images.min() < -1.0001 or images.max() > 1.0001:
             raise ValueError("cache images must be normalised to [-1, 1]")
+        self._check_free_space(images.nbytes)
 
         def as_list(v):
             return list(v) if isinstance(v, (list, tuple, np.ndarray)) else [v] * k
@@ -95,6 +97,21 @@ class CacheWriter:
         self.f["labels"][:] = np.asarray(labels, dtype=np.int64)
         if class_names is not None:
             self.f.attrs["class_names"] = json.dumps(list(class_names))
+
+    #: kept free beyond the images themselves (HDF5 metadata, chunk index, the SQLite journal)
+    RESERVE_BYTES = 4 << 20
+
+    def _check_free_space(self, nbytes: int) -> None:
+        """Refuse a write the disk cannot hold, before HDF5 meets ENOSPC: a failed HDF5 write leaves
+        the library's state for that file broken in this process (later HDF5 calls were seen to
+        crash), so running out of space must be caught here, not by HDF5."""
+        free = shutil.disk_usage(self.path.parent).free
+        need = int(nbytes * 1.1) + self.RESERVE_BYTES
+        if free < need:
+            raise UserError(
+                f"the disk is full (no space left on device) while writing {self.path}: "
+                f"{free / 2**20:.1f} MiB free, about {need / 2**20:.1f} MiB needed for the next images. "
+                "Free some space and run the job again; what was saved before this job is unchanged.")
 
     def close(self) -> None:
         if self.f:
