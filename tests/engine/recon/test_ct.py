@@ -18,6 +18,7 @@ from app.engine.recon.ct.methods import score_denoise, score_sparse_view
 from app.engine.recon.mri.operators import inner
 from app.engine.recon.mri.score import GaussianScoreNet, ScorePrior
 from tests.conftest import shared_file
+from tests.engine.recon.conftest import Negated
 
 warnings.filterwarnings("ignore", message="Radon transform")
 
@@ -82,19 +83,6 @@ def test_ct_recon_job_through_the_cli_scores_fbp_against_the_clean_slice(tmp_pat
     assert (tmp_path / "fbp_ct.png").exists()
 
 
-class _Negated(torch.nn.Module):
-    """A deliberately wrong network: the exact Gaussian denoiser's output negated (score away from the data)."""
-
-    num_classes = 0
-
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x, level, y=None):
-        return -self.net(x, level, y)
-
-
 @pytest.mark.parametrize("process", ["vpsde", "ddpm", "ncsn"])
 def test_score_methods_with_a_wrong_network_stay_finite_and_bounded(head_slice, process):
     small = head_slice[::8, ::8] * R.circle_mask(32)
@@ -102,7 +90,7 @@ def test_score_methods_with_a_wrong_network_stay_finite_and_bounded(head_slice, 
     sino = A.forward(torch.as_tensor(small))
     proc = make_process(process)
     oracle = GaussianScoreNet(np.full((1, 32, 32), -0.5, np.float32), np.full((1, 32, 32), 0.3, np.float32), proc)
-    prior = ScorePrior(_Negated(oracle), proc, channels=1)
+    prior = ScorePrior(Negated(oracle), proc, channels=1)
     _, _, samples = score_sparse_view(prior, A, sino, n_samples=2, steps=10, seed=0)
     assert np.all(np.isfinite(samples))
     # x0_hat in [-1, 1] (mu in [0, 1]), then one data-consistency step of weight 1 moves it by at most

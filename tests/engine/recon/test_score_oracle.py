@@ -20,6 +20,7 @@ from app.engine.recon.mri.fft import fft2c
 from app.engine.recon.mri.masks import make_mask
 from app.engine.recon.mri.operators import MaskedFFT
 from app.engine.recon.mri.score import X0_CLIP, GaussianScoreNet, ScorePrior, image_scale, posterior_sample
+from tests.engine.recon.conftest import Negated
 
 N = 16
 SAMPLES = 128
@@ -158,25 +159,12 @@ def test_few_steps_with_the_exact_prior_beat_zero_filled(process, corrector):
     assert _nmse(samples.mean(0), mu) < 0.5 * zf, (_nmse(samples.mean(0), mu), zf)
 
 
-class _Negated(torch.nn.Module):
-    """A deliberately wrong network: the oracle's output negated, so its score points away from the data."""
-
-    num_classes = 0
-
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x, level, y=None):
-        return -self.net(x, level, y)
-
-
 @pytest.mark.parametrize("process", ["vpsde", "ddpm", "ncsn"])
 @pytest.mark.parametrize("corrector", ["ald", "pc"])
 def test_a_wrong_network_gives_finite_samples_of_bounded_magnitude(process, corrector):
     mean, std, A, mask, y = _problem(0.0)
     scale = image_scale(A.adjoint(y))
-    net = _Negated(_oracle(process, mean, std, scale))
+    net = Negated(_oracle(process, mean, std, scale))
     prior = ScorePrior(net, net.net.process)
 
     def run(**kw):
