@@ -421,7 +421,11 @@ def disk_full_message(exc: BaseException, ctx: JobContext | None = None) -> str 
             pass
     if full_file is None:
         return None
-    where = f" while writing {full_file}" if full_file else ""
+    return disk_full_text(f" while writing {full_file}" if full_file else "")
+
+
+def disk_full_text(where: str = "") -> str:
+    """The one wording of a full disk, for the job layer and for writers that check before writing."""
     return (f"the disk is full (no space left on device){where}. Free some space and run the job again; "
             "what was saved before this job is unchanged.")
 

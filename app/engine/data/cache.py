@@ -26,7 +26,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from app.engine.jobs import UserError
+from app.engine.jobs import UserError, disk_full_text
 
 FORMAT_VERSION = 1
 SPLITS = {"train": 0, "val": 1, "test": 2}
@@ -108,10 +108,9 @@ class CacheWriter:
         free = shutil.disk_usage(self.path.parent).free
         need = int(nbytes * 1.1) + self.RESERVE_BYTES
         if free < need:
-            raise UserError(
-                f"the disk is full (no space left on device) while writing {self.path}: "
-                f"{free / 2**20:.1f} MiB free, about {need / 2**20:.1f} MiB needed for the next images. "
-                "Free some space and run the job again; what was saved before this job is unchanged.")
+            raise UserError(disk_full_text(
+                f" while writing {self.path} ({free / 2**20:.1f} MiB free, about {need / 2**20:.1f} MiB "
+                "needed for the next images)"))
 
     def close(self) -> None:
         if self.f:

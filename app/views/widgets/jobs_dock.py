@@ -203,7 +203,7 @@ class JobsWidget(QWidget):
                 return cand
         h = self._handles.get(jid)
         if getattr(h, "fetch_artifact", None) is not None:  # a remote job: only its downloaded files
-            local = (h.result or {}).get("local_dir") if isinstance(getattr(h, "result", None), dict) else None
+            local = (h.result or {}).get("local_dir")
             return Path(local) if local and Path(local).exists() else None
         arts = self.artifacts(jid)
         if arts:
