@@ -313,6 +313,13 @@ class Workspace:
     def datasets(self) -> list[DatasetRecord]:
         return [self._dataset_from_row(r) for r in self.query("SELECT * FROM datasets ORDER BY created")]
 
+    def attributes(self, name: str, split: str | None = None) -> dict:
+        """Per-image subgroup attributes of a dataset (name -> (N,) str array; a split's images
+        only when ``split`` is given); {} when it has none. Coarse values only, never identifiers."""
+        from app.engine.data.cache import ImageDataset
+
+        return ImageDataset.from_workspace(self, name).attributes(split)
+
     def delete_dataset(self, name: str) -> None:
         rec = self.dataset(name)
         with self.transaction() as con:

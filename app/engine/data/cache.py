@@ -9,6 +9,9 @@ File ``cache.h5`` holds:
     source    str (N,), source file path as given at ingest
     frame     int32 (N,), frame / slice index within the source file (0 for 2-D files)
     modality  str (N,), "MR", "CT", "CR", "DX", "OT" ...
+    attributes/<name>  str (N,), optional: coarse subgroup attributes (sex, age_group, manufacturer,
+              body_part, modality, CSV / NPZ attributes), "unknown" where missing; never names, ids
+              or dates (see ``attributes.py``). Caches written before attributes simply lack the group.
     attrs:    class_names (JSON list), normalize, size, created, format_version, source_root
 
 Writers go through ``CacheWriter`` and readers through ``ImageDataset`` so the format lives here
@@ -112,6 +115,18 @@ class CacheWriter:
                 f" while writing {self.path} ({free / 2**20:.1f} MiB free, about {need / 2**20:.1f} MiB "
                 "needed for the next images)"))
 
+    def set_attributes(self, attributes: dict[str, np.ndarray | list[str]]) -> None:
+        """Store per-image subgroup attributes (name -> N strings). Only coarse attributes that
+        ``attributes.screen`` let through belong here: never names, ids or dates."""
+        if "attributes" in self.f:
+            del self.f["attributes"]
+        g = self.f.create_group("attributes")
+        for name, values in attributes.items():
+            values = [str(v) for v in values]
+            if len(values) != self.n:
+                raise ValueError(f"attribute {name!r} has {len(values)} values for {self.n} images")
+            g.create_dataset(name, data=np.array(values, dtype=object), dtype=_STR)
+
     def close(self) -> None:
         if self.f:
             self.f.flush()
@@ -209,6 +224,15 @@ class ImageDataset:
                 "class": self.class_names[self._labels[i]] if 0 <= self._labels[i] < len(self.class_names) else "",
                 "split": {v: k for k, v in SPLITS.items()}[int(self._split[i])],
             }
+
+    def attributes(self, split: str | None = None, indices=None) -> dict[str, np.ndarray]:
+        """Subgroup attributes (name -> str array) of a split, of ``indices`` or of all images;
+        {} for a dataset ingested without any (or before attributes were kept)."""
+        idx = self.indices(split) if indices is None else np.asarray(indices, dtype=np.int64)
+        with h5py.File(self.path, "r") as f:
+            if "attributes" not in f:
+                return {}
+            return {name: np.asarray(f["attributes"][name].asstr()[:], dtype=str)[idx] for name in f["attributes"]}
 
     def groups(self) -> np.ndarray:
         with h5py.File(self.path, "r") as f:

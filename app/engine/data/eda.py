@@ -2,7 +2,9 @@
 
 A grid of 16 samples (drawn per class when there are labels), the intensity histogram (overall and
 per class), the class distribution, the mean and standard-deviation image per class, and the
-pairwise SSIM between class mean images (how different the classes look on average). Everything
+pairwise SSIM between class mean images (how different the classes look on average), and the
+number of images per value of each subgroup attribute (sex, age group, scanner... where the
+dataset carries them; ``attributes.py``). Everything
 is emitted as events, written into the job folder (PNG + ``eda.json``) and returned in a result
 dict that is easy to plot.
 """
@@ -15,6 +17,7 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
+from app.engine.data.attributes import value_counts
 from app.engine.data.cache import ImageDataset
 from app.engine.imaging import make_grid, save_png
 from app.engine.jobs import JobContext, Spec, UserError, register
@@ -147,6 +150,8 @@ def run_eda(spec: EdaSpec, ctx: JobContext) -> dict:
         "class_counts": class_counts,
         "splits": {s: int(len(ds.indices(s))) for s in ("train", "val", "test")},
         "ssim": {"classes": [key_name[k] for k in order], "matrix": ssim.round(6).tolist()},
+        # {attribute: {value: images}} in this split, most frequent first, "unknown" last
+        "attributes": value_counts(ds.attributes(indices=idx)),
         "files": files,
     }
     json_path = out_dir / "eda.json"

@@ -10,6 +10,10 @@ into images in [-1, 1] with labels, for evaluation, audits and reader studies.
 Image files are normalised with the ``auto`` rule of ``preprocess`` (8/16-bit files by their bit
 depth, which inverts what the app's PNG exporter wrote; DICOM by its own window), so real and
 generated images exported the same way compare fairly.
+
+Every set also carries its per-image subgroup attributes where it has any (``ImageSet.attributes``):
+a dataset's stored ones, a folder's DICOM header attributes and labels-CSV columns, an NPZ's
+``attr_<name>`` / ``<split>_attr_<name>`` arrays (see ``attributes.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.engine.data.attributes import AttributeReader, as_arrays
 from app.engine.data.cache import SPLITS, ImageDataset
 from app.engine.data.labels import Labeler, class_order
 from app.engine.data.preprocess import fit_size, normalize_frame
@@ -40,6 +45,8 @@ class ImageSet:
     class_names: list[str]
     names: list[str]  # file names (relative to the folder, "#k" for frame k) or "dataset:index"
     source: str
+    #: subgroup attributes, name -> (N,) str values ("unknown" where missing); {} when none
+    attributes: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -121,11 +128,16 @@ def load_image_set(
     labels = [f.label for f in frames]
     has_labels = any(lab is not None for lab in labels)
     classes = class_order(labels) if has_labels else None  # from the whole file, before ``limit``
+    reader = AttributeReader()
+    attrs_of = reader.of_file(path, fmt, frames)
+    if reader.problems:
+        raise UserError(f"{path}: attribute " + "; ".join(p["detail"] for p in reader.problems))
     if limit is not None:
         frames, labels = frames[: int(limit)], labels[: int(limit)]
     stem = path.name
     names = [f"{stem}:{f.split + ':' if f.split else ''}{f.frame}" for f in frames]
-    return _assemble(frames, names, labels if has_labels else None, size, str(path), classes)
+    return _assemble(frames, names, labels if has_labels else None, size, str(path), classes,
+                     as_arrays([attrs_of(fr) for fr in frames]))
 
 
 def _is_cache(path: Path) -> bool:
@@ -157,6 +169,7 @@ def _from_cache(path: Path, split: str | None, size: int | None, limit: int | No
         class_names=list(ds.class_names) if has_labels else [],
         names=[f"{name}:{int(i)}" for i in idx],
         source=source,
+        attributes=ds.attributes(indices=idx),
     )
 
 
@@ -168,6 +181,8 @@ def _from_folder(root: Path, split: str | None, size: int | None, limit: int | N
     frames: list[Frame] = []
     names: list[str] = []
     labels: list[str | None] = []
+    attrs: list[dict[str, str]] = []
+    reader = AttributeReader(labeler)
     for f in files:
         if labeler.is_sidecar(f):
             continue
@@ -187,16 +202,20 @@ def _from_folder(root: Path, split: str | None, size: int | None, limit: int | N
             raise UserError(f"{f}: {exc}") from None
         rel = f.relative_to(root).as_posix()
         lab = labeler.label(f)
+        attrs_of = reader.of_file(f, fmt, got)
         for fr in got:
             frames.append(fr)
             names.append(rel if len(got) == 1 else f"{rel}#{fr.frame}")
             labels.append(lab)
+            attrs.append(attrs_of(fr))
         if limit is not None and len(frames) >= int(limit):
             frames, names, labels = frames[: int(limit)], names[: int(limit)], labels[: int(limit)]
+            attrs = attrs[: int(limit)]
             break
     if not frames:
         raise UserError(f"{root} holds no images (looked for DICOM, PNG, JPEG and TIFF files)")
-    return _assemble(frames, names, labels if labeler.mode != "none" else None, size, str(root))
+    return _assemble(frames, names, labels if labeler.mode != "none" else None, size, str(root),
+                     attributes=as_arrays(attrs))
 
 
 def _assemble(
@@ -206,6 +225,7 @@ def _assemble(
     size: int | None,
     source: str,
     classes: list[str] | None = None,
+    attributes: dict[str, np.ndarray] | None = None,
 ) -> ImageSet:
     if not frames:
         raise UserError(f"{source} holds no images")
@@ -232,7 +252,8 @@ def _assemble(
         class_names = classes if classes is not None else class_order(labels)
         index = {c: i for i, c in enumerate(class_names)}
         lab_arr = np.array([index[lab] if lab is not None else -1 for lab in labels], dtype=np.int64)
-    return ImageSet(images=images, labels=lab_arr, class_names=class_names, names=names, source=source)
+    return ImageSet(images=images, labels=lab_arr, class_names=class_names, names=names, source=source,
+                    attributes=dict(attributes or {}))
 
 
 __all__ = ["ImageSet", "load_image_set", "SPLITS"]

@@ -6,6 +6,11 @@ Ingest never stops at the first bad file: every file that cannot be used is list
 reason. Files are read one by one (progress and cancellation per file); the cache is built in a
 staging folder and registered only when complete, so a cancelled or failed ingest leaves no
 dataset behind. An ``ingest_report.json`` beside the cache records what was kept and skipped.
+
+Per image, coarse subgroup attributes are kept for per-subgroup results (``attributes.py``): from
+DICOM headers only sex, an age group in decades, manufacturer, body part and modality; the extra
+columns of a labels CSV; an NPZ's ``attr_<name>`` arrays. Identifying values (names, ids, UIDs,
+dates) are never stored: columns that look like them are dropped and listed in the report.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
+from app.engine.data.attributes import AttributeReader, columns_of, screen, value_counts
 from app.engine.data.cache import SPLITS, CacheWriter
 from app.engine.data.labels import Labeler, class_order
 from app.engine.data.preprocess import fit_size, normalize_frame, parse_normalize
@@ -148,6 +154,7 @@ def run_ingest(spec: IngestSpec, ctx: JobContext) -> dict:
     if not files:
         raise UserError(f"{src} holds no files")
     labeler = Labeler.from_option(spec.labels, src, files)
+    attr_reader = AttributeReader(labeler)
     salt = workspace_salt(ws)
     size = spec.size
     ctx.log(f"ingesting {len(files)} file(s) from {src} as {name!r} ({size}x{size}, normalize {spec.normalize}, "
@@ -161,6 +168,7 @@ def run_ingest(spec: IngestSpec, ctx: JobContext) -> dict:
     labels: list[str | None] = []
     groups: list[str] = []
     given_splits: list[str | None] = []
+    image_attrs: list[dict[str, str]] = []  # coarse subgroup attributes only (see attributes.py)
     modalities: Counter = Counter()
     series: set[str] = set()
     preview: list[np.ndarray] = []
@@ -187,6 +195,7 @@ def run_ingest(spec: IngestSpec, ctx: JobContext) -> dict:
                 continue
             file_label = labeler.label(f)
             fmt = detect_format(f)
+            attrs_of = attr_reader.of_file(f, fmt, frames)
             batch, reasons = [], Counter()
             for fr in frames:
                 ctx.check()
@@ -212,7 +221,7 @@ def run_ingest(spec: IngestSpec, ctx: JobContext) -> dict:
                 group = _group_of(spec.group_by, fr, f, root, salt, per_image=fmt == "npz")
                 if fr.series:
                     series.add(fr.series)
-                batch.append((img, fr, label, group, modality))
+                batch.append((img, fr, label, group, modality, attrs_of(fr)))
             if not batch:
                 reason = "; ".join(reasons) if reasons else "no images in the file"
                 skipped.append({"file": rel, "reason": reason})
@@ -223,7 +232,8 @@ def run_ingest(spec: IngestSpec, ctx: JobContext) -> dict:
                 np.stack([b[0] for b in batch]), -1, [b[3] for b in batch], rel,
                 [b[1].frame for b in batch], [b[4] for b in batch],
             )
-            for img, fr, label, group, modality in batch:
+            for img, fr, label, group, modality, attrs in batch:
+                image_attrs.append(attrs)
                 labels.append(label)
                 groups.append(group)
                 given_splits.append(fr.split)
@@ -247,6 +257,11 @@ def run_ingest(spec: IngestSpec, ctx: JobContext) -> dict:
             split = grouped_split(groups, label_arr, spec.val_fraction, spec.test_fraction, spec.seed)
             split_source = f"grouped by {spec.group_by}, stratified by class, seed {spec.seed}"
         writer.set_splits(split)
+        attributes, attrs_dropped = screen(columns_of(image_attrs), n)
+        attrs_dropped = attr_reader.problems + attrs_dropped
+        for d in attrs_dropped:
+            ctx.log(f"attribute {d['attribute']!r} not kept: {d['reason']}", "warning")
+        writer.set_attributes(attributes)
         writer.close()
         counts = split_counts(split)
         class_counts = {c: int((label_arr == i).sum()) for i, c in enumerate(class_names)}
@@ -266,6 +281,8 @@ def run_ingest(spec: IngestSpec, ctx: JobContext) -> dict:
             "normalize": spec.normalize,
             "labels": "given by the source file" if labeler.mode == "none" and class_names else labeler.mode,
             "split_source": split_source,
+            "attributes": value_counts(attributes),
+            "attributes_dropped": attrs_dropped,
         }
         report = {
             **result,
@@ -277,7 +294,7 @@ def run_ingest(spec: IngestSpec, ctx: JobContext) -> dict:
         }
         (staging / REPORT_NAME).write_text(json.dumps(report, indent=2))
         meta = {k: result[k] for k in ("splits", "groups", "class_counts", "modalities", "normalize", "labels",
-                                       "split_source", "files_kept", "series")}
+                                       "split_source", "files_kept", "series", "attributes")}
         meta["skipped"] = len(skipped)
         meta["modality"] = modalities.most_common(1)[0][0]
         meta["spec"] = spec.model_dump(mode="json")
