@@ -111,7 +111,8 @@ def load_image_set(
                 f"{ref!r} is neither a file or folder nor a dataset in workspace {ws.root} (datasets: {known})"
             )
         rec = ws.dataset(name)
-        return _from_cache(rec.cache_path, split or _check_split(ref_split), size, limit, f"dataset:{name}", name)
+        split = split or _check_split(ref_split)
+        return _from_cache(rec.cache_path, split, size, limit, f"dataset:{name}" + (f":{split}" if split else ""), name)
     if path.is_dir():
         return _from_folder(path, split, size, limit)
     fmt = detect_format(path)

@@ -8,7 +8,8 @@ Every number names its extractor and image counts.
 With ``--utility`` the job also measures downstream utility (``utility.py``): a ResNet-18-style
 classifier trained on the real images only and on real + generated images, both tested on the
 held-out real images (AUC with bootstrap CIs, accuracy, F1, confusion matrix, McNemar; per class,
-and per subgroup where the test NPZ carries ``attr_<name>`` arrays). Results go to
+and per subgroup where the test set carries attributes: a workspace dataset's stored ones, e.g. sex
+and age group from DICOM headers, or an NPZ's ``attr_<name>`` arrays). Results go to
 evaluation.json and a self-contained evaluation.html (``report.py``).
 """
 
@@ -80,7 +81,8 @@ class EvaluateSpec(Spec):
     utility_width: int = Field(16, ge=2, le=256, description="base width of the ResNet-18-style utility classifier")
     utility_bootstrap: int = Field(1000, ge=20, le=100_000, description="bootstrap resamples of the AUC confidence intervals")
     utility_test: str | None = Field(None, description="held-out real test images of the utility classifier "
-                                     "(default: the held-out set); an NPZ's attr_<name> arrays give per-subgroup results")
+                                     "(default: the held-out set); its subgroup attributes (a workspace dataset's, from "
+                                     "DICOM headers or a labels CSV; an NPZ's attr_<name> arrays) give per-subgroup results")
     out: str | None = Field(None, description="report folder (default: the job folder)")
     seed: int = Field(0, description="seed of subsets, pairs, splits and noise")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
@@ -89,7 +91,7 @@ class EvaluateSpec(Spec):
 
 
 def _split_holdout(spec: EvaluateSpec, ctx: JobContext):
-    from app.engine.metrics.sets import Images, load_set
+    from app.engine.metrics.sets import load_set, subset
 
     try:
         ws = ctx.workspace
@@ -113,9 +115,8 @@ def _split_holdout(spec: EvaluateSpec, ctx: JobContext):
             raise UserError(f"real images {spec.real}: {len(real.images)} images cannot be split into reference and held-out halves")
         perm = np.random.default_rng(spec.seed).permutation(len(real.images))
         a, b = perm[: len(perm) // 2], perm[len(perm) // 2 :]
-        lab = real.labels
-        hold = Images(real.images[b], None if lab is None else lab[b], real.class_names, real.source + " (held-out half)")
-        real = Images(real.images[a], None if lab is None else lab[a], real.class_names, real.source + " (reference half)")
+        hold = subset(real, b, real.source + " (held-out half)")  # attributes follow their images
+        real = subset(real, a, real.source + " (reference half)")
         ctx.log("no held-out set: --real split in two seeded halves (reference / held-out floor)")
     for s, what in ((gen, "generated images"), (hold, "held-out images")):
         check_same_size(s.images, real.images, what, "real images")
@@ -185,10 +186,11 @@ def run_evaluate(spec: EvaluateSpec, ctx: JobContext) -> dict:
         from app.engine.metrics.utility import downstream_utility
 
         ctx.progress(0, 1, "downstream utility")
+        subgroups = _subgroup_attributes(test, ctx.log)
         result["utility"] = downstream_utility(
             real.images, real.labels, gen.images, gen.labels, test.images, test.labels, epochs=spec.utility_epochs,
             seed=spec.seed, device=device, width=spec.utility_width, check=ctx.check, n_boot=spec.utility_bootstrap,
-            test_attributes=test.attributes or None, class_names=real.class_names or None, log=ctx.log)
+            test_attributes=subgroups or None, class_names=real.class_names or None, log=ctx.log)
         result["utility"]["sources"] = {"real_train": real.source, "synthetic": gen.source, "test": test.source}
         u = result["utility"]
         for key in ("real_only", "real_plus_synthetic"):
@@ -227,6 +229,22 @@ def _class_counts(real, gen, hold) -> dict:
             lab = np.asarray(s.labels)
             names = real.class_names or [str(c) for c in range(int(lab.max(initial=0)) + 1)]
             out[name] = {names[c] if c < len(names) else str(c): int((lab == c).sum()) for c in np.unique(lab[lab >= 0])}
+    return out
+
+
+def _subgroup_attributes(test, log) -> dict:
+    """The test set's attributes that split it into subgroups: one with a single value everywhere
+    (all "ACME", all "CR") only repeats the overall result and is left out, with a log line."""
+    out = {}
+    for name, values in (test.attributes or {}).items():
+        distinct = set(np.asarray(values).astype(str).tolist())
+        if len(distinct) > 1:
+            out[name] = values
+        else:
+            log(f"utility subgroups: attribute {name!r} has one value ({', '.join(distinct)}) on the test images; "
+                "no per-subgroup rows for it")
+    if out:
+        log(f"utility subgroups by {', '.join(out)} (from {test.source})")
     return out
 
 

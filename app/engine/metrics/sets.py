@@ -56,7 +56,8 @@ def npz_attributes(path: str | Path, n: int, split: str | None = None, limit: in
 
 def load_set(ref: str, workspace=None, size: int | None = None, limit: int | None = None, what: str = "images") -> Images:
     """Load "name", "name:split", a folder of PNG/DICOM, an NPZ or "file.npz:split" (MedMNIST
-    layout) via ``data.imagesets.load_image_set``; NPZ ``attr_<name>`` arrays become attributes.
+    layout) via ``data.imagesets.load_image_set``, with the set's subgroup attributes (a workspace
+    dataset's stored ones, DICOM header / labels-CSV attributes of a folder, NPZ ``attr_<name>``).
 
     NPZ files holding ``images`` (N, H, W) / (N, 1, H, W) in [-1, 1] (and optional ``labels``)
     are read here directly when the data module is not installed.
@@ -72,8 +73,8 @@ def load_set(ref: str, workspace=None, size: int | None = None, limit: int | Non
         if labels is not None and (labels < 0).all():
             labels = None
         source = str(s.source or ref) + (f":{split}" if split else "")
-        return Images(check_images(s.images, f"{what} {ref}"), labels, list(s.class_names or []), source,
-                      npz_attributes(path, len(s.images), split, limit))
+        attributes = {k: np.asarray(v).astype(str) for k, v in (getattr(s, "attributes", None) or {}).items()}
+        return Images(check_images(s.images, f"{what} {ref}"), labels, list(s.class_names or []), source, attributes)
     p = Path(ref)
     if p.suffix.lower() != ".npz" or not p.exists():
         raise UserError(f"{what} {ref}: cannot be read (only .npz files are readable without app.engine.data.imagesets)")
@@ -94,3 +95,10 @@ def align_labels(ref: Images, other: Images) -> Images:
     lab = np.asarray(other.labels, np.int64)
     lab = np.where((lab >= 0) & (lab < len(other.class_names)), lab, len(other.class_names))
     return Images(other.images, lookup[lab], list(ref.class_names), other.source, other.attributes)
+
+
+def subset(s: Images, idx, source: str) -> Images:
+    """The images ``idx`` of a set, with their labels and attributes."""
+    idx = np.asarray(idx)
+    return Images(s.images[idx], None if s.labels is None else np.asarray(s.labels)[idx], s.class_names, source,
+                  {k: np.asarray(v)[idx] for k, v in s.attributes.items()})
