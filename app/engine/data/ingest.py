@@ -258,7 +258,7 @@ def run_ingest(spec: IngestSpec, ctx: JobContext) -> dict:
             split_source = f"grouped by {spec.group_by}, stratified by class, seed {spec.seed}"
         writer.set_splits(split)
         attributes, attrs_dropped = screen(columns_of(image_attrs), n)
-        attrs_dropped = attr_reader.problems + attrs_dropped
+        attrs_dropped = [{"attribute": d["attribute"], "reason": d["reason"]} for d in attr_reader.problems] + attrs_dropped
         for d in attrs_dropped:
             ctx.log(f"attribute {d['attribute']!r} not kept: {d['reason']}", "warning")
         writer.set_attributes(attributes)
@@ -316,7 +316,7 @@ def run_ingest(spec: IngestSpec, ctx: JobContext) -> dict:
     ctx.artifact("dataset", rec.cache_path)
     ctx.artifact("report", rec.path / REPORT_NAME)
     ctx.log(f"{name}: kept {n} image(s) from {len(kept_files)} file(s), skipped {len(skipped)} file(s); "
-            f"splits {counts}")
+            f"splits {counts}" + (f"; subgroup attributes: {', '.join(attributes)}" if attributes else ""))
     return result
 
 
