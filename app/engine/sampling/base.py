@@ -99,13 +99,20 @@ class Denoiser:
         return self.process.score(pred, x, batch_times(float(t), x.shape[0], x.device))
 
 
-def clip_prediction(pred: Prediction, x: torch.Tensor, alpha: float, sigma: float) -> Prediction:
-    """Clip x0_hat to the data range [-1, 1] and re-derive eps_hat so x = alpha x0 + sigma eps holds.
+def clip_prediction(pred: Prediction, x: torch.Tensor, alpha: float, sigma: float,
+                    rederive_eps: bool = True) -> Prediction:
+    """Clip x0_hat to the data range [-1, 1]; by default re-derive eps_hat so x = alpha x0 + sigma eps holds.
 
     The "clip_sample" / static thresholding of Ho et al. 2020 (their code) and Saharia et al. 2022,
     sec. 2.3: keeps the few-step samplers from drifting outside the data range at high noise.
+    ``rederive_eps=False`` keeps the network's eps_hat beside the clipped x0_hat (DDIM's update as
+    in Song et al.'s and diffusers' code, ``use_clipped_model_output=False``): a re-derived eps_hat
+    carries the clipped-away part of x into the next step, (s'/s)(x - a x0_clipped), so out-of-range
+    noise is never removed by a deterministic path.
     """
     x0 = pred.x0.clamp(-1.0, 1.0)
+    if not rederive_eps:
+        return Prediction(x0=x0, eps=pred.eps, output=pred.output)
     eps = (x - alpha * x0) / sigma if sigma > 0 else pred.eps
     return Prediction(x0=x0, eps=eps, output=pred.output)
 

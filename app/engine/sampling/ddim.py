@@ -48,7 +48,7 @@ class DDIMSampler(Sampler):
             a, s = denoiser.alpha_sigma(t)
             pred = denoiser(x, t)
             if self.clip_x0:
-                pred = clip_prediction(pred, x, a, s)
+                pred = clip_prediction(pred, x, a, s, rederive_eps=False)
             if i + 1 < len(times):
                 a_next, s_next = denoiser.alpha_sigma(times[i + 1])
                 # Song et al. 2021, eq. 16, sigma_t(eta) written for a general path: the std of the

@@ -34,6 +34,11 @@ class HeunSampler(Sampler):
     options: ClassVar[tuple[str, ...]] = ("clip_x0", "spacing")
     summary: ClassVar[str] = "Heun 2nd order ODE (Karras et al. 2022, Alg. 1); 10-25 steps, 2 evals per step"
     lambda_min: ClassVar[float | None] = LAMBDA_MIN_DETERMINISTIC
+    #: steps uniform in log(sigma / alpha), i.e. geometric in the ODE's variable sigma~ (the role of
+    #: Karras et al.'s rho spacing). Uniform in t, the first Euler step of a cosine DDPM goes from
+    #: sigma~ 160 to 10: an eps_hat error is multiplied by 150 there, and on a trained PneumoniaMNIST
+    #: model all 40 of 40 images came out as noise (15 / 40 with this spacing; 18 steps, same seeds).
+    default_spacing: ClassVar[str] = "logsnr"
 
     def __init__(self, steps: int = 18, clip_x0: bool = False, spacing: str | None = None):
         super().__init__(steps, spacing)
