@@ -41,6 +41,10 @@ fi
 "$PY" -c "import torch" 2>/dev/null || "$PY" -m pip install -q "$TORCH_SPEC" 2>&1 | grep -v "^WARNING: Location" || true
 "$PY" -c "import torch" || { echo "torch did not install ($TORCH_SPEC)"; exit 1; }
 "$PY" -m pip install -q -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
+# clean-fid's source is the reference the FID / KID agreement test compares with. Without --no-deps
+# pip would replace the CPU torch by a CUDA build (clean-fid asks for torchvision); the test only
+# reads its fid.py, so the package without its dependencies is enough.
+"$PY" -m pip install -q --no-deps "clean-fid==0.1.35" 2>&1 | grep -v "^WARNING: Location" || true
 "$PY" -c "import app, PySide6, pyqtgraph, pydicom, h5py, torch" || { echo "installation is incomplete"; exit 1; }
 echo "$want" > "$stamp"
 echo "RadSynth Studio is installed in $VENV"
