@@ -6,7 +6,8 @@
 Per image: NMSE / PSNR / SSIM; per (method, R): mean and std; the best and worst slice with their
 error maps; the error as a function of k-space radius (the relative spectral error in rings of
 normalised |k|: which frequencies fail); per subgroup when the input NPZ carries per-slice
-attributes (arrays named ``series``, ``anatomy``, ``scanner``, ``sex``, ``age_group`` of length S),
+attributes (arrays named ``series``, ``anatomy``, ``scanner``, ``sex``, ``age_group`` or
+``attr_<name>``, of length S),
 with a flag on any subgroup whose mean SSIM is more than ``flag_ssim_drop`` below the rest. Writes
 ``sweep.json`` (the table), ``sweep_arrays.npz`` (radial error curves, best/worst error maps) and
 simple PNG plots drawn with PIL.
@@ -129,9 +130,18 @@ def run_recon_sweep(spec: ReconSweepSpec, ctx: JobContext) -> dict:
     attrs = {}
     if spec.input.lower().endswith(".npz"):
         with np.load(spec.input, allow_pickle=False) as z:
-            for key in SUBGROUP_KEYS:
-                if key in z.files and z[key].ndim == 1:
-                    attrs[key] = z[key]
+            # the named keys, and attr_<name> arrays as everywhere else (metrics.sets, ingest)
+            named = {key: key for key in SUBGROUP_KEYS if key in z.files}
+            named.update({f[len("attr_"):]: f for f in z.files if f.startswith("attr_") and len(f) > len("attr_")})
+            for key, field in named.items():
+                vals = z[field]
+                if vals.ndim != 1:
+                    continue
+                too_short = [s for s in spec.slices if not -len(vals) <= s < len(vals)]
+                if too_short:
+                    raise UserError(f"{spec.input}: attribute array {field!r} has {len(vals)} values, "
+                                    f"too few for slice(s) {too_short}; give one value per slice")
+                attrs[key] = vals
     out = Path(spec.out) if spec.out else ctx.job_dir()
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.engine.jobs import Done, run_collect
+from app.engine.jobs import Done, Failed, run_collect
 from app.engine.recon.mri.fft import fft2c, ifft2c
 from app.engine.recon.sweep import ReconSweepSpec, radial_error, subgroup_report
 from tests.conftest import shared_file
@@ -47,3 +47,19 @@ def test_recon_sweep_writes_a_table_per_method_and_acceleration(tmp_path):
     assert table[("zero-filled", 2.0)]["ssim"]["mean"] > table[("zero-filled", 6.0)]["ssim"]["mean"]
     assert {g["value"] for g in done.result["subgroups"]} == {12, 13}
     assert (tmp_path / "out" / "sweep.json").exists() and (tmp_path / "out" / "radial_error.png").exists()
+
+
+def test_recon_sweep_reads_attr_arrays_and_refuses_a_short_one(tmp_path):
+    src = tmp_path / "three.npz"
+    np.savez(src, images=_low_res_stack(3), attr_sex=np.array(["F", "M", "F"]))
+    spec = ReconSweepSpec(input=str(src), slices=[0, 1, 2], accelerations=[4], method=["zero-filled"],
+                          out=str(tmp_path / "out"))
+    done = run_collect(spec, workspace=tmp_path / "ws")[-1]
+    assert isinstance(done, Done), done
+    groups = {(g["attribute"], g["value"]) for g in done.result["subgroups"]}
+    assert groups == {("sex", "F"), ("sex", "M")}
+    short = tmp_path / "short.npz"
+    np.savez(short, images=_low_res_stack(3), attr_site=np.array(["a", "b"]))
+    bad = run_collect(ReconSweepSpec(input=str(short), slices=[0, 1, 2], accelerations=[4], method=["zero-filled"],
+                                     out=str(tmp_path / "out2")), workspace=tmp_path / "ws")[-1]
+    assert isinstance(bad, Failed) and "short.npz" in bad.message and "attr_site" in bad.message
