@@ -142,6 +142,7 @@ def export_images(
     for i in range(n):
         per[i].setdefault("index", i)
 
+    labels, class_names = _class_labels_of(per, prov)
     files: list[Path] = []
     if format in ("png", "png16"):
         files = _write_png(arr, out, stems, idx, prov, per, bits=16 if format == "png16" else 8)
@@ -149,9 +150,11 @@ def export_images(
         files, uids = _write_dicom(arr, out, stems, idx, prov, per, now)
         prov.update(uids)
     elif format == "npz":
-        files = [_write_npz(arr, out, stems, idx, prov, per)]
+        files = [_write_npz(arr, out, stems, idx, prov, per, labels, class_names)]
     elif format == "hdf5":
-        files = [_write_hdf5(arr, out, stems, idx, prov, per)]
+        files = [_write_hdf5(arr, out, stems, idx, prov, per, labels, class_names)]
+    if labels is not None and format in ("png", "png16", "dicom"):
+        _write_labels_csv(out, files, [labels[i] for i in idx], class_names)
 
     sidecar = dict(prov)
     sidecar["format"] = format
@@ -159,6 +162,36 @@ def export_images(
     sidecar["images"] = [{"name": stems[i], **per[i]} for i in idx]
     (out / "provenance.json").write_text(_dumps(sidecar, indent=2))
     return files
+
+
+def _class_labels_of(per: list[dict], prov: dict) -> tuple[np.ndarray | None, list[str]]:
+    """Per-image class indices (-1: none) and the class names, when the images were generated
+    for classes; (None, []) for an unconditional set. Written with the images so that evaluation
+    and audits read the classes back (NPZ ``labels`` / ``class_names``, a ``labels.csv`` beside
+    image files: the layouts ``load_image_set`` and ingest read)."""
+    raw = [p.get("class_label") for p in per]
+    if all(c is None for c in raw):
+        return None, []
+    labels = np.array([-1 if c is None else int(c) for c in raw], dtype=np.int64)
+    names = [str(c) for c in (prov.get("class_names") or [])]
+    if len(names) <= int(labels.max()):  # names unknown (or too few): the indices name the classes
+        names = [str(k) for k in range(int(labels.max()) + 1)]
+    return labels, names
+
+
+def _write_labels_csv(out: Path, files: list[Path], labels: list[int], class_names: list[str]) -> Path:
+    """``labels.csv`` (file,label) beside exported image files: the sidecar ingest and
+    ``load_image_set`` read, so an exported folder keeps its classes."""
+    import csv
+
+    path = out / "labels.csv"
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file", "label"])
+        for f, lab in zip(files, labels):
+            if lab >= 0:
+                w.writerow([f.name, class_names[lab]])
+    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,8 +240,9 @@ def read_png_provenance(path: str | Path) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
-def _write_npz(arr, out: Path, stems, idx, prov, per) -> Path:
+def _write_npz(arr, out: Path, stems, idx, prov, per, labels=None, class_names=()) -> Path:
     path = out / "synthetic_images.npz"
+    extra = {} if labels is None else {"labels": labels[idx], "class_names": np.array(list(class_names), dtype=str)}
     np.savez_compressed(
         path,
         images=arr[idx],
@@ -216,11 +250,12 @@ def _write_npz(arr, out: Path, stems, idx, prov, per) -> Path:
         index=np.asarray(idx, dtype=np.int64),
         provenance=np.array(_dumps(prov)),
         per_image=np.array(_dumps([per[i] for i in idx])),
+        **extra,
     )
     return path
 
 
-def _write_hdf5(arr, out: Path, stems, idx, prov, per) -> Path:
+def _write_hdf5(arr, out: Path, stems, idx, prov, per, labels=None, class_names=()) -> Path:
     import h5py
 
     path = out / "synthetic_images.h5"
@@ -234,6 +269,9 @@ def _write_hdf5(arr, out: Path, stems, idx, prov, per) -> Path:
         f.attrs["notice"] = SYNTHETIC_NOTICE
         f.attrs["provenance"] = _dumps(prov)
         f.attrs["per_image"] = _dumps([per[i] for i in idx])
+        if labels is not None:
+            f.create_dataset("labels", data=labels[idx])
+            f.attrs["class_names"] = _dumps(list(class_names))
     return path
 
 

@@ -469,7 +469,14 @@ def read_npz(path: str | Path, split: str | None = None) -> list[Frame]:
                 raise SkipFile(f"image {i}{f' of split {s}' if s else ''} contains NaN or infinite values")
             lab = None
             if labels is not None:
-                lab = names[int(labels[i])] if names is not None else str(labels[i].item())
+                if names is None:
+                    lab = str(labels[i].item())
+                elif int(labels[i]) < 0:
+                    lab = None  # -1: no class (e.g. unconditional images beside conditional ones)
+                elif int(labels[i]) < len(names):
+                    lab = names[int(labels[i])]
+                else:
+                    raise SkipFile(f"label {int(labels[i])} of image {i} has no entry in class_names ({len(names)} names)")
             grp = None if groups is None else str(groups[i].item() if hasattr(groups[i], "item") else groups[i])
             frames.append(
                 Frame(px, str(path), i, "", None, grp, label=lab, split=s, kind=kind, bits=bits)

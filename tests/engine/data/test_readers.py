@@ -213,3 +213,14 @@ def test_undecodable_12_bit_jpeg_extended_is_skipped_with_the_reason():
         read_dicom(get_testdata_file("JPEG-lossy.dcm"))
     msg = str(err.value)
     assert "JPEG Extended" in msg and "12-bit" in msg and "pylibjpeg-libjpeg" in msg
+
+
+def test_npz_labels_with_class_names_minus_one_is_no_class_and_out_of_range_is_refused(tmp_path):
+    imgs = np.zeros((3, 8, 8), np.float32)
+    ok = tmp_path / "ok.npz"
+    np.savez(ok, images=imgs, labels=np.array([1, -1, 0]), class_names=np.array(["normal", "pneumonia"]))
+    assert [f.label for f in read_npz(ok)] == ["pneumonia", None, "normal"]
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, images=imgs, labels=np.array([0, 2, 1]), class_names=np.array(["normal", "pneumonia"]))
+    with pytest.raises(SkipFile, match="label 2 of image 1"):
+        read_npz(bad)

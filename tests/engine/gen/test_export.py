@@ -197,3 +197,31 @@ def test_bad_export_requests_raise_clear_user_errors(tmp_path):
         export_images(x, tmp_path, "png", PROV, names=["one"])
     with pytest.raises(UserError, match=r"\(N, 1, H, W\)"):
         export_images(np.zeros((2, 3, 8, 8), np.float32), tmp_path, "png", PROV)
+
+
+@pytest.mark.parametrize("fmt", ["npz", "png", "dicom"])
+def test_exported_classes_read_back_as_labels_for_evaluation(tmp_path, fmt):
+    """A class-conditional set keeps its classes: NPZ ``labels`` + ``class_names``, a labels.csv
+    beside image files; ``load_image_set`` (what evaluate and audit read) gives them back, withheld
+    images included in none of them."""
+    from app.engine.data.imagesets import load_image_set
+
+    imgs = _images(n=5)
+    per = [{"class_label": c, "class_name": ["normal", "pneumonia"][c]} for c in (0, 1, 1, 0, 1)]
+    keep = np.array([True, True, False, True, True])
+    export_images(imgs, tmp_path, fmt, {**PROV, "class_names": ["normal", "pneumonia"]}, per_image=per, keep=keep)
+    ref = tmp_path / "synthetic_images.npz" if fmt == "npz" else tmp_path
+    got = load_image_set(ref)
+    assert sorted(got.class_names) == ["normal", "pneumonia"]
+    names = [got.class_names[k] for k in got.labels]
+    assert sorted(names) == sorted(["normal", "pneumonia", "normal", "pneumonia"])
+    if fmt == "npz":  # order is kept in the one file
+        assert names == ["normal", "pneumonia", "normal", "pneumonia"]
+
+
+def test_an_unconditional_set_writes_no_labels(tmp_path):
+    export_images(_images(n=3), tmp_path, "png", PROV, per_image=[{"class_label": None}] * 3)
+    assert not (tmp_path / "labels.csv").exists()
+    export_images(_images(n=3), tmp_path / "z", "npz", PROV, per_image=[{"class_label": None}] * 3)
+    with np.load(tmp_path / "z" / "synthetic_images.npz") as z:
+        assert "labels" not in z.files
