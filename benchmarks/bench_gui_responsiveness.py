@@ -173,6 +173,8 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads of the job (default: the app's own choice, RADSYNTH_THREADS if set)")
     p.add_argument("--diagnose", action="store_true", help="also report GC pauses and GUI-thread drain times")
+    p.add_argument("--switch-interval-ms", type=float, default=None,
+                   help="Python's GIL switch interval after the app set it up (A/B of the app's choice)")
     ns = p.parse_args()
     if ns.threads is not None:
         os.environ["RADSYNTH_THREADS"] = str(ns.threads)
@@ -188,6 +190,9 @@ def main() -> int:
     ws = Workspace.open(tmp / "ws")
     write_demo_dataset(ws, DemoSpec(n_images=256, size=32))
     app = create_application(["bench"])
+    if ns.switch_interval_ms is not None:
+        sys.setswitchinterval(ns.switch_interval_ms / 1000.0)
+    print(f"GIL switch interval: {sys.getswitchinterval() * 1000:.1f} ms")
     QSettings.setDefaultFormat(QSettings.IniFormat)
     QSettings.setPath(QSettings.IniFormat, QSettings.UserScope, str(tmp / "settings"))
     from app.views.main_window import MainWindow
