@@ -3,11 +3,16 @@
 For the selected dataset: a thumbnail grid (read off the GUI thread), the selected image in the
 shared ImageView with its provenance (``ImageDataset.provenance(i)``), and the statistics of the
 ``eda`` job (intensity histogram, class distribution, mean image per class). EDA results are kept
-per dataset for the session so that browsing does not start a job per click.
+per dataset for the session, and stored in the workspace next to the dataset
+(``app.engine.data.eda_cache``, keyed by the dataset's content fingerprint and the spec), so that
+neither browsing nor the next start of the app runs the job again for an unchanged dataset; a
+changed or re-imported dataset, or a stored result that cannot be read, gets a fresh job.
+"Statistics" always runs the job again (and stores its result).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +44,7 @@ from app.views.widgets.thumbnails import ThumbnailGrid
 from app.workers.manager import run_in_thread
 
 MAX_THUMBS = 96
+log = logging.getLogger(__name__)
 
 
 def _spec_class(kind: str):
@@ -344,6 +350,9 @@ class DatasetsPanel(QWidget):
         self.dataset = None  # ImageDataset of the current one
         self.eda_results: dict[str, dict] = {}
         self.eda_handles: dict[str, object] = {}
+        self.eda_sources: dict[str, str] = {}  # dataset -> "job" (run now) or "stored" (earlier session)
+        self.eda_note = ""  # why a stored result was not used (changed dataset, unreadable file), if any
+        self._eda_token = 0
         self.wizard: ImportWizard | None = None
         self._load_token = 0
 
@@ -454,7 +463,13 @@ class DatasetsPanel(QWidget):
     def _on_job_finished(self, handle) -> None:
         if handle.kind in ("ingest", "demo") and handle.state == "done":
             name = (handle.result or {}).get("name") or (handle.result or {}).get("dataset")
+            if name:  # a re-import under the same name: the statistics of the old content go
+                self.eda_results.pop(name, None)
+                self.eda_sources.pop(name, None)
+            shown = self.current
             self.refresh(select=name)
+            if name and name == shown == self.current:
+                self.select(name)  # refresh keeps the selection as it is: show the new content
             main = self.ctx.main_window
             if main is not None and hasattr(main, "_update_workspace_label"):
                 main._update_workspace_label()
@@ -488,10 +503,14 @@ class DatasetsPanel(QWidget):
 
         run_in_thread(load, lambda v: token == self._load_token and self._show_thumbs(*v),
                       lambda msg, tb: self._report("Could not read the dataset", msg, tb))
+        self._eda_token += 1
         if name in self.eda_results:
             self.show_eda(self.eda_results[name])
+        elif name in self.eda_handles and not self.eda_handles[name].is_final:
+            self._clear_eda("Computing statistics…")
         else:
-            self.run_eda(name)
+            self._clear_eda("Looking for stored statistics…")
+            self._load_stored_eda(name, self._eda_token)
 
     def _show_thumbs(self, ds, idx: list[int], imgs: np.ndarray) -> None:
         self.dataset = ds
@@ -524,32 +543,109 @@ class DatasetsPanel(QWidget):
         self.provenance.resizeColumnToContents(0)
 
     # -- EDA ------------------------------------------------------------------------------------
-    def run_eda(self, name: str, force: bool = False):
-        if not force and name in self.eda_handles and not self.eda_handles[name].is_final:
-            return self.eda_handles[name]
+    def _eda_spec(self, name: str):
+        """The eda spec the panel runs for ``name`` (the job's defaults), or None (label says why)."""
         spec_cls, err = _spec_class("eda")
         if spec_cls is None:
             self.means_label.setText(f"Statistics not available: {err}")
             return None
         field = _field_named(spec_cls, "dataset", "name")
         try:
-            spec = spec_cls.model_validate({field: name})
+            return spec_cls.model_validate({field: name})
         except Exception as exc:
             self.means_label.setText(f"Statistics: {exc}")
             return None
+
+    def _load_stored_eda(self, name: str, token: int) -> None:
+        """Show the result stored by an earlier session if it still matches the dataset (read off
+        the GUI thread); else run the job."""
+        spec = self._eda_spec(name)
+        if spec is None:
+            return
+        from app.engine.data import eda_cache
+
+        ws, want = self.ctx.workspace, spec.model_dump(mode="json")
+        run_in_thread(lambda: eda_cache.load(ws, name, want),
+                      lambda v: self._on_stored_eda(name, token, *v),
+                      lambda msg, tb: self._on_stored_eda(name, token, None, f"stored statistics: {msg}"))
+
+    def _on_stored_eda(self, name: str, token: int, res: dict | None, note: str | None) -> None:
+        if name in self.eda_results or (name in self.eda_handles and not self.eda_handles[name].is_final):
+            return  # a job was started (Statistics) or finished meanwhile: its result wins
+        if token != self._eda_token or name != self.current:
+            return  # another dataset was selected meanwhile; it is looked up again when selected
+        self.eda_note = note or ""
+        if res is not None:
+            self.eda_results[name] = res
+            self.eda_sources[name] = "stored"
+            if self.show_eda(res):
+                return
+            # shown as far as it went; a stored result the panel cannot draw is computed again
+            self.eda_results.pop(name, None)
+            self.eda_note = f"stored statistics of {name!r} could not be shown"
+            log.warning("%s; they are computed again", self.eda_note)
+        self.run_eda(name)
+
+    def run_eda(self, name: str, force: bool = False):
+        if not force and name in self.eda_handles and not self.eda_handles[name].is_final:
+            return self.eda_handles[name]
+        spec = self._eda_spec(name)
+        if spec is None:
+            return None
+        from app.engine.data import eda_cache
+
+        try:  # the content it is computed from: one registry row and one stat, cheap on this thread
+            fp = eda_cache.fingerprint(self.ctx.workspace, name)
+        except Exception:
+            fp = None  # not registered here: the job reports it; nothing is stored
+        if force:
+            self.eda_results.pop(name, None)  # the new job's result replaces it (shown and stored)
         h = self.ctx.jobs.submit(spec)
         self.eda_handles[name] = h
-        h.finished.connect(lambda _ev, n=name, hh=h: self._on_eda_done(n, hh))
+        if name == self.current:
+            self._clear_eda("Computing statistics…" + (f" ({self.eda_note})" if self.eda_note else ""))
+        h.finished.connect(lambda _ev, n=name, hh=h, f=fp: self._on_eda_done(n, hh, f))
         return h
 
-    def _on_eda_done(self, name: str, h) -> None:
+    def _on_eda_done(self, name: str, h, fp: dict | None = None) -> None:
         if h.state != "done":
+            if name == self.current and self.eda_handles.get(name) is h:
+                self.means_label.setText(f"Statistics {h.state}" + (f": {h.message}" if h.message else ""))
             return
-        self.eda_results[name] = h.result or {}
+        res = h.result or {}
+        self.eda_results[name] = res
+        self.eda_sources[name] = "job"
         if name == self.current:
-            self.show_eda(self.eda_results[name])
+            self.eda_note = ""
+            self.show_eda(res)
+        # only a job that ran on this computer read this workspace's dataset (a remote server has
+        # its own dataset of that name, and its file paths are not here)
+        if fp is not None and h.transport == "local":
+            from app.engine.data import eda_cache
 
-    def show_eda(self, res: dict) -> None:
+            ws, spec = self.ctx.workspace, h.spec.model_dump(mode="json")
+            run_in_thread(lambda: eda_cache.save(ws, name, spec, fp, res), None,
+                          lambda msg, tb: log.warning("statistics of %r not stored: %s\n%s", name, msg, tb))
+
+    def _clear_eda(self, text: str) -> None:
+        """Empty charts while the current dataset's statistics are not there (no stale ones)."""
+        self.histogram.bars.setOpts(x=[0], height=[0], width=0.8)
+        self.classes.bars.setOpts(x=[0], height=[0], width=0.8)
+        self.classes.getAxis("bottom").setTicks(None)
+        self.means.clear()
+        self.means_label.setText(text)
+
+    def show_eda(self, res: dict) -> bool:
+        """Draw a result; False (logged) when it does not have the expected shape."""
+        try:
+            self._show_eda(res)
+        except Exception as exc:  # e.g. a stored result edited by hand: never a crash of the view
+            log.warning("statistics could not be shown: %s: %s", type(exc).__name__, exc)
+            self.means_label.setText(f"Statistics could not be shown: {exc}")
+            return False
+        return True
+
+    def _show_eda(self, res: dict) -> None:
         hist = res.get("histogram") or res.get("intensity_histogram") or {}
         edges = hist.get("bins") or hist.get("edges") or hist.get("bin_edges")
         counts = hist.get("counts")
@@ -575,12 +671,18 @@ class DatasetsPanel(QWidget):
                     return [k.removeprefix("mean_") for k in keys], np.stack([arr[k] for k in keys])
                 return None, arr
 
-            run_in_thread(load, lambda v: self._set_means(res, *v),
-                          lambda msg, tb: self.means_label.setText(f"Mean images unreadable: {msg}"))
+            run_in_thread(load, lambda v: self._is_shown(res) and self._set_means(res, *v),
+                          lambda msg, tb: self._is_shown(res)
+                          and self.means_label.setText(f"Mean images unreadable: {msg}"))
         elif isinstance(means, dict) and means:
             self._set_means(res, list(means.keys()), np.stack([np.asarray(v, np.float32) for v in means.values()]))
         elif isinstance(means, list) and means:
             self._set_means(res, None, np.asarray(means, np.float32))
+
+    def _is_shown(self, res: dict) -> bool:
+        """Whether ``res`` is still the current dataset's result (a late file read must not draw
+        another dataset's mean images)."""
+        return self.current is not None and self.eda_results.get(self.current) is res
 
     def _set_means(self, res: dict, keys, arr) -> None:
         arr = np.asarray(arr, np.float32)
