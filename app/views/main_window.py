@@ -240,7 +240,9 @@ class MainWindow(QMainWindow):
         self._action(f, "&Import dataset…", "Ctrl+I", self.import_dataset)
         self._action(f, "&Connection…", "Ctrl+Shift+K", self.open_connection_dialog)  # local / remote server
         f.addSeparator()
-        self._action(f, "&Quit", QKeySequence.Quit, self.close)
+        quit_action = self._action(f, "&Quit", None, self.close)
+        # the platform's Quit keys are empty on some platforms (Windows, offscreen): Ctrl+Q there
+        quit_action.setShortcuts(QKeySequence.keyBindings(QKeySequence.Quit) or [QKeySequence("Ctrl+Q")])
         v = mb.addMenu("&View")
         for i, (key, title, _) in enumerate(PANELS):
             self._action(v, title, f"Ctrl+{i + 1}", lambda _=False, k=key: self.show_panel(k))
