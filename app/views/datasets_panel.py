@@ -342,6 +342,23 @@ class ImportWizard(QWizard):
 # ------------------------------------------------------------------------------------------------
 
 
+
+def subgroup_summary(attributes, most: int = 6) -> str:
+    """One line per subgroup attribute of an EDA result ({name: {value: count}}), most frequent
+    values first ("sex: F 12 · M 10 · unknown 2"); "" when the dataset carries none."""
+    if not isinstance(attributes, dict) or not attributes:
+        return ""
+    lines = []
+    for name, counts in sorted(attributes.items()):
+        if not isinstance(counts, dict) or not counts:
+            continue
+        items = sorted(counts.items(), key=lambda kv: (-int(kv[1]), str(kv[0])))
+        text = " · ".join(f"{v} {int(c)}" for v, c in items[:most])
+        if len(items) > most:
+            text += f" · {len(items) - most} more"
+        lines.append(f"{name}: {text}")
+    return ("Subgroups — " + "\n".join(lines)) if lines else ""
+
 class DatasetsPanel(QWidget):
     def __init__(self, ctx):
         super().__init__()
@@ -425,7 +442,19 @@ class DatasetsPanel(QWidget):
         self.means = ThumbnailGrid(icon_size=84)
         self.means.setObjectName("classMeans")
         ml.addWidget(self.means, 1)
-        for w in (self.histogram, self.classes, means_box):
+        classes_box = QWidget()
+        cl = QVBoxLayout(classes_box)
+        cl.setContentsMargins(0, 0, 0, 0)
+        cl.addWidget(self.classes, 1)
+        # subgroup attributes the dataset carries (sex, age group, scanner ...: what evaluation and
+        # error analysis break their results down by), counted in the statistics' split
+        self.subgroups = QLabel("")
+        self.subgroups.setObjectName("subgroups")
+        self.subgroups.setWordWrap(True)
+        self.subgroups.setProperty("role", "hint")
+        self.subgroups.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        cl.addWidget(self.subgroups)
+        for w in (self.histogram, classes_box, means_box):
             sl.addWidget(w, 1)
         right.addWidget(stats)
         right.setSizes([520, 240])
@@ -634,6 +663,7 @@ class DatasetsPanel(QWidget):
         self.classes.getAxis("bottom").setTicks(None)
         self.means.clear()
         self.means_label.setText(text)
+        self.subgroups.setText("")
 
     def show_eda(self, res: dict) -> bool:
         """Draw a result; False (logged) when it does not have the expected shape."""
@@ -657,6 +687,7 @@ class DatasetsPanel(QWidget):
         elif isinstance(cd, list) and cd:
             names = res.get("class_names") or [str(i) for i in range(len(cd))]
             self.classes.set_categories(names, cd)
+        self.subgroups.setText(subgroup_summary(res.get("attributes")))
         self._show_means(res)
 
     def _show_means(self, res: dict) -> None:
