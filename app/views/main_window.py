@@ -474,6 +474,7 @@ class MainWindow(QMainWindow):
             return
         self._detach_remote()
         self._closing = True
+        self.jobs.close()  # nothing starts after the cancel-all above (late background callbacks)
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState())
         self.settings.setValue("window/panel", self.nav.currentRow())

@@ -65,8 +65,22 @@ def gui_job_threads(cores: int | None = None) -> int:
     return max(1, cores - 1)
 
 
+#: every job thread that has started and not yet finished, whoever else still holds it. A QThread
+#: object destroyed while its thread runs makes Qt abort the process ("QThread: Destroyed while
+#: thread is still running"). While ``run`` executes its frame holds the object, but once ``run``
+#: returns the thread is still finishing: if the runner that started it is gone by then (a closed
+#: window's manager collected with a job still running), the last reference dies in the worker
+#: thread itself. Held here until ``finished`` reaches the GUI thread, the object outlives its thread.
+_LIVE_THREADS: set[_JobThread] = set()
+
+
+def live_job_threads() -> list[_JobThread]:
+    """Job threads still running in this process (any window, any runner)."""
+    return [t for t in list(_LIVE_THREADS) if t.isRunning()]
+
+
 class LocalRunner:
-    """Starts jobs on worker threads. Keep a reference to the runner while jobs run."""
+    """Starts jobs on worker threads."""
 
     transport = "local"
 
@@ -77,7 +91,9 @@ class LocalRunner:
     def start(self, handle: JobHandle) -> None:
         thread = _JobThread(handle, self.workspace)
         self._threads[handle.job_id] = thread
+        _LIVE_THREADS.add(thread)
         thread.finished.connect(lambda jid=handle.job_id: self._threads.pop(jid, None))
+        thread.finished.connect(lambda t=thread: _LIVE_THREADS.discard(t))
         thread.start()
 
     def running(self) -> list[str]:

@@ -52,6 +52,7 @@ class JobManager(QObject):
         self._queue: collections.deque[JobHandle] = collections.deque()
         self._active_heavy: list[JobHandle] = []
         self._runners_of: dict[str, object] = {}  # job id -> runner that started it
+        self._closed = False  # set by close(): no new jobs
 
     # -- transport -----------------------------------------------------------------------
     @property
@@ -113,12 +114,23 @@ class JobManager(QObject):
             self.job_started.emit(handle)
         return handle
 
+    def close(self) -> None:
+        """No new jobs from now on (the window is closing): ``submit`` returns a handle that is
+        already cancelled. A late callback (a background read finishing after the window's
+        cancel-all) must not start a job that nobody waits for."""
+        self._closed = True
+
     def submit(self, spec: J.Spec, job_id: str = "") -> JobHandle:
         """Queue or start a job; returns its handle immediately (state "queued" until it runs)."""
         if not isinstance(spec, J.Spec):
             raise TypeError(f"submit expects a Spec, got {type(spec).__name__}")
         handle = JobHandle(spec, job_id=job_id, transport=self.transport, parent=self)
         handle.heavy = bool(getattr(type(spec), "heavy", False))
+        if self._closed:
+            handle.post(J.Log("warning", f"{handle.kind} job not started: the window is closing"))
+            handle.post(J.Cancelled())
+            handle.flush()
+            return handle
         self._handles.append(handle)
         handle.finished.connect(lambda _ev, h=handle: self._on_finished(h))
         self.job_added.emit(handle)

@@ -133,3 +133,32 @@ def test_list_runs_on_a_local_runner_lists_the_workspace_runs_with_their_checkpo
     runs = JobManager(workspace).list_runs()
     assert [r["id"] for r in runs] == [rec.id] and runs[0]["dataset"] == "phantoms"
     assert [(c["name"], c["step"]) for c in runs[0]["checkpoints"]] == [("epoch-2", 2), ("epoch-4", 4)]
+
+
+def test_a_closed_manager_starts_nothing_and_a_job_outlives_its_dropped_manager(qtbot, workspace):
+    """After close() (the window's closeEvent) a submitted job ends Cancelled without running. A job
+    whose manager and runner are garbage-collected while it runs is listed among the live job
+    threads (the module keeps its QThread object), ends on its own and is then released."""
+    import gc
+
+    from app.engine.selftest import SelfTestSpec
+    from app.workers.local import live_job_threads
+    from app.workers.manager import JobManager
+
+    m = JobManager(workspace)
+    m.close()
+    h = m.submit(SelfTestSpec(steps=5, size=8))
+    assert h.state == "cancelled" and h.started_at is None
+    assert any("window is closing" in text for _level, text in h.logs)
+
+    m2 = JobManager(workspace)
+    running = m2.submit(SelfTestSpec(steps=40, size=8, delay=0.02))
+    qtbot.waitUntil(lambda: running.state == "running", timeout=10000)
+    threads = live_job_threads()
+    assert threads
+    del m2, running
+    gc.collect()
+    gc.collect()
+    for t in threads:  # still alive (held by the module), and it ends on its own
+        assert t.wait(30000)
+    qtbot.waitUntil(lambda: not live_job_threads(), timeout=10000)
