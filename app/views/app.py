@@ -36,6 +36,9 @@ def create_application(argv: list[str] | None = None):
     from app.workers.gc_guard import collect_in_gui_thread
 
     collect_in_gui_thread()
+    from app.workers.qt_checks import guard_bool_refcounts
+
+    guard_bool_refcounts()  # PySide6 6.12.0's bool refcount leak would abort a long session
     return app
 
 
