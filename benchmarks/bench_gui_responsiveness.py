@@ -97,7 +97,7 @@ class Diagnosis:
 
         from app.workers.base import JobHandle
 
-        self.gc_pauses: list[tuple[float, float, int, str]] = []  # start, ms, generation, thread
+        self.gc_pauses: list[tuple] = []  # start, ms, generation, thread, objects collected
         self.drains: list[tuple[float, float]] = []  # start, ms
         self._gc_t0 = 0.0
 
@@ -106,7 +106,8 @@ class Diagnosis:
                 self._gc_t0 = time.perf_counter()
             else:
                 self.gc_pauses.append((self._gc_t0, (time.perf_counter() - self._gc_t0) * 1000.0,
-                                       info.get("generation", -1), threading.current_thread().name))
+                                       info.get("generation", -1), threading.current_thread().name,
+                                       info.get("collected", 0)))
 
         gc.callbacks.append(on_gc)
         orig = JobHandle._drain
@@ -261,7 +262,7 @@ def main() -> int:
         for i in worst:
             end = stamps[i]
             start = end - (busy[i] + 10) / 1000.0
-            gcs = [f"{g[1]:.0f} ms gen{g[2]} on {g[3]}" for g in diag.gc_pauses
+            gcs = [f"{g[1]:.0f} ms gen{g[2]} on {g[3]} ({g[4]} objects freed)" for g in diag.gc_pauses
                    if g[0] < end and g[0] + g[1] / 1000.0 > start]
             drains = [f"{d[1]:.0f} ms" for d in diag.drains if d[0] < end and d[0] + d[1] / 1000.0 > start]
             print(f"  stall {busy[i]:.1f} ms: GC {', '.join(gcs) or '-'}; drains {', '.join(drains) or '-'}")
