@@ -110,6 +110,15 @@ def _error_mode_default() -> str:
 QUIET_KINDS = frozenset({"eda", "demo"})
 
 
+def _demo_still_due(workspace) -> bool:
+    """An empty workspace whose only jobs, if any, are demo jobs that never finished (the window
+    was closed while the first start made the demo): the demo is made (again). A workspace where
+    anything else ran, or where a demo was made and later removed, is left as it is."""
+    if workspace.datasets():
+        return False
+    return all(j.kind == "demo" and j.state != "done" for j in workspace.jobs(50))
+
+
 class MainWindow(QMainWindow):
     def __init__(self, workspace: Path | str | None = None, settings: QSettings | None = None, runner=None,
                  error_mode: str | None = None, demo_at_first_start: bool = True):
@@ -167,7 +176,7 @@ class MainWindow(QMainWindow):
         self.jobs.runner_changed.connect(lambda _t: self._query_compute())
         self.ctx = AppContext(workspace=self.workspace, jobs=self.jobs, settings=self.settings, main_window=self)
 
-        first_start = demo_at_first_start and not self.workspace.datasets() and not self.workspace.jobs(1)
+        first_start = demo_at_first_start and _demo_still_due(self.workspace)
 
         central = QWidget()
         lay = QHBoxLayout(central)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from app.engine.selftest import SelfTestSpec
 from app.views.main_window import PANELS, MainWindow, PlaceholderPanel
 
@@ -196,3 +198,24 @@ def test_first_start_on_an_empty_workspace_creates_the_demo_dataset_through_a_jo
     qtbot.wait(50)
     assert again.demo_handle is None
     again.close()
+
+
+def test_a_first_start_closed_before_the_demo_was_made_makes_it_at_the_next_start(workspace, qtbot, themed):
+    win = MainWindow(workspace=workspace.root, error_mode="record")
+    qtbot.addWidget(win)
+    qtbot.waitUntil(lambda: win.demo_handle is not None, timeout=5000)
+    win.close()  # statistics / demo jobs are cancelled without a question
+    qtbot.waitUntil(lambda: win.demo_handle.is_final, timeout=30000)
+    if win.demo_handle.state == "done":  # the machine was faster than the close: nothing to show
+        pytest.skip("the demo job finished before the window closed")
+    assert not workspace.datasets() and workspace.jobs(5)[0].state in ("cancelled", "failed")
+    again = MainWindow(workspace=workspace.root, error_mode="record")
+    qtbot.addWidget(again)
+    qtbot.waitUntil(lambda: again.demo_handle is not None, timeout=5000)
+    qtbot.waitUntil(lambda: again.demo_handle.is_final, timeout=60000)
+    assert again.demo_handle.state == "done" and [d.name for d in workspace.datasets()] == ["demo-phantoms"]
+    again.close()
+    # once made, never a second demo
+    from app.views.main_window import _demo_still_due
+
+    assert not _demo_still_due(workspace)
