@@ -308,21 +308,9 @@ def _open_set(ws: Workspace, ref: str) -> _SetInfo:
             return ds.images(indices=idx[np.asarray(sel)])[:, 0]
 
         return _SetInfo(ref, len(idx), ds.height, ds.width, read, idx)
-    try:
-        from app.engine.data.imagesets import load_image_set
-    except ImportError:
-        load_image_set = None
-    if load_image_set is not None:
-        s = load_image_set(ref, workspace=ws)
-        images = np.asarray(s.images, dtype=np.float32)
-    else:  # the shared loader is not there yet: NPZ with an "images" array only
-        p = Path(ref).expanduser()
-        if p.suffix.lower() != ".npz" or not p.exists():
-            raise UserError(f"image set {ref!r} is neither a dataset of workspace {ws.root} nor an existing .npz file")
-        with np.load(p) as z:
-            if "images" not in z:
-                raise UserError(f"{p} has no 'images' array (arrays: {', '.join(z.files)})")
-            images = np.asarray(z["images"], dtype=np.float32)
+    from app.engine.data.imagesets import load_image_set
+
+    images = np.asarray(load_image_set(ref, workspace=ws).images, dtype=np.float32)
     if images.ndim == 4:
         images = images[:, 0]
     if images.ndim != 3 or len(images) == 0:

@@ -342,7 +342,6 @@ class ImportWizard(QWizard):
 # ------------------------------------------------------------------------------------------------
 
 
-
 def subgroup_summary(attributes, most: int = 6) -> str:
     """One line per subgroup attribute of an EDA result ({name: {value: count}}), most frequent
     values first ("sex: F 12 · M 10 · unknown 2"); "" when the dataset carries none."""
@@ -358,6 +357,7 @@ def subgroup_summary(attributes, most: int = 6) -> str:
             text += f" · {len(items) - most} more"
         lines.append(f"{name}: {text}")
     return ("Subgroups — " + "\n".join(lines)) if lines else ""
+
 
 class DatasetsPanel(QWidget):
     def __init__(self, ctx):

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from app.engine.jobs import UserError
 from app.engine.metrics.nn import check_images
 
 
@@ -35,55 +34,21 @@ def _file_split(ref: str) -> tuple[str, str | None]:
     return ref, None
 
 
-def npz_attributes(path: str | Path, n: int, split: str | None = None, limit: int | None = None) -> dict[str, np.ndarray]:
-    """Subgroup attributes stored in an NPZ beside the images: 1-D arrays named ``attr_<name>``
-    (``<split>_attr_<name>`` in the MedMNIST layout), one value per image."""
-    p = Path(path)
-    if p.suffix.lower() != ".npz" or not p.is_file():
-        return {}
-    prefix = f"{split}_attr_" if split else "attr_"
-    out = {}
-    with np.load(p, allow_pickle=False) as d:
-        for k in d.files:
-            if k.startswith(prefix):
-                v = np.asarray(d[k]).ravel()
-                v = v[:limit] if limit else v
-                if len(v) != n:
-                    raise UserError(f"{p}: attribute array {k!r} has {len(v)} values for {n} images")
-                out[k[len(prefix):]] = v.astype(str)
-    return out
-
-
 def load_set(ref: str, workspace=None, size: int | None = None, limit: int | None = None, what: str = "images") -> Images:
     """Load "name", "name:split", a folder of PNG/DICOM, an NPZ or "file.npz:split" (MedMNIST
     layout) via ``data.imagesets.load_image_set``, with the set's subgroup attributes (a workspace
     dataset's stored ones, DICOM header / labels-CSV attributes of a folder, NPZ ``attr_<name>``).
-
-    NPZ files holding ``images`` (N, H, W) / (N, 1, H, W) in [-1, 1] (and optional ``labels``)
-    are read here directly when the data module is not installed.
     """
-    try:
-        from app.engine.data.imagesets import load_image_set
-    except ImportError:
-        load_image_set = None
+    from app.engine.data.imagesets import load_image_set
+
     path, split = _file_split(str(ref))
-    if load_image_set is not None:
-        s = load_image_set(path, workspace=workspace, size=size, limit=limit, split=split)
-        labels = None if s.labels is None else np.asarray(s.labels)
-        if labels is not None and (labels < 0).all():
-            labels = None
-        source = str(s.source or ref) + (f":{split}" if split else "")
-        attributes = {k: np.asarray(v).astype(str) for k, v in (getattr(s, "attributes", None) or {}).items()}
-        return Images(check_images(s.images, f"{what} {ref}"), labels, list(s.class_names or []), source, attributes)
-    p = Path(ref)
-    if p.suffix.lower() != ".npz" or not p.exists():
-        raise UserError(f"{what} {ref}: cannot be read (only .npz files are readable without app.engine.data.imagesets)")
-    with np.load(p) as d:
-        if "images" not in d:
-            raise UserError(f"{what} {ref}: the NPZ has no 'images' array (has: {', '.join(d.files)})")
-        imgs = d["images"][:limit] if limit else d["images"]
-        labels = d["labels"][: len(imgs)] if "labels" in d else None
-    return Images(check_images(imgs, f"{what} {ref}"), labels, [], str(p), npz_attributes(p, len(imgs), None, limit))
+    s = load_image_set(path, workspace=workspace, size=size, limit=limit, split=split)
+    labels = None if s.labels is None else np.asarray(s.labels)
+    if labels is not None and (labels < 0).all():
+        labels = None
+    source = str(s.source or ref) + (f":{split}" if split else "")
+    attributes = {k: np.asarray(v).astype(str) for k, v in s.attributes.items()}
+    return Images(check_images(s.images, f"{what} {ref}"), labels, list(s.class_names or []), source, attributes)
 
 
 def align_labels(ref: Images, other: Images) -> Images:

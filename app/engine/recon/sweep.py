@@ -22,6 +22,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from app.engine.data.attributes import npz_attribute_arrays
 from app.engine.jobs import JobContext, Spec, UserError, register
 from app.engine.recon.mri.masks import MaskKind
 from app.engine.recon.mri.methods import SCORE_METHODS, Method
@@ -130,18 +131,18 @@ def run_recon_sweep(spec: ReconSweepSpec, ctx: JobContext) -> dict:
     attrs = {}
     if spec.input.lower().endswith(".npz"):
         with np.load(spec.input, allow_pickle=False) as z:
-            # the named keys, and attr_<name> arrays as everywhere else (metrics.sets, ingest)
-            named = {key: key for key in SUBGROUP_KEYS if key in z.files}
-            named.update({f[len("attr_"):]: f for f in z.files if f.startswith("attr_") and len(f) > len("attr_")})
-            for key, field in named.items():
-                vals = z[field]
-                if vals.ndim != 1:
-                    continue
-                too_short = [s for s in spec.slices if not -len(vals) <= s < len(vals)]
-                if too_short:
-                    raise UserError(f"{spec.input}: attribute array {field!r} has {len(vals)} values, "
-                                    f"too few for slice(s) {too_short}; give one value per slice")
-                attrs[key] = vals
+            arrays = {key: (key, z[key]) for key in SUBGROUP_KEYS if key in z.files}
+        # and attr_<name> arrays, read as ingest and evaluation read them
+        arrays.update({name: (f"attr_{name}", v) for (split, name), v in npz_attribute_arrays(spec.input).items()
+                       if split is None})
+        for key, (field, vals) in arrays.items():
+            if vals.ndim != 1:
+                continue
+            too_short = [s for s in spec.slices if not -len(vals) <= s < len(vals)]
+            if too_short:
+                raise UserError(f"{spec.input}: attribute array {field!r} has {len(vals)} values, "
+                                f"too few for slice(s) {too_short}; give one value per slice")
+            attrs[key] = vals
     out = Path(spec.out) if spec.out else ctx.job_dir()
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
