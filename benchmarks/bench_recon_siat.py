@@ -1,7 +1,7 @@
 """SIAT validation benchmark: zero-filled vs CS-TV vs score-based posterior sampling, R = 4 and 8.
 
     .venv/bin/python benchmarks/bench_recon_siat.py [--slices 120 125 ...] [--prior /tmp/siat_prior.pt]
-        [--score-slices 2] [--score-methods score-pc score-ald] [--steps 50] [--samples 2]
+        [--score-slices 2] [--score-methods score-dds score-pc score-ald] [--steps 50] [--samples 2]
 
 Masks: random 1D (centre 0.08) and 2D Poisson-disc, seed = slice index. Metrics (fastMRI): NMSE,
 PSNR, SSIM on magnitudes, data range = the reference slice set's max. The score-based prior comes
@@ -29,19 +29,23 @@ from app.engine.recon.mri.operators import MaskedFFT
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "siat_brain_t2_complex_dev.npz"
 
 
-def load_prior(path: Path):
+def load_prior(path: Path, raw: bool = False):
     from app.engine.diffusion.base import make_process
     from app.engine.nets.unet import NetConfig, UNet
     from app.engine.recon.mri.score import ScorePrior
 
     ck = torch.load(path, map_location="cpu")
+    if raw and "raw_state" in ck:
+        ck["state"] = ck["raw_state"]
     net = UNet(NetConfig(**ck["net"]))
     own = net.state_dict()
     # the U-Net's attention moved from 1x1 convs to linear layers after the prior was saved: same weights
     state = {k: (v.reshape(own[k].shape) if k in own and v.numel() == own[k].numel() else v) for k, v in ck["state"].items()}
     net.load_state_dict(state)
-    print(f"prior: {path} ({ck['steps']} steps, {ck['seconds']:.0f} s of CPU training, final loss {ck['loss']:.4f})")
-    return ScorePrior(net.eval(), make_process(ck["process"]))
+    kind = ck.get("prediction_type", "epsilon")  # priors saved before v prediction was an option: epsilon
+    print(f"prior: {path} ({ck['steps']} steps, {ck['seconds']:.0f} s of CPU training, {kind} prediction, "
+          f"final loss {ck['loss']:.4f}{', raw weights' if raw else ', EMA weights'})")
+    return ScorePrior(net.eval(), make_process(ck["process"], prediction_type=kind))
 
 
 def main() -> None:
@@ -49,8 +53,9 @@ def main() -> None:
     ap.add_argument("--slices", type=int, nargs="+", default=list(range(120, 150, 3)))
     ap.add_argument("--prior", type=Path, default=Path("/tmp/siat_prior.pt"))
     ap.add_argument("--score-slices", type=int, default=2, help="how many of the slices get the score method")
-    ap.add_argument("--score-methods", nargs="+", default=["score-pc", "score-ald"],
-                    choices=["score-pc", "score-ald"])
+    ap.add_argument("--score-methods", nargs="+", default=["score-dds", "score-pc"],
+                    choices=["score-dds", "score-pc", "score-ald"])
+    ap.add_argument("--raw", action="store_true", help="the prior's raw weights instead of its EMA")
     ap.add_argument("--masks", nargs="+", default=["random", "poisson2d"])
     ap.add_argument("--accelerations", type=int, nargs="+", default=[4, 8])
     ap.add_argument("--lam", type=float, default=0.005, help="CS-TV lambda")
@@ -63,7 +68,7 @@ def main() -> None:
         images, series = z["images"][args.slices], z["series"][args.slices]
     assert (series >= 12).all(), "validation slices are series 12-14 (120-149)"
     gt = np.abs(images)
-    prior = load_prior(args.prior) if args.prior.exists() else None
+    prior = load_prior(args.prior, args.raw) if args.prior.exists() else None
     rows, sub_rows = [], []
     corr: dict[str, list] = {m: [] for m in args.score_methods}
     score_secs: dict[str, list] = {m: [] for m in args.score_methods}

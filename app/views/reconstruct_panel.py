@@ -128,6 +128,11 @@ def dataset_image_to_npz(workspace, dataset: str, index: int, out_dir: Path) -> 
     return str(path)
 
 
+#: network evaluations a sampler needs per posterior sample: annealed Langevin and predictor-corrector
+#: anneal the noise slowly; decomposed diffusion moves to a data-consistent image at every step
+SCORE_DEFAULT_STEPS = {"score-ald": 100, "score-pc": 100, "score-dds": 50}
+
+
 def _fit_height(table: QTableWidget, max_rows: int = 6) -> None:
     """Size a small results table to its rows (no scroll bar for a handful of methods)."""
     rows = min(table.rowCount(), max_rows)
@@ -314,6 +319,7 @@ class ReconstructPanel(QWidget):
         self.score_method = QComboBox()
         self.score_method.addItem("annealed Langevin + DC", "score-ald")
         self.score_method.addItem("predictor-corrector + DC", "score-pc")
+        self.score_method.addItem("decomposed diffusion (DC on x0, fast)", "score-dds")
         self.run_combo = QComboBox()
         self.run_combo.setObjectName("checkpointRun")
         self.run_combo.setToolTip("a training run of this workspace whose prior models 2-channel complex images")
@@ -329,6 +335,8 @@ class ReconstructPanel(QWidget):
         mel.addRow("  checkpoint", self.run_combo)
         mel.addRow("  samples N", self.samples)
         mel.addRow("  steps", self.steps)
+        self._score_steps_default = SCORE_DEFAULT_STEPS[self.score_method.currentData()]
+        self.score_method.currentIndexChanged.connect(self._on_score_method)
         for cb in (self.use_zf, self.use_cs, self.use_score):
             cb.toggled.connect(lambda *_: self._update_buttons())
         cl.addWidget(me)
@@ -598,6 +606,13 @@ class ReconstructPanel(QWidget):
             self.refresh_runs()
         elif handle.kind in ("ingest", "demo"):
             self.refresh_datasets()
+
+    def _on_score_method(self, *_) -> None:
+        """A sampler's own default step count, unless the user changed the steps by hand."""
+        new = SCORE_DEFAULT_STEPS[self.score_method.currentData()]
+        if self.steps.value() == self._score_steps_default:
+            self.steps.setValue(new)
+        self._score_steps_default = new
 
     def selected_methods(self) -> list[str]:
         out = []

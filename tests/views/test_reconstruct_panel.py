@@ -116,6 +116,22 @@ def test_zero_filled_and_cs_tv_on_a_real_slice_fill_the_linked_grid_and_the_metr
         assert {"reference", "zero-filled", "cs-tv", "zero-filled_error", "cs-tv_error"} <= set(z.files)
 
 
+def test_the_fast_sampler_brings_its_own_step_count_unless_the_user_set_one(panel):
+    from app.views.reconstruct_panel import SCORE_DEFAULT_STEPS
+
+    assert panel.score_method.findData("score-dds") >= 0
+    panel.use_score.setChecked(True)
+    panel.score_method.setCurrentIndex(panel.score_method.findData("score-pc"))
+    assert panel.steps.value() == SCORE_DEFAULT_STEPS["score-pc"]
+    panel.score_method.setCurrentIndex(panel.score_method.findData("score-dds"))
+    assert panel.steps.value() == SCORE_DEFAULT_STEPS["score-dds"] != SCORE_DEFAULT_STEPS["score-pc"]
+    assert panel.selected_methods()[-1] == "score-dds"
+    assert panel.method_spec("score-dds")["steps"] == SCORE_DEFAULT_STEPS["score-dds"]
+    panel.steps.setValue(7)  # the user's own choice stays when the sampler changes
+    panel.score_method.setCurrentIndex(panel.score_method.findData("score-ald"))
+    assert panel.steps.value() == 7
+
+
 def _train_complex_prior(workspace):
     """A tiny 2-channel (real, imaginary) NCSN prior on 32x32 SIAT training slices: the real train job, 2 steps."""
     import h5py

@@ -37,7 +37,7 @@ class ReconSpec(Spec):
     center_fraction: float = Field(0.08, gt=0.0, lt=1.0, description="fully sampled centre fraction")
     method: list[Method] = Field(
         default_factory=lambda: [Method.zero_filled, Method.cs_tv], min_length=1,
-        description="methods to run and compare: zero-filled cs-tv cs-wavelet score-ald score-pc",
+        description="methods to run and compare: zero-filled cs-tv cs-wavelet score-ald score-pc score-dds",
     )
     lam: float | None = Field(None, gt=0.0, description="regularisation weight of CS methods (default 0.005)")
     iterations: int = Field(100, ge=1, le=10000, description="iterations of CS methods")
@@ -201,7 +201,7 @@ def run_recon(spec: ReconSpec, ctx: JobContext) -> dict:
             if reference is not None and rec.std.shape == reference.shape:
                 err = np.abs(np.abs(image) - reference).ravel()
                 entry["std_error_correlation"] = float(np.corrcoef(rec.std.ravel(), err)[0, 1])
-        if inp.kspace.ndim == 2 and method in ("zero-filled", "score-ald", "score-pc") and spec.noise_sigma == 0:
+        if inp.kspace.ndim == 2 and method in ("zero-filled", *SCORE_METHODS) and spec.noise_sigma == 0:
             entry["dc_error"] = float(np.abs(mask * (fft2c(image) - y)).max() / max(np.abs(y).max(), 1e-12))
         entry["files"] = write_outputs(out, method, image, mask, reference, rec.std, spec.dicom, inp.source)
         for kind_, path in entry["files"].items():

@@ -32,7 +32,8 @@ def small_slice(siat_slice):
     return ifft2c(k).astype(np.complex64)
 
 
-@pytest.mark.parametrize("method, process", [("score-ald", "ncsn"), ("score-pc", "ncsn"), ("score-pc", "vpsde")])
+@pytest.mark.parametrize("method, process", [("score-ald", "ncsn"), ("score-pc", "ncsn"), ("score-pc", "vpsde"),
+                                             ("score-dds", "vpsde"), ("score-dds", "ncsn")])
 def test_score_sampling_gives_finite_mean_and_std_and_keeps_the_measurements(method, process, small_slice):
     mask, _ = make_mask("random", small_slice.shape, 2, 0.2, seed=0)
     A = MaskedFFT(mask)

@@ -24,10 +24,13 @@ class Method(str, enum.Enum):
     cs_wavelet = "cs-wavelet"
     score_ald = "score-ald"
     score_pc = "score-pc"
+    score_dds = "score-dds"
 
 
 METHODS = tuple(m.value for m in Method)
-SCORE_METHODS = ("score-ald", "score-pc")
+SCORE_METHODS = ("score-ald", "score-pc", "score-dds")
+#: the sampler of each score-based method (``score.posterior_sample``'s ``corrector``)
+SAMPLERS = {"score-ald": "ald", "score-pc": "pc", "score-dds": "dds"}
 
 
 @dataclasses.dataclass
@@ -104,7 +107,7 @@ def reconstruct(
     from app.engine.recon.mri.score import posterior_sample
 
     out = posterior_sample(
-        model, A, np.asarray(y), n_samples=samples, steps=steps, corrector="pc" if method == "score-pc" else "ald",
+        model, A, np.asarray(y), n_samples=samples, steps=steps, corrector=SAMPLERS[method],
         noise_sigma=noise_sigma, seed=seed, callback=cb,
     )
     out.method = method
