@@ -130,7 +130,7 @@ def dataset_image_to_npz(workspace, dataset: str, index: int, out_dir: Path) -> 
 
 #: network evaluations a sampler needs per posterior sample: annealed Langevin and predictor-corrector
 #: anneal the noise slowly; decomposed diffusion moves to a data-consistent image at every step
-SCORE_DEFAULT_STEPS = {"score-ald": 100, "score-pc": 100, "score-dds": 50}
+SCORE_DEFAULT_STEPS = {"score-ald": 100, "score-pc": 100, "score-dds": 30}
 
 
 def _fit_height(table: QTableWidget, max_rows: int = 6) -> None:

@@ -130,6 +130,9 @@ def test_the_fast_sampler_brings_its_own_step_count_unless_the_user_set_one(pane
     panel.steps.setValue(7)  # the user's own choice stays when the sampler changes
     panel.score_method.setCurrentIndex(panel.score_method.findData("score-ald"))
     assert panel.steps.value() == 7
+    panel.score_method.setCurrentIndex(panel.score_method.findData("score-dds"))
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    assert_not_blank(panel, SHOTS / "reconstruct_panel_dds_form.png")
 
 
 def _train_complex_prior(workspace):
