@@ -354,8 +354,8 @@ def posterior_sample(
         return (x - s * eps) / a, eps, score
 
     if corrector == "dds":
-        x0 = _dds(proc, net, A_dev, y_net, sy, hard, replace, x0_clip, n, h, w, steps, eta, cg_iterations, g,
-                  randn, dev, callback, scale)
+        x0 = _dds(proc, net, A_dev, y_net, sy, hard, replace, x0_clip, n, h, w, steps, eta, cg_iterations, randn,
+                  dev, callback, scale)
     elif corrector == "ald":
         x0 = _ald(proc, posterior, replace if hard else None, n, h, w, steps, langevin_steps, randn, dev,
                   callback, scale)
@@ -439,7 +439,7 @@ def _pc(proc, posterior, replace, n, h, w, steps, snr, g, randn, dev, callback, 
     return x0
 
 
-def _dds(proc, net, A, y_net, sy, hard, replace, x0_clip, n, h, w, steps, eta, cg_iterations, g, randn, dev,
+def _dds(proc, net, A, y_net, sy, hard, replace, x0_clip, n, h, w, steps, eta, cg_iterations, randn, dev,
          callback, scale):
     """Decomposed diffusion sampling (Chung, Lee & Ye, "Decomposed diffusion sampler for accelerating
     large-scale inverse problems", ICLR 2024, Alg. 1 / 2; the same split as Zhu et al.'s DiffPIR 2023).
@@ -480,7 +480,7 @@ def _dds(proc, net, A, y_net, sy, hard, replace, x0_clip, n, h, w, steps, eta, c
         # noisy data: the part of x_t the denoiser removes as noise includes the measurement noise that
         # the last DC step put into x0, and eps carries it (x alpha / sigma) into the next x_t; with a
         # deterministic step it piles up from step to step (on the Gaussian oracle with 2 coils the error
-        # grew 0.07 -> 0.41 from 20 to 100 steps at eta 0), so the noise of the next step is drawn fresh
+        # grew 0.07 -> 0.41 from 20 to 100 steps at eta 0, uniform-t grid), so the noise of the next step is drawn fresh
         eta = 1.0
     x0 = x
     for i, t in enumerate(times):
