@@ -75,6 +75,7 @@ def main() -> None:
     corr: dict[str, list] = {m: [] for m in args.score_methods}
     score_secs: dict[str, list] = {m: [] for m in args.score_methods}
     n_sub = min(args.score_slices, len(args.slices)) if prior is not None else 0
+    steps_of = {m: args.dds_steps if m == "score-dds" else args.steps for m in args.score_methods}
     for mask_kind in args.masks:
         for R in args.accelerations:
             recs: dict[str, list] = {"zero-filled": [], "cs-tv": [], **{m: [] for m in args.score_methods}}
@@ -89,8 +90,7 @@ def main() -> None:
                 if i < n_sub:
                     for m in args.score_methods:
                         t = time.perf_counter()
-                        steps = args.dds_steps if m == "score-dds" else args.steps
-                        r = reconstruct(m, A, y, model=prior, samples=args.samples, steps=steps, seed=s)
+                        r = reconstruct(m, A, y, model=prior, samples=args.samples, steps=steps_of[m], seed=s)
                         score_secs[m].append(time.perf_counter() - t)
                         recs[m].append(np.abs(r.image))
                         err = np.abs(np.abs(r.image) - gt[i])
@@ -116,8 +116,7 @@ def main() -> None:
                   f"{a['psnr']['mean']:7.2f}±{a['psnr']['std']:.2f} {a['ssim']['mean']:8.4f}±{a['ssim']['std']:.4f}")
     for m in args.score_methods:
         if score_secs[m]:
-            steps = args.dds_steps if m == "score-dds" else args.steps
-            print(f"{m}: {np.mean(score_secs[m]):.1f} s per slice on CPU ({args.samples} samples, {steps} steps, "
+            print(f"{m}: {np.mean(score_secs[m]):.1f} s per slice on CPU ({args.samples} samples, {steps_of[m]} steps, "
                   f"{torch.get_num_threads()} thread(s)); corr(std, |error|) = {np.mean(corr[m]):.3f} ± "
                   f"{np.std(corr[m]):.3f} over {len(corr[m])} reconstructions")
 
