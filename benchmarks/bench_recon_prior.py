@@ -11,7 +11,9 @@ made the generative engine's few-step samplers noisy), Adam with a warm-up and a
 learning rate over the time budget (a short CPU budget gains more from a high then falling rate than
 from a constant one), EMA. Augmentation: left-right flips and a random global phase e^{i phi} (the
 global phase of an MR image is arbitrary, so the prior should not learn one). Prints the loss curve
-and how long it trained.
+and how long it trained. ``--resume`` continues a saved prior (its raw and EMA weights, its step
+count and CPU seconds) with a fresh warm-up and cosine cycle: a warm restart, since Adam's moments
+are not saved.
 """
 
 from __future__ import annotations
@@ -44,24 +46,35 @@ def main() -> None:
     ap.add_argument("--prediction-type", default="v", choices=["epsilon", "v"])
     ap.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (cosine decay to 5 %% of it)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--resume", type=Path, help="a prior saved by this script to continue training")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     with np.load(DATA) as z:
         images, series = z["images"], z["series"]
     train = complex_training_images(images[series <= 11])  # (120, 2, 256, 256)
-    torch.manual_seed(args.seed)
-    g = torch.Generator().manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
     net = UNet(NetConfig(**NET))
     ema = copy.deepcopy(net).eval()
+    step0, seconds0 = 0, 0.0
+    if args.resume is not None:
+        ck = torch.load(args.resume, map_location="cpu")
+        if ck["net"] != NET or ck["process"] != PROCESS or ck["prediction_type"] != args.prediction_type:
+            raise SystemExit(f"{args.resume}: saved with another network, process or prediction type; cannot resume")
+        net.load_state_dict(ck["raw_state"])
+        ema.load_state_dict(ck["state"])
+        step0, seconds0 = int(ck["steps"]), float(ck["seconds"])
+        print(f"resuming {args.resume}: {step0} steps, {seconds0:.0f} s, loss {ck['loss']:.4f}")
+    seed = args.seed + step0  # a continued run draws other crops, noise and phases than the first one
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
     proc = make_process(PROCESS, prediction_type=args.prediction_type)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     budget = args.minutes * 60
 
     def save(final: bool = False) -> None:
         torch.save({"net": NET, "process": PROCESS, "prediction_type": args.prediction_type,
-                    "state": ema.state_dict(), "raw_state": net.state_dict(), "steps": step,
-                    "seconds": time.time() - t0, "loss": float(np.mean(losses[-100:])), "final": final}, args.out)
+                    "state": ema.state_dict(), "raw_state": net.state_dict(), "steps": step0 + step,
+                    "seconds": seconds0 + time.time() - t0, "loss": float(np.mean(losses[-100:])), "final": final}, args.out)
 
     t0 = time.time()
     step = 0
@@ -89,13 +102,13 @@ def main() -> None:
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
         with torch.no_grad():
-            d = min(0.998, (1 + step) / (10 + step))
+            d = min(0.998, (1 + step0 + step) / (10 + step0 + step))
             for pe, p in zip(ema.parameters(), net.parameters()):
                 pe.mul_(d).add_(p.detach(), alpha=1 - d)
         losses.append(float(loss.detach()))
         step += 1
         if step % 100 == 0:
-            print(f"step {step:6d}  {time.time() - t0:7.0f} s  lr {lr:.2e}  loss(100) {np.mean(losses[-100:]):.4f}",
+            print(f"step {step0 + step:6d}  {time.time() - t0:7.0f} s  lr {lr:.2e}  loss(100) {np.mean(losses[-100:]):.4f}",
                   flush=True)
             save()
     save(final=True)
