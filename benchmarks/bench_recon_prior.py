@@ -57,8 +57,12 @@ def main() -> None:
     step0, seconds0 = 0, 0.0
     if args.resume is not None:
         ck = torch.load(args.resume, map_location="cpu")
-        if ck["net"] != NET or ck["process"] != PROCESS or ck["prediction_type"] != args.prediction_type:
-            raise SystemExit(f"{args.resume}: saved with another network, process or prediction type; cannot resume")
+        kind = ck.get("prediction_type", "epsilon")  # priors saved before v prediction was an option: epsilon
+        if ck["net"] != NET or ck["process"] != PROCESS or kind != args.prediction_type:
+            raise SystemExit(f"{args.resume}: saved with another network, process or prediction type ({kind}); "
+                             f"cannot resume with --prediction-type {args.prediction_type}")
+        if "raw_state" not in ck:
+            raise SystemExit(f"{args.resume}: has only EMA weights (saved before raw weights were kept); cannot resume")
         net.load_state_dict(ck["raw_state"])
         ema.load_state_dict(ck["state"])
         step0, seconds0 = int(ck["steps"]), float(ck["seconds"])
