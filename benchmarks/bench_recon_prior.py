@@ -78,7 +78,8 @@ def main() -> None:
     def save(final: bool = False) -> None:
         torch.save({"net": NET, "process": PROCESS, "prediction_type": args.prediction_type,
                     "state": ema.state_dict(), "raw_state": net.state_dict(), "steps": step0 + step,
-                    "seconds": seconds0 + time.time() - t0, "loss": float(np.mean(losses[-100:])), "final": final}, args.out)
+                    "seconds": seconds0 + time.time() - t0, "loss": float(np.mean(losses[-100:])),
+                    "final": final}, args.out)
 
     t0 = time.time()
     step = 0
@@ -112,8 +113,8 @@ def main() -> None:
         losses.append(float(loss.detach()))
         step += 1
         if step % 100 == 0:
-            print(f"step {step0 + step:6d}  {time.time() - t0:7.0f} s  lr {lr:.2e}  loss(100) {np.mean(losses[-100:]):.4f}",
-                  flush=True)
+            print(f"step {step0 + step:6d}  {time.time() - t0:7.0f} s  lr {lr:.2e}  "
+                  f"loss(100) {np.mean(losses[-100:]):.4f}", flush=True)
             save()
     save(final=True)
     print(f"trained {step} steps in {time.time() - t0:.0f} s; final loss {np.mean(losses[-100:]):.4f}; saved {args.out}")

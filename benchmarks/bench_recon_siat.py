@@ -1,6 +1,6 @@
 """SIAT validation benchmark: zero-filled vs CS-TV vs score-based posterior sampling, R = 4 and 8.
 
-    .venv/bin/python benchmarks/bench_recon_siat.py [--slices 120 125 ...] [--prior /tmp/siat_prior.pt]
+    .venv/bin/python benchmarks/bench_recon_siat.py [--slices 120 123 ...] [--prior /tmp/siat_prior.pt]
         [--score-slices 2] [--score-methods score-dds score-pc score-ald] [--steps 20] [--dds-steps 30]
         [--samples 4] [--accelerations 4 8] [--threads 2]
 

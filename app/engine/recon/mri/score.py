@@ -29,10 +29,11 @@ sampling (Chung, Lee & Ye, ICLR 2024): data consistency applied to each clean-im
 projection, or conjugate gradient for noisy / SENSE data), then a DDIM step — 20-50 network
 evaluations where ALD and PC want hundreds (``_dds``). All three bound the clean-image
 estimate ``x0_hat`` by ``x0_clip`` (``_clip_magnitude``); ALD and PC derive eps and the score from the
-bounded estimate, DDS keeps the network's eps, bounded as well (``_EPS_BOUND``), so a poor network cannot drive the sampler away: each ALD step is then a convex
-combination of x and a bounded x0 plus noise. The final image is the last x0 estimate with a final
-data-consistency step (exact for noiseless single-coil data). N posterior samples run as one batch;
-their mean is the reconstruction and the per-pixel std of their magnitudes is the uncertainty map.
+bounded estimate, DDS keeps the network's eps, bounded as well (``_EPS_BOUND``), so a poor network
+cannot drive the sampler away: each ALD step is then a convex combination of x and a bounded x0
+plus noise. The final image is the last x0 estimate with a final data-consistency step (exact for
+noiseless single-coil data). N posterior samples run as one batch; their mean is the reconstruction
+and the per-pixel std of their magnitudes is the uncertainty map.
 
 Intensity convention: the network sees ``x = image / scale`` with ``scale`` the 99th percentile of
 the magnitude of the zero-filled image, the same normalisation ``complex_training_images`` uses
@@ -195,7 +196,8 @@ DDS_SIGMA_RANGE = (2e-3, 20.0)
 
 def ald_levels(process, steps: int, sigma_range: tuple[float, float] = ALD_SIGMA_RANGE) -> torch.Tensor:
     """``steps`` decreasing times whose sigma / alpha are geometric (uniform log-SNR) over the process's
-    range cut to ``ALD_SIGMA_RANGE``: the noise levels of annealed Langevin (Song & Ermon 2019, sec. 4.2).
+    range cut to ``sigma_range``: the noise levels of annealed Langevin (Song & Ermon 2019, sec. 4.2;
+    ``ALD_SIGMA_RANGE``) and of the "dds" sampler (``DDS_SIGMA_RANGE``).
 
     For NCSN these are its own geometric levels (sampling_times); for VP paths a uniform grid in t
     has level ratios of 14..60 near t_max and 2 near t = 0, which a few Langevin steps per level can
