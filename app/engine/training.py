@@ -91,6 +91,15 @@ class TrainSpec(Spec):
     attention_resolutions: list[int] = Field([16], max_length=7, description="feature-map sides with self-attention")
     num_heads: int = Field(4, ge=1, le=32, description="attention heads")
     dropout: float = Field(0.0, ge=0, le=0.9, description="dropout in residual blocks")
+    crop_size: int | None = Field(
+        None, ge=8, le=1024, description="train on random square crops of this side (the U-Net is fully "
+        "convolutional: a reconstruction prior trained on crops is applied to whole slices); empty: whole images"
+    )
+    hflip: bool = Field(False, description="augment with random left-right flips")
+    random_phase: bool | None = Field(
+        None, description="complex datasets: multiply each image by a random global phase (an MR image's global "
+        "phase is arbitrary); empty: on for complex datasets"
+    )
     class_conditional: bool = Field(False, description="condition on the dataset's class labels")
     label_dropout: float = Field(
         0.1, ge=0, le=1, description="fraction of labels replaced by the null class (for classifier-free guidance)"
@@ -424,8 +433,17 @@ class Trainer:
             raise UserError(
                 f"dataset {spec.dataset!r} has {ds.height}x{ds.width} images: give a square image_size to train at"
             )
-        self.image_size = int(spec.image_size or ds.height)
-        self.channels = int(ds.shape[0])
+        self.data_size = int(spec.image_size or ds.height)  # the images are resized to this
+        self.image_size = int(spec.crop_size or self.data_size)  # the network's training (and sample) size
+        if self.image_size > self.data_size:
+            raise UserError(f"crop_size {spec.crop_size} is larger than the {self.data_size}x{self.data_size} images")
+        self.channels = int(ds.channels)
+        self.complex = ds.is_complex
+        if spec.random_phase and not self.complex:
+            raise UserError(f"random_phase needs a complex dataset (real, imaginary); {spec.dataset!r} is not one "
+                            "(import complex MR data with ingest --complex)")
+        self.random_phase = self.complex if spec.random_phase is None else bool(spec.random_phase)
+        self.complex_headroom = float(ds.attrs.get("complex_headroom", 1.0)) if self.complex else None
         labels = ds.labels("train")
         if spec.class_conditional:
             if ds.num_classes < 1 or (labels < 0).any():
@@ -438,9 +456,9 @@ class Trainer:
         else:
             self.num_classes = 0
             self.class_names = list(ds.class_names)
-        raw = ds.images(indices=train_idx)
+        raw = ds.images(indices=train_idx, stored=True)
         self.data_hash = hashlib.sha256(raw.tobytes() + labels.astype(np.int64).tobytes()).hexdigest()[:16]
-        self.train_x = _resize(raw, self.image_size)
+        self.train_x = _resize(raw, self.data_size)
         self.train_y = torch.from_numpy(labels.astype(np.int64))
         self.train_index = train_idx
         val_idx = ds.indices("val")
@@ -452,11 +470,36 @@ class Trainer:
             self.val_note = f"no 'val' split: validating on {len(pick)} training images"
         else:
             val_idx = val_idx[:256]
-            self.val_x = _resize(ds.images(indices=val_idx), self.image_size)
+            self.val_x = _resize(ds.images(indices=val_idx, stored=True), self.data_size)
             self.val_y = torch.from_numpy(ds.labels("val")[:256].astype(np.int64))
             self.val_note = f"validating on {len(val_idx)} 'val' images"
-        if raw.shape[-1] != self.image_size or raw.shape[-2] != self.image_size:
-            self.log(f"resizing {ds.height}x{ds.width} images to {self.image_size}x{self.image_size}")
+        if self.image_size < self.data_size:  # validation on the centre crops
+            o = (self.data_size - self.image_size) // 2
+            self.val_x = self.val_x[..., o : o + self.image_size, o : o + self.image_size].contiguous()
+            self.val_note += f" (centre {self.image_size}x{self.image_size} crops)"
+        if raw.shape[-1] != self.data_size or raw.shape[-2] != self.data_size:
+            self.log(f"resizing {ds.height}x{ds.width} images to {self.data_size}x{self.data_size}")
+
+    def _augment(self, x, gen):
+        """A training batch's random crops, flips and global phases (drawn from the noise generator, so
+        a resumed run continues the same sequence); the identity when none is asked for."""
+        import torch
+
+        spec, b, dev = self.spec, len(x), gen.device
+        if self.image_size < self.data_size:
+            c = self.image_size
+            off = torch.randint(0, self.data_size - c + 1, (b, 2), generator=gen, device=dev).tolist()
+            x = torch.stack([im[..., i : i + c, j : j + c] for im, (i, j) in zip(x, off)])
+        x = x.to(self.device, non_blocking=True)
+        if spec.hflip:
+            flip = torch.rand(b, generator=gen, device=dev).to(x.device) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        if self.random_phase:
+            phi = (torch.rand(b, generator=gen, device=dev) * (2 * math.pi)).to(x.device)
+            co, si = phi.cos()[:, None, None], phi.sin()[:, None, None]
+            re, im = x[:, 0], x[:, 1]
+            x = torch.stack([co * re - si * im, si * re + co * im], dim=1)
+        return x
 
     # -- the run ---------------------------------------------------------------------------
     def run(self) -> dict:
@@ -527,7 +570,10 @@ class Trainer:
             self.ctx.artifact("run", self.run_dir)
             self.log(
                 f"run {self.run_id}: {process!r}, U-Net {count_parameters(net) / 1e6:.2f} M parameters, "
-                f"{n_train} images at {self.image_size}x{self.image_size}, {steps_per_epoch} steps/epoch, "
+                f"{n_train} {'complex ' if self.complex else ''}images at {self.data_size}x{self.data_size}"
+                + (f" (random {self.image_size}x{self.image_size} crops)" if self.image_size < self.data_size else "")
+                + (", flips" if spec.hflip else "") + (", random global phase" if self.random_phase else "")
+                + f", {steps_per_epoch} steps/epoch, "
                 f"{spec.epochs} epochs on {dev}" + (f" x {dist.world} processes" if dist.active else "")
             )
             self.log(self.val_note)
@@ -554,7 +600,7 @@ class Trainer:
                         m = pos.batch * spec.grad_accum + a
                         ids = order[m * spec.batch_size : (m + 1) * spec.batch_size]
                         batch_ids.append(ids)
-                        x = self.train_x[ids].to(dev, non_blocking=True)
+                        x = self._augment(self.train_x[ids], gen)
                         y = None
                         if self.num_classes:
                             y = self.train_y[ids].to(dev)
@@ -672,6 +718,7 @@ class Trainer:
             "run": self.run_id, "epoch": pos.epoch, "step": pos.step, "batch_in_epoch": pos.batch,
             "loss": loss if math.isfinite(loss) else None, "class_names": self.class_names,
             "num_classes": self.num_classes, "image_size": self.image_size, "channels": self.channels,
+            "complex": self.complex, "complex_headroom": self.complex_headroom,
             "dataset": self.spec.dataset, "data_hash": self.data_hash, "process": self.process.config(),
             "net": self.objs["net"].config.model_dump(mode="json"),
             "parameters": count_parameters(self.objs["net"]), "world_size": self.dist.world,
@@ -831,6 +878,10 @@ class Trainer:
         except UserError as exc:
             self.log(f"preview at epoch {pos.epoch} failed: {exc}", "warning")
             return
+        if self.complex:
+            from app.engine.data.preprocess import magnitude_display
+
+            images = magnitude_display(images)
         grid = make_grid(images[:, :1], ncol=int(math.ceil(math.sqrt(spec.preview_n))))
         self.ctx.image("preview", grid, "grid")
         folder = self.run_dir / "previews"

@@ -515,6 +515,8 @@ class DatasetsPanel(QWidget):
         for k in ("modality", "normalize", "format", "skipped"):
             if k in meta and not isinstance(meta[k], (dict, list)):
                 bits.append(f"{k}: {meta[k]}")
+        if meta.get("complex"):
+            bits.append("complex: real and imaginary parts kept, for reconstruction priors (shown: magnitude)")
         if rec.classes:
             bits.append("classes: " + ", ".join(rec.classes))
         self.info.setText("<br>".join(bits))

@@ -135,29 +135,19 @@ def test_the_fast_sampler_brings_its_own_step_count_unless_the_user_set_one(pane
     assert_not_blank(panel, SHOTS / "reconstruct_panel_dds_form.png")
 
 
-def _train_complex_prior(workspace):
-    """A tiny 2-channel (real, imaginary) NCSN prior on 32x32 SIAT training slices: the real train job, 2 steps."""
-    import h5py
-
-    from app.engine.data.cache import CacheWriter
+def _train_complex_prior(workspace, tmp_path):
+    """A tiny 2-channel (real, imaginary) NCSN prior on 16 SIAT training slices imported with ingest --complex
+    (centre 32x32): the real ingest and train jobs, 2 steps."""
+    from app.engine.data.ingest import IngestSpec
     from app.engine.jobs import Done, run_collect
-    from app.engine.recon.mri.fft import fft2c, ifft2c
-    from app.engine.recon.mri.score import complex_training_images
     from app.engine.training import TrainSpec
 
     with np.load(shared_file("siat_brain_t2_complex_dev.npz")) as z:
-        imgs = z["images"][:16]
-    x = complex_training_images(ifft2c(fft2c(imgs)[:, 112:144, 112:144]))
-    x = np.clip(x / max(1.0, float(np.abs(x).max())), -1, 1).astype(np.float32)
-    staging = workspace.staging_dir()
-    w = CacheWriter(staging / "cache.h5", 32, 32, [])
-    w.append(x[:, :1], -1, "siat", "siat", list(range(16)), "MR")
-    w.close()
-    with h5py.File(staging / "cache.h5", "a") as f:  # the cache format with 2 channels (real, imaginary)
-        del f["images"]
-        f.create_dataset("images", data=x, chunks=(1, 2, 32, 32))
-    workspace.commit_dataset(staging, "siat-complex", n_images=16, height=32, width=32, classes=[], source="test", meta={})
-    ev = run_collect(TrainSpec(dataset="siat-complex", epochs=1, max_steps=2, preview_every=0, val_every=0, image_size=32,
+        np.savez(tmp_path / "siat16.npz", images=z["images"][:16])
+    ev = run_collect(IngestSpec(source=str(tmp_path / "siat16.npz"), name="siat-complex", complex=True, size=32),
+                     workspace=workspace)
+    assert isinstance(ev[-1], Done), ev[-1]
+    ev = run_collect(TrainSpec(dataset="siat-complex", epochs=1, max_steps=2, preview_every=0, val_every=0,
                                base_channels=8, channel_mults=[1, 2], num_res_blocks=1, attention_resolutions=[],
                                batch_size=8, warmup_steps=1, process="ncsn", num_levels=10, sigma_max=5.0),
                      workspace=workspace)
@@ -166,8 +156,8 @@ def _train_complex_prior(workspace):
 
 
 def test_score_based_run_with_two_posterior_samples_shows_the_uncertainty_map_with_a_colour_bar(
-        main_window, qtbot, siat_small, workspace):
-    run_id = _train_complex_prior(workspace)
+        main_window, qtbot, siat_small, workspace, tmp_path):
+    run_id = _train_complex_prior(workspace, tmp_path)
     main_window.resize(1700, 1100)
     panel = main_window.show_panel("reconstruct")
     panel.refresh_runs()

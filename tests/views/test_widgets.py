@@ -126,6 +126,7 @@ class FormSpec(Spec):
     ema: bool = Field(True, description="keep an EMA")
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps")
     channels: list[int] = Field(default_factory=lambda: [32, 64], description="widths")
+    phase: bool | None = Field(None, description="on, off, or the field's default")
 
 
 def test_spec_form_builds_one_widget_per_field_from_the_spec(qtbot):
@@ -142,6 +143,7 @@ def test_spec_form_builds_one_widget_per_field_from_the_spec(qtbot):
     assert isinstance(w["lr"], QLineEdit) and float(w["lr"].text()) == 2e-4
     assert isinstance(w["ema"], QCheckBox) and w["ema"].isChecked()
     assert isinstance(w["dataset"], QComboBox)
+    assert isinstance(w["phase"], QComboBox) and [w["phase"].itemText(i) for i in range(3)] == ["(default)", "on", "off"]
     assert w["steps"].toolTip().startswith("training steps")
     assert form.spec() == FormSpec()
 
@@ -175,6 +177,9 @@ def test_spec_form_round_trips_a_spec(qtbot):
     spec = FormSpec(process="vpsde", steps=7, lr=5e-5, ema=False, max_steps=3, channels=[8, 16, 32])
     form.set_spec(spec)
     assert form.spec() == spec
+    for phase in (False, True, None):  # an optional bool: off, on and the default all come back
+        form.set_spec(spec.model_copy(update={"phase": phase}))
+        assert form.spec().phase is phase
 
 
 def test_curve_plot_keeps_one_curve_per_name_and_appends_batches(qtbot):

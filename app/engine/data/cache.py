@@ -2,7 +2,9 @@
 
 File ``cache.h5`` holds:
 
-    images    float32 (N, 1, H, W), values in [-1, 1], chunked one image per chunk
+    images    float32 (N, 1, H, W), values in [-1, 1], chunked one image per chunk; complex MR
+              datasets (attr complex = 1): (N, 2, H, W), real and imaginary part, magnitude <= 1
+              (``preprocess.normalize_complex``)
     labels    int64 (N,), class index, -1 when unlabelled
     split     uint8 (N,), 0 = train, 1 = val, 2 = test
     group     str (N,), salted hash of PatientID (or series / file when there is none)
@@ -12,7 +14,8 @@ File ``cache.h5`` holds:
     attributes/<name>  str (N,), optional: coarse subgroup attributes (sex, age_group, manufacturer,
               body_part, modality, CSV / NPZ attributes), "unknown" where missing; never names, ids
               or dates (see ``attributes.py``). Caches written before attributes simply lack the group.
-    attrs:    class_names (JSON list), normalize, size, created, format_version, source_root
+    attrs:    class_names (JSON list), normalize, size, created, format_version, source_root;
+              complex (1) and complex_headroom for complex datasets
 
 Writers go through ``CacheWriter`` and readers through ``ImageDataset`` so the format lives here
 and nowhere else.
@@ -39,15 +42,16 @@ _STR = h5py.string_dtype("utf-8")
 class CacheWriter:
     """Append images one by one (or in batches) to a new cache file, then ``close``."""
 
-    def __init__(self, path: Path, height: int, width: int, class_names: list[str], attrs: dict | None = None):
+    def __init__(self, path: Path, height: int, width: int, class_names: list[str], attrs: dict | None = None,
+                 channels: int = 1):
         self.path = Path(path)
-        self.h, self.w = int(height), int(width)
+        self.h, self.w, self.c = int(height), int(width), int(channels)
         self.f = h5py.File(self.path, "w")
         self.n = 0
         f = self.f
         f.create_dataset(
-            "images", shape=(0, 1, self.h, self.w), maxshape=(None, 1, self.h, self.w), dtype="float32",
-            chunks=(1, 1, self.h, self.w), compression="lzf",
+            "images", shape=(0, self.c, self.h, self.w), maxshape=(None, self.c, self.h, self.w), dtype="float32",
+            chunks=(1, self.c, self.h, self.w), compression="lzf",
         )
         f.create_dataset("labels", shape=(0,), maxshape=(None,), dtype="int64", chunks=(4096,))
         f.create_dataset("split", shape=(0,), maxshape=(None,), dtype="uint8", chunks=(4096,))
@@ -67,7 +71,7 @@ class CacheWriter:
         elif images.ndim == 3:
             images = images[:, None]
         k = images.shape[0]
-        if images.shape[1:] != (1, self.h, self.w):
+        if images.shape[1:] != (self.c, self.h, self.w):
             raise ValueError(f"image batch of shape {images.shape} does not match cache size {(self.h, self.w)}")
         if not np.isfinite(images).all():
             raise ValueError("images contain NaN or infinite values")
@@ -158,7 +162,7 @@ class ImageDataset:
         try:
             with h5py.File(self.path, "r") as f:
                 self.n = int(f["images"].shape[0])
-                self.shape = tuple(int(s) for s in f["images"].shape[1:])
+                self.shape = tuple(int(s) for s in f["images"].shape[1:])  # as stored: (C, H, W)
                 self.class_names: list[str] = json.loads(f.attrs.get("class_names", "[]"))
                 self.attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
                 self._labels = f["labels"][:]
@@ -183,6 +187,15 @@ class ImageDataset:
         return self.shape[2]
 
     @property
+    def channels(self) -> int:
+        return self.shape[0]
+
+    @property
+    def is_complex(self) -> bool:
+        """Complex MR images stored as (real, imaginary): priors for reconstruction."""
+        return bool(self.attrs.get("complex", 0))
+
+    @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
@@ -200,17 +213,24 @@ class ImageDataset:
     def split_array(self) -> np.ndarray:
         return self._split.copy()
 
-    def images(self, split: str | None = None, indices=None) -> np.ndarray:
-        """float32 (k, 1, H, W) in [-1, 1]."""
+    def images(self, split: str | None = None, indices=None, stored: bool = False) -> np.ndarray:
+        """float32 (k, 1, H, W) in [-1, 1]. A complex dataset gives its magnitudes for display and
+        image statistics (``preprocess.magnitude_display``), or with ``stored`` its (k, 2, H, W)
+        real and imaginary parts (what a reconstruction prior trains on)."""
         idx = self.indices(split) if indices is None else np.asarray(indices)
         with h5py.File(self.path, "r") as f:
             if len(idx) == 0:
-                return np.zeros((0,) + self.shape, np.float32)
-            order = np.argsort(idx)
-            data = f["images"][np.sort(idx)]  # h5py needs increasing indices
-            out = np.empty_like(data)
-            out[order] = data
-            return out
+                out = np.zeros((0,) + self.shape, np.float32)
+            else:
+                order = np.argsort(idx)
+                data = f["images"][np.sort(idx)]  # h5py needs increasing indices
+                out = np.empty_like(data)
+                out[order] = data
+        if self.is_complex and not stored:
+            from app.engine.data.preprocess import magnitude_display
+
+            return magnitude_display(out) if len(out) else np.zeros((0, 1) + self.shape[1:], np.float32)
+        return out
 
     def provenance(self, i: int) -> dict:
         with h5py.File(self.path, "r") as f:

@@ -11,6 +11,10 @@ Per image, coarse subgroup attributes are kept for per-subgroup results (``attri
 DICOM headers only sex, an age group in decades, manufacturer, body part and modality; the extra
 columns of a labels CSV; an NPZ's ``attr_<name>`` arrays. Identifying values (names, ids, UIDs,
 dates) are never stored: columns that look like them are dropped and listed in the report.
+
+``--complex`` keeps complex MR images (complex NPZ / NPY, fastMRI single-coil k-space) as two
+channels, real and imaginary, for the priors of score-based MRI reconstruction (``preprocess.
+normalize_complex``); sources that hold magnitudes only are skipped with that reason.
 """
 
 from __future__ import annotations
@@ -31,7 +35,15 @@ from pydantic import Field, field_validator
 from app.engine.data.attributes import AttributeReader, columns_of, screen, value_counts
 from app.engine.data.cache import SPLITS, CacheWriter
 from app.engine.data.labels import Labeler, class_order
-from app.engine.data.preprocess import fit_size, normalize_frame, parse_normalize
+from app.engine.data.preprocess import (
+    COMPLEX_HEADROOM,
+    fit_complex,
+    fit_size,
+    magnitude_display,
+    normalize_complex,
+    normalize_frame,
+    parse_normalize,
+)
 from app.engine.data.readers import SkipFile, detect_format, list_files, read_file
 from app.engine.data.splits import grouped_split, split_counts
 from app.engine.jobs import JobContext, Spec, UserError, register
@@ -66,6 +78,11 @@ class IngestSpec(Spec):
     min_size: int = Field(16, ge=1, description="skip images smaller than this many pixels on a side")
     skip_blank: bool = Field(True, description="skip constant (blank) images and slices")
     replace: bool = Field(False, description="replace a dataset of the same name")
+    complex: bool = Field(
+        False, description="keep complex MR images as 2 channels (real, imaginary), for reconstruction priors: "
+        "complex NPZ / NPY or fastMRI single-coil k-space; scaled by 2x the 99th percentile of the magnitude "
+        "(normalize is not used), centre-cropped or zero-padded to size (not resampled)"
+    )
 
     cli_positional: ClassVar[tuple[str, ...]] = ("source",)
     cli_help: ClassVar[str] = "import images (DICOM, PNG/TIFF, NIfTI, fastMRI HDF5, NPZ) as a dataset"
@@ -157,7 +174,9 @@ def run_ingest(spec: IngestSpec, ctx: JobContext) -> dict:
     attr_reader = AttributeReader(labeler)
     salt = workspace_salt(ws)
     size = spec.size
-    ctx.log(f"ingesting {len(files)} file(s) from {src} as {name!r} ({size}x{size}, normalize {spec.normalize}, "
+    how = (f"complex (real, imaginary) / ({COMPLEX_HEADROOM:g} x p99 of the magnitude)" if spec.complex
+           else f"normalize {spec.normalize}")
+    ctx.log(f"ingesting {len(files)} file(s) from {src} as {name!r} ({size}x{size}, {how}, "
             f"labels {labeler.mode if labeler.mode != 'none' or spec.labels == 'none' else 'from the files, where they carry them'})")
 
     staging = ws.staging_dir()
@@ -172,12 +191,13 @@ def run_ingest(spec: IngestSpec, ctx: JobContext) -> dict:
     modalities: Counter = Counter()
     series: set[str] = set()
     preview: list[np.ndarray] = []
+    cropped: Counter = Counter()  # complex images larger than size (centre-cropped, not resampled)
     try:
-        writer = CacheWriter(
-            staging / "cache.h5", size, size, [],
-            attrs={"normalize": spec.normalize, "size": size, "source_root": str(src.resolve()),
-                   "spec": spec.model_dump(mode="json")},
-        )
+        cache_attrs = {"normalize": "complex" if spec.complex else spec.normalize, "size": size,
+                       "source_root": str(src.resolve()), "spec": spec.model_dump(mode="json")}
+        if spec.complex:
+            cache_attrs.update(complex=1, complex_headroom=COMPLEX_HEADROOM)
+        writer = CacheWriter(staging / "cache.h5", size, size, [], attrs=cache_attrs, channels=2 if spec.complex else 1)
         for k, f in enumerate(files):
             ctx.check()
             ctx.progress(k, len(files), f.name)
@@ -185,7 +205,7 @@ def run_ingest(spec: IngestSpec, ctx: JobContext) -> dict:
                 continue
             rel = _rel(f, root)
             try:
-                frames = read_file(f, axis=spec.axis)
+                frames = read_file(f, axis=spec.axis, keep_complex=spec.complex)
             except SkipFile as exc:
                 skipped.append({"file": rel, "reason": str(exc)})
                 continue
@@ -206,18 +226,25 @@ def run_ingest(spec: IngestSpec, ctx: JobContext) -> dict:
                         else "no label: not inside a class subfolder"
                     ] += 1
                     continue
-                modality = (spec.modality.upper() if spec.modality != "auto" else fr.modality.upper()) or "OT"
-                if mode == "ct-window" and modality not in ("CT", "OT"):
+                modality = ((spec.modality.upper() if spec.modality != "auto" else fr.modality.upper())
+                            or ("MR" if spec.complex else "OT"))  # complex images come from MR
+                if mode == "ct-window" and not spec.complex and modality not in ("CT", "OT"):
                     reasons[f"{modality} image: a CT window needs CT in Hounsfield units (use --normalize percentile)"] += 1
                     continue
                 h, w = fr.pixels.shape
                 if min(h, w) < spec.min_size:
                     reasons[f"image is {h}x{w}, smaller than min_size {spec.min_size}"] += 1
                     continue
-                if spec.skip_blank and float(fr.pixels.max()) == float(fr.pixels.min()):
+                if spec.skip_blank and (not np.abs(fr.pixels).any() if spec.complex
+                                        else float(fr.pixels.max()) == float(fr.pixels.min())):
                     reasons["blank (constant) image"] += 1
                     continue
-                img = fit_size(normalize_frame(fr, mode, window), size, spec.keep_aspect)
+                if spec.complex:
+                    img = fit_complex(normalize_complex(fr.pixels), size)
+                    if max(h, w) > size:
+                        cropped[f"{h}x{w}"] += 1
+                else:
+                    img = fit_size(normalize_frame(fr, mode, window), size, spec.keep_aspect)
                 group = _group_of(spec.group_by, fr, f, root, salt, per_image=fmt == "npz")
                 if fr.series:
                     series.add(fr.series)
@@ -239,8 +266,12 @@ def run_ingest(spec: IngestSpec, ctx: JobContext) -> dict:
                 given_splits.append(fr.split)
                 modalities[modality] += 1
                 if len(preview) < 16:
-                    preview.append(img)
+                    preview.append(magnitude_display(img[None])[0, 0] if spec.complex else img)
             kept_files.append({"file": rel, "format": fmt, "images": len(batch)})
+        if cropped:
+            ctx.log(f"complex images centre-cropped to {size}x{size} (not resampled): "
+                    + ", ".join(f"{k} images of {hw}" for hw, k in cropped.items())
+                    + "; import with a larger size to keep whole slices", "warning")
         ctx.progress(len(files), len(files), "splitting")
         n = writer.n
         if n == 0:
@@ -278,7 +309,8 @@ def run_ingest(spec: IngestSpec, ctx: JobContext) -> dict:
             "series": len(series),
             "modalities": dict(modalities),
             "size": [size, size],
-            "normalize": spec.normalize,
+            "normalize": "complex" if spec.complex else spec.normalize,
+            "complex": spec.complex,
             "labels": "given by the source file" if labeler.mode == "none" and class_names else labeler.mode,
             "split_source": split_source,
             "attributes": value_counts(attributes),
@@ -294,7 +326,7 @@ def run_ingest(spec: IngestSpec, ctx: JobContext) -> dict:
         }
         (staging / REPORT_NAME).write_text(json.dumps(report, indent=2))
         meta = {k: result[k] for k in ("splits", "groups", "class_counts", "modalities", "normalize", "labels",
-                                       "split_source", "files_kept", "series", "attributes")}
+                                       "split_source", "files_kept", "series", "attributes", "complex")}
         meta["skipped"] = len(skipped)
         meta["modality"] = modalities.most_common(1)[0][0]
         meta["spec"] = spec.model_dump(mode="json")

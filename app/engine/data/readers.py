@@ -48,7 +48,7 @@ class SkipFile(Exception):
 class Frame:
     """One 2-D image taken from a source file."""
 
-    pixels: np.ndarray  # (H, W) float32 in the file's units (HU for CT), finite
+    pixels: np.ndarray  # (H, W) float32 in the file's units (HU for CT), finite; complex64 for complex reads
     source: str  # the file it came from
     frame: int = 0  # frame / slice index within the file
     modality: str = ""  # "MR", "CT", "CR", "DX", ... ("" when the file does not say)
@@ -57,7 +57,7 @@ class Frame:
     label: str | None = None  # class label carried by the file itself (NPZ labels)
     split: str | None = None  # split carried by the file itself (MedMNIST NPZ prefixes)
     window: tuple[float, float] | None = None  # (centre, width) the file recommends (DICOM VOI)
-    kind: str = "int"  # "int" for integer stored values, "float" otherwise
+    kind: str = "int"  # "int" for integer stored values, "float" otherwise, "complex" for complex reads
     bits: int = 0  # bit depth of integer pixels from image files (8 / 16), 0 when unknown
 
 
@@ -366,11 +366,16 @@ def read_nifti(path: str | Path, axis: int = 2) -> list[Frame]:
 FASTMRI_KEYS = ("reconstruction_rss", "reconstruction_esc")
 
 
-def read_fastmri_h5(path: str | Path) -> list[Frame]:
-    """Slices of a fastMRI HDF5 file's ``reconstruction_rss`` (or ``reconstruction_esc``)."""
+def read_fastmri_h5(path: str | Path, keep_complex: bool = False) -> list[Frame]:
+    """Slices of a fastMRI HDF5 file's ``reconstruction_rss`` (or ``reconstruction_esc``).
+
+    ``keep_complex``: the complex images of a single-coil file's ``kspace`` instead (centred
+    orthonormal inverse FFT, ``recon.mri.fft``); the reconstructions hold magnitudes only."""
     import h5py
 
     path = Path(path)
+    if keep_complex:
+        return _fastmri_complex(path)
     try:
         with h5py.File(path, "r") as f:
             key = next((k for k in FASTMRI_KEYS if k in f), None)
@@ -402,6 +407,39 @@ def read_fastmri_h5(path: str | Path) -> list[Frame]:
     ]
 
 
+def _fastmri_complex(path: Path) -> list[Frame]:
+    import h5py
+
+    from app.engine.recon.mri.fft import ifft2c
+
+    try:
+        with h5py.File(path, "r") as f:
+            if "kspace" not in f:
+                raise SkipFile(f"HDF5 file has no 'kspace' dataset (keys: {', '.join(sorted(f.keys())) or 'none'}): "
+                               "complex images come from single-coil k-space")
+            shape = f["kspace"].shape
+            if len(shape) == 4:
+                raise SkipFile(f"kspace of shape {shape} is multi-coil: complex import needs single-coil k-space "
+                               "(combining coils needs sensitivity maps; reconstruct the slices first)")
+            if len(shape) != 3:
+                raise SkipFile(f"kspace has shape {shape}, expected (slices, H, W)")
+            k = np.asarray(f["kspace"][()])
+            attrs = {k2: (v.decode() if isinstance(v, bytes) else v) for k2, v in f.attrs.items()}
+    except SkipFile:
+        raise
+    except Exception as exc:
+        raise SkipFile(f"unreadable HDF5 file ({type(exc).__name__}: {exc})") from None
+    if not np.iscomplexobj(k):
+        raise SkipFile(f"kspace is {k.dtype}, not complex")
+    if not np.isfinite(k).all():
+        raise SkipFile("kspace contains NaN or infinite values")
+    images = ifft2c(k.astype(np.complex64))
+    patient = str(attrs.get("patient_id", "") or "") or None
+    series = str(attrs.get("acquisition", "")) + ":" + path.stem
+    return [Frame(np.ascontiguousarray(im, np.complex64), str(path), i, "MR", patient, series, kind="complex")
+            for i, im in enumerate(images)]
+
+
 # ------------------------------------------------------------------------------------------------
 # NPZ / NPY
 # ------------------------------------------------------------------------------------------------
@@ -409,11 +447,12 @@ def read_fastmri_h5(path: str | Path) -> list[Frame]:
 NPZ_SPLITS = ("train", "val", "test")
 
 
-def read_npz(path: str | Path, split: str | None = None) -> list[Frame]:
+def read_npz(path: str | Path, split: str | None = None, keep_complex: bool = False) -> list[Frame]:
     """Images of an NPZ: ``images`` [+ ``labels``, ``groups``/``series``, ``class_names``], or the
     MedMNIST layout ``{train,val,test}_images`` / ``_labels`` (the split is kept per frame).
 
-    ``split`` restricts a MedMNIST file to one of its splits. Complex images give their magnitude.
+    ``split`` restricts a MedMNIST file to one of its splits. Complex images give their magnitude,
+    or stay complex with ``keep_complex`` (which refuses real-valued images).
     """
     path = Path(path)
     try:
@@ -444,7 +483,9 @@ def read_npz(path: str | Path, split: str | None = None) -> list[Frame]:
     frames: list[Frame] = []
     for s, images, labels, groups in parts:
         images = np.asarray(images)
-        if np.iscomplexobj(images):
+        if keep_complex:
+            _check_complex(images, "NPZ images" + (f" of split {s}" if s else ""))
+        elif np.iscomplexobj(images):
             images = np.abs(images)
         if images.ndim == 4 and images.shape[1] == 1:  # (N, 1, H, W)
             images = images[:, 0]
@@ -461,10 +502,10 @@ def read_npz(path: str | Path, split: str | None = None) -> list[Frame]:
             labels = labels[:, 0]
             if len(labels) != len(images):
                 raise SkipFile(f"{len(labels)} labels for {len(images)} images")
-        kind = "int" if images.dtype.kind in "uib" else "float"
+        kind = "complex" if keep_complex else "int" if images.dtype.kind in "uib" else "float"
         bits = {1: 8, 2: 16}.get(images.dtype.itemsize, 0) if kind == "int" else 0
         for i in range(len(images)):
-            px = _to_grey(images[i])
+            px = images[i].astype(np.complex64) if keep_complex else _to_grey(images[i])
             if not np.isfinite(px).all():
                 raise SkipFile(f"image {i}{f' of split {s}' if s else ''} contains NaN or infinite values")
             lab = None
@@ -484,14 +525,16 @@ def read_npz(path: str | Path, split: str | None = None) -> list[Frame]:
     return frames
 
 
-def read_npy(path: str | Path) -> list[Frame]:
-    """A single .npy array: (H, W) or a stack (N, H, W)."""
+def read_npy(path: str | Path, keep_complex: bool = False) -> list[Frame]:
+    """A single .npy array: (H, W) or a stack (N, H, W); complex kept with ``keep_complex``."""
     path = Path(path)
     try:
         arr = np.load(path, allow_pickle=False)
     except Exception as exc:
         raise SkipFile(f"unreadable NPY file ({type(exc).__name__}: {exc})") from None
-    if np.iscomplexobj(arr):
+    if keep_complex:
+        _check_complex(arr, "the array")
+    elif np.iscomplexobj(arr):
         arr = np.abs(arr)
     if arr.ndim == 4 and arr.shape[1] == 1:
         arr = arr[:, 0]
@@ -499,10 +542,10 @@ def read_npy(path: str | Path) -> list[Frame]:
         arr = arr[None]
     if arr.ndim != 3:
         raise SkipFile(f"array of shape {arr.shape} is not (H, W) or (N, H, W)")
-    kind = "int" if arr.dtype.kind in "uib" else "float"
+    kind = "complex" if keep_complex else "int" if arr.dtype.kind in "uib" else "float"
     out = []
     for i, px in enumerate(arr):
-        px = px.astype(np.float32)
+        px = px.astype(np.complex64 if keep_complex else np.float32)
         if not np.isfinite(px).all():
             raise SkipFile(f"image {i} contains NaN or infinite values")
         out.append(Frame(px, str(path), i, "", series=str(path), kind=kind))
@@ -514,22 +557,37 @@ def read_npy(path: str | Path) -> list[Frame]:
 # ------------------------------------------------------------------------------------------------
 
 
-def read_file(path: str | Path, *, axis: int = 2, split: str | None = None, fmt: str | None = None) -> list[Frame]:
-    """The frames of any supported file (format from its content); SkipFile when unusable."""
+def _check_complex(arr: np.ndarray, what: str) -> None:
+    if not np.iscomplexobj(arr):
+        raise SkipFile(f"{what} are real-valued ({arr.dtype}): a complex import needs complex images (real and "
+                       "imaginary parts, i.e. the phase)")
+
+
+def read_file(path: str | Path, *, axis: int = 2, split: str | None = None, fmt: str | None = None,
+              keep_complex: bool = False) -> list[Frame]:
+    """The frames of any supported file (format from its content); SkipFile when unusable.
+
+    ``keep_complex``: complex-valued frames (complex NPZ / NPY, fastMRI single-coil k-space), for
+    priors of MRI reconstruction; formats that store magnitudes only are skipped with the reason."""
     path = Path(path)
     fmt = fmt or detect_format(path)
+    if keep_complex and fmt not in ("hdf5", "npz", "npy"):
+        if fmt == "unknown":
+            return read_file(path, axis=axis, split=split, fmt=fmt)  # the usual reason for an unknown file
+        raise SkipFile(f"{fmt.upper()} files hold magnitude images (no phase): a complex import needs complex NPZ / "
+                       "NPY arrays or fastMRI single-coil k-space")
+    if fmt == "hdf5":
+        return read_fastmri_h5(path, keep_complex)
+    if fmt == "npz":
+        return read_npz(path, split, keep_complex)
+    if fmt == "npy":
+        return read_npy(path, keep_complex)
     if fmt == "dicom":
         return read_dicom(path)
     if fmt in ("png", "jpeg", "tiff"):
         return read_image(path)
     if fmt == "nifti":
         return read_nifti(path, axis)
-    if fmt == "hdf5":
-        return read_fastmri_h5(path)
-    if fmt == "npz":
-        return read_npz(path, split)
-    if fmt == "npy":
-        return read_npy(path)
     if path.stat().st_size == 0:
         raise SkipFile("empty file")
     raise SkipFile("not a recognised image format (checked the content: not DICOM, PNG, JPEG, TIFF, NIfTI, HDF5 or NPZ)")

@@ -104,6 +104,8 @@ def run_sample(spec: SampleSpec, ctx: JobContext) -> dict:
     ctx.log(f"sampling {spec.n_images} images with {spec.sampler} ({spec.steps} steps, seed {spec.seed}) from "
             f"{model.path} ({model.process.name}, {'EMA' if model.ema else 'raw'} weights, epoch {model.epoch})")
     grid_n = min(16, spec.batch_size, spec.n_images)
+    # a prior trained on a complex dataset (ingest --complex) keeps its 99th percentile at 1 / headroom
+    headroom = float(model.meta.get("complex_headroom") or 1.0)
     last_preview = {"t": 0.0}
 
     def on_step(step) -> None:
@@ -115,7 +117,8 @@ def run_sample(spec: SampleSpec, ctx: JobContext) -> dict:
             now = time.monotonic()
             if now - last_preview["t"] >= 0.2 or info.step == info.total:  # throttle at the source
                 last_preview["t"] = now
-                x0 = info.x0[:grid_n, :1].float().clamp(-1, 1).cpu().numpy()
+                x0 = info.x0[:grid_n].float().clamp(-1, 1).cpu().numpy()
+                x0 = _magnitude(x0, headroom) if x0.shape[1] == 2 else x0
                 ctx.image("preview", make_grid(x0, ncol=int(math.ceil(math.sqrt(len(x0))))), "grid")
 
     images, info = generate_with_info(
@@ -157,8 +160,8 @@ def run_sample(spec: SampleSpec, ctx: JobContext) -> dict:
          "class_name": None if labels is None or labels[i] >= len(model.class_names) else model.class_names[labels[i]]}
         for i in range(spec.n_images)
     ]
-    if images.shape[1] == 2:  # complex (real, imag) models: export the magnitude, |z| in [0, 1] -> [-1, 1]
-        images = np.clip(np.sqrt((images**2).sum(axis=1, keepdims=True)), 0, 1) * 2 - 1
+    if images.shape[1] == 2:  # complex (real, imag) models: export the magnitude
+        images = _magnitude(images, headroom)
         provenance["exported_as"] = "magnitude of the complex (real, imag) image"
     files = export_images(images, out_dir, spec.format, provenance, per_image=per_image)
     grid = make_grid(images[: min(64, len(images))], ncol=int(math.ceil(math.sqrt(min(64, len(images))))))
@@ -185,3 +188,10 @@ def run_sample(spec: SampleSpec, ctx: JobContext) -> dict:
         "device": info.device,
         "mean": float(np.mean(images)),
     }
+
+
+def _magnitude(images, headroom: float):
+    """Complex (real, imag) images -> their magnitude, |z| x headroom in [0, 1] -> [-1, 1] (1: a plain clip)."""
+    import numpy as np
+
+    return (np.clip(np.sqrt((images**2).sum(axis=1, keepdims=True)) * headroom, 0, 1) * 2 - 1).astype(np.float32)

@@ -135,6 +135,12 @@ class _FieldEditor:
             self.kind = "bool"
             w = QCheckBox()
             w.toggled.connect(on_change)
+        elif ann is bool:  # bool | None: the field's own default, on or off
+            self.kind = "choice"
+            self.options = [None, True, False]
+            w = QComboBox()
+            w.addItems(["(default)", "on", "off"])
+            w.currentIndexChanged.connect(on_change)
         elif (ann is int and not self.optional and (lo is None or lo >= -INT_LIMIT)
               and (hi is None or hi <= INT_LIMIT)):
             # QSpinBox is 32-bit: a field whose range goes beyond it (a 64-bit seed) falls through

@@ -36,8 +36,9 @@ noiseless single-coil data). N posterior samples run as one batch; their mean is
 and the per-pixel std of their magnitudes is the uncertainty map.
 
 Intensity convention: the network sees ``x = image / scale`` with ``scale`` the 99th percentile of
-the magnitude of the zero-filled image, the same normalisation ``complex_training_images`` uses
-(on the fully sampled image) to build the prior's training set.
+the magnitude of the zero-filled image times the prior's ``unit``, the same normalisation its
+training set had on the fully sampled images: unit 1 for ``complex_training_images``, the headroom
+2 for a dataset imported with ``ingest --complex`` (the checkpoint records it).
 """
 
 from __future__ import annotations
@@ -64,6 +65,10 @@ class ScorePrior:
     device: torch.device = torch.device("cpu")
     channels: int = 2
     name: str = ""
+    #: the network's intensity unit in multiples of ``image_scale``: 1 for priors trained on
+    #: ``complex_training_images``, the dataset's headroom (2) for priors trained by the train job on a
+    #: complex dataset (``data.preprocess.normalize_complex``)
+    unit: float = 1.0
 
 
 def load_prior(ref: str, workspace=None, device: str = "auto", ema: bool = True) -> ScorePrior:
@@ -83,7 +88,8 @@ def load_prior(ref: str, workspace=None, device: str = "auto", ema: bool = True)
             "complex images stored as 2 channels (real, imag)"
         )
     lm.net.eval()
-    return ScorePrior(lm.net, lm.process, dev, channels, str(ref))
+    unit = float(lm.meta.get("complex_headroom") or 1.0)
+    return ScorePrior(lm.net, lm.process, dev, channels, str(ref), unit)
 
 
 def image_scale(image) -> float:
@@ -274,7 +280,8 @@ def posterior_sample(
     consistency on each clean-image estimate, then a DDIM step with ``eta``; ``cg_iterations`` conjugate-
     gradient steps for noisy or SENSE data, ``_dds``). ``noise_sigma``: std of the real and of the
     imaginary part of the measurement noise (image units); 0 = noiseless.
-    ``scale``: image units per network unit (default: ``image_scale`` of the zero-filled image).
+    ``scale``: image units per network unit (default: ``image_scale`` of the zero-filled image times
+    the prior's ``unit``).
     ``x0_clip``: bound on |x0_hat| in network units (None: no bound).
     Returns a ``methods.Reconstruction`` (mean image, std of magnitudes, samples).
 
@@ -301,7 +308,7 @@ def posterior_sample(
     A_dev = A if A.device == dev else _moved(A, dev)
     if len(A.ishape) != 2:
         raise UserError("score-based reconstruction supports single-set SENSE maps and single-coil data")
-    scale = image_scale(A_dev.adjoint(yt).cpu().numpy()) if scale is None else float(scale)
+    scale = image_scale(A_dev.adjoint(yt).cpu().numpy()) * prior.unit if scale is None else float(scale)
     y_net = yt / scale
     sy = noise_sigma / scale  # measurement noise std (real and imaginary part) in network units
     h, w = A.ishape[-2:]
