@@ -95,7 +95,10 @@ class TrainSpec(Spec):
         None, ge=8, le=1024, description="train on random square crops of this side (the U-Net is fully "
         "convolutional: a reconstruction prior trained on crops is applied to whole slices); empty: whole images"
     )
-    hflip: bool = Field(False, description="augment with random left-right flips")
+    hflip: bool = Field(
+        False, description="augment with random left-right flips (not for images whose laterality matters, such "
+        "as chest radiographs)"
+    )
     random_phase: bool | None = Field(
         None, description="complex datasets: multiply each image by a random global phase (an MR image's global "
         "phase is arbitrary); empty: on for complex datasets"
