@@ -495,6 +495,9 @@ def read_npz(path: str | Path, split: str | None = None, keep_complex: bool = Fa
             images = images[None]
         if images.ndim not in (3, 4):
             raise SkipFile(f"images of shape {images.shape} are not (N, H, W) / (N, 1, H, W) / (N, H, W, C)")
+        if keep_complex and images.ndim != 3:
+            raise SkipFile(f"complex images of shape {images.shape} are not (N, H, W) / (N, 1, H, W): multi-coil "
+                           "images need coil combination first")
         if labels is not None:
             labels = np.asarray(labels).reshape(len(labels), -1)
             if labels.shape[1] != 1:

@@ -102,6 +102,7 @@ def test_complex_ingest_skips_magnitude_only_and_multicoil_files_with_the_reason
     src.mkdir()
     Image.fromarray((np.abs(images[0]) / np.abs(images[0]).max() * 255).astype(np.uint8)).save(src / "slice.png")
     np.savez(src / "magnitude.npz", images=np.abs(images[:2]))
+    np.savez(src / "coils.npz", images=np.stack([images[:2], images[:2]], axis=1))  # (N, coils, H, W)
     k = fft2c(images[:3])
     with h5py.File(src / "single.h5", "w") as f:  # fastMRI single-coil layout: kspace (slices, H, W)
         f.create_dataset("kspace", data=k)
@@ -113,7 +114,8 @@ def test_complex_ingest_skips_magnitude_only_and_multicoil_files_with_the_reason
     res = _result(run_collect(IngestSpec(source=str(src), name="mixed", complex=True, size=256), workspace=workspace))
     assert res["kept"] == 3 and res["modalities"] == {"MR": 3}
     reasons = {s["file"]: s["reason"] for s in res["skipped"]}
-    assert set(reasons) == {"slice.png", "magnitude.npz", "multi.h5", "rss.h5"}
+    assert set(reasons) == {"slice.png", "magnitude.npz", "coils.npz", "multi.h5", "rss.h5"}
+    assert "(2, 2, 256, 256)" in reasons["coils.npz"] and "coil combination" in reasons["coils.npz"]
     assert "PNG files hold magnitude images" in reasons["slice.png"]
     assert "real-valued" in reasons["magnitude.npz"]
     assert "multi-coil" in reasons["multi.h5"] and "single-coil" in reasons["multi.h5"]
