@@ -884,7 +884,7 @@ class Trainer:
         if self.complex:
             from app.engine.data.preprocess import magnitude_display
 
-            images = magnitude_display(images)
+            images = magnitude_display(images, self.complex_headroom)
         grid = make_grid(images[:, :1], ncol=int(math.ceil(math.sqrt(spec.preview_n))))
         self.ctx.image("preview", grid, "grid")
         folder = self.run_dir / "previews"

@@ -227,9 +227,9 @@ class ImageDataset:
                 out = np.empty_like(data)
                 out[order] = data
         if self.is_complex and not stored:
-            from app.engine.data.preprocess import magnitude_display
+            from app.engine.data.preprocess import COMPLEX_HEADROOM, magnitude_display
 
-            return magnitude_display(out) if len(out) else np.zeros((0, 1) + self.shape[1:], np.float32)
+            return magnitude_display(out, float(self.attrs.get("complex_headroom", COMPLEX_HEADROOM)))
         return out
 
     def provenance(self, i: int) -> dict:

@@ -168,9 +168,10 @@ def fit_complex(x: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def magnitude_display(x: np.ndarray) -> np.ndarray:
+def magnitude_display(x: np.ndarray, headroom: float = COMPLEX_HEADROOM) -> np.ndarray:
     """Stored complex images (k, 2, H, W) -> magnitudes (k, 1, H, W) in [-1, 1] for display and image
-    statistics: the 99th percentile (1 / COMPLEX_HEADROOM in stored units) maps to white."""
+    statistics: the 99th percentile (1 / headroom in stored units) maps to white; headroom 1 is a
+    plain clip of |z| to [0, 1]."""
     x = np.asarray(x, np.float32)
-    mag = np.sqrt(x[:, 0] ** 2 + x[:, 1] ** 2) * COMPLEX_HEADROOM
+    mag = np.sqrt(x[:, 0] ** 2 + x[:, 1] ** 2) * headroom
     return (np.clip(mag, 0, 1) * 2 - 1)[:, None].astype(np.float32)

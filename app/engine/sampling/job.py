@@ -94,6 +94,7 @@ def run_sample(spec: SampleSpec, ctx: JobContext) -> dict:
     import numpy as np
 
     from app.engine.checkpoints import load_checkpoint
+    from app.engine.data.preprocess import magnitude_display
     from app.engine.imaging import make_grid, save_png
     from app.engine.sampling.api import generate_with_info
 
@@ -118,7 +119,7 @@ def run_sample(spec: SampleSpec, ctx: JobContext) -> dict:
             if now - last_preview["t"] >= 0.2 or info.step == info.total:  # throttle at the source
                 last_preview["t"] = now
                 x0 = info.x0[:grid_n].float().clamp(-1, 1).cpu().numpy()
-                x0 = _magnitude(x0, headroom) if x0.shape[1] == 2 else x0
+                x0 = magnitude_display(x0, headroom) if x0.shape[1] == 2 else x0
                 ctx.image("preview", make_grid(x0, ncol=int(math.ceil(math.sqrt(len(x0))))), "grid")
 
     images, info = generate_with_info(
@@ -161,7 +162,7 @@ def run_sample(spec: SampleSpec, ctx: JobContext) -> dict:
         for i in range(spec.n_images)
     ]
     if images.shape[1] == 2:  # complex (real, imag) models: export the magnitude
-        images = _magnitude(images, headroom)
+        images = magnitude_display(images, headroom)
         provenance["exported_as"] = "magnitude of the complex (real, imag) image"
     files = export_images(images, out_dir, spec.format, provenance, per_image=per_image)
     grid = make_grid(images[: min(64, len(images))], ncol=int(math.ceil(math.sqrt(min(64, len(images))))))
@@ -188,10 +189,3 @@ def run_sample(spec: SampleSpec, ctx: JobContext) -> dict:
         "device": info.device,
         "mean": float(np.mean(images)),
     }
-
-
-def _magnitude(images, headroom: float):
-    """Complex (real, imag) images -> their magnitude, |z| x headroom in [0, 1] -> [-1, 1] (1: a plain clip)."""
-    import numpy as np
-
-    return (np.clip(np.sqrt((images**2).sum(axis=1, keepdims=True)) * headroom, 0, 1) * 2 - 1).astype(np.float32)
