@@ -12,9 +12,11 @@ DICOM headers only sex, an age group in decades, manufacturer, body part and mod
 columns of a labels CSV; an NPZ's ``attr_<name>`` arrays. Identifying values (names, ids, UIDs,
 dates) are never stored: columns that look like them are dropped and listed in the report.
 
-``--complex`` keeps complex MR images (complex NPZ / NPY, fastMRI single-coil k-space) as two
-channels, real and imaginary, for the priors of score-based MRI reconstruction (``preprocess.
-normalize_complex``); sources that hold magnitudes only are skipped with that reason.
+``--complex`` keeps complex MR images (complex NPZ / NPY, fully sampled k-space in NPZ or fastMRI
+HDF5) as two channels, real and imaginary, for the priors of score-based MRI reconstruction
+(``preprocess.normalize_complex``). Multi-coil k-space and coil images are combined with ESPIRiT
+maps, as multi-coil reconstruction does (``readers.complex_from_kspace``). Sources that hold
+magnitudes only, and undersampled k-space, are skipped with the reason.
 """
 
 from __future__ import annotations
@@ -80,7 +82,8 @@ class IngestSpec(Spec):
     replace: bool = Field(False, description="replace a dataset of the same name")
     complex: bool = Field(
         False, description="keep complex MR images as 2 channels (real, imaginary), for reconstruction priors: "
-        "complex NPZ / NPY or fastMRI single-coil k-space; scaled by 2x the 99th percentile of the magnitude "
+        "complex NPZ / NPY or fully sampled k-space (NPZ, fastMRI HDF5; multi-coil combined with ESPIRiT "
+        "maps); scaled by 2x the 99th percentile of the magnitude "
         "(normalize is not used), centre-cropped or zero-padded to size (not resampled)"
     )
 

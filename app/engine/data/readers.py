@@ -369,8 +369,8 @@ FASTMRI_KEYS = ("reconstruction_rss", "reconstruction_esc")
 def read_fastmri_h5(path: str | Path, keep_complex: bool = False) -> list[Frame]:
     """Slices of a fastMRI HDF5 file's ``reconstruction_rss`` (or ``reconstruction_esc``).
 
-    ``keep_complex``: the complex images of a single-coil file's ``kspace`` instead (centred
-    orthonormal inverse FFT, ``recon.mri.fft``); the reconstructions hold magnitudes only."""
+    ``keep_complex``: the complex images of the file's fully sampled ``kspace`` instead (see
+    ``complex_from_kspace``); the reconstructions hold magnitudes only."""
     import h5py
 
     path = Path(path)
@@ -407,37 +407,68 @@ def read_fastmri_h5(path: str | Path, keep_complex: bool = False) -> list[Frame]
     ]
 
 
+def complex_from_kspace(kspace: np.ndarray, what: str = "k-space") -> np.ndarray:
+    """The complex image (H, W) of one slice of fully sampled k-space: (H, W) single-coil by the centred
+    orthonormal inverse FFT, (C, H, W) multi-coil by the SENSE-1 combination with ESPIRiT maps
+    (``recon.mri.coils.sense_combine``, the image convention of multi-coil reconstruction).
+
+    Undersampled k-space (zeros off a sampling pattern; zero-padded edges are fine) is skipped: a
+    prior learnt from aliased images would teach the reconstruction the aliasing."""
+    from app.engine.recon.mri.coils import sense_combine
+    from app.engine.recon.mri.fft import ifft2c
+    from app.engine.recon.mri.io import is_fully_sampled, sampling_pattern
+
+    k = np.asarray(kspace)
+    if not np.iscomplexobj(k):
+        raise SkipFile(f"{what} is {k.dtype}, not complex")
+    if not np.isfinite(k).all():
+        raise SkipFile(f"{what} contains NaN or infinite values")
+    mask = sampling_pattern(k)
+    if not is_fully_sampled(mask):
+        raise SkipFile(f"{what} is undersampled ({mask.mean():.0%} of the samples are present): a prior needs fully "
+                       "sampled data (reconstruct undersampled data with radsynth recon)")
+    k = k.astype(np.complex64)
+    if k.ndim == 2:
+        return ifft2c(k)
+    try:
+        return sense_combine(k)[0]
+    except ValueError as exc:
+        raise SkipFile(f"{what}: cannot combine the coils ({exc})") from None
+
+
 def _fastmri_complex(path: Path) -> list[Frame]:
     import h5py
-
-    from app.engine.recon.mri.fft import ifft2c
 
     try:
         with h5py.File(path, "r") as f:
             if "kspace" not in f:
                 raise SkipFile(f"HDF5 file has no 'kspace' dataset (keys: {', '.join(sorted(f.keys())) or 'none'}): "
-                               "complex images come from single-coil k-space")
-            shape = f["kspace"].shape
-            if len(shape) == 4:
-                raise SkipFile(f"kspace of shape {shape} is multi-coil: complex import needs single-coil k-space "
-                               "(combining coils needs sensitivity maps; reconstruct the slices first)")
-            if len(shape) != 3:
-                raise SkipFile(f"kspace has shape {shape}, expected (slices, H, W)")
-            k = np.asarray(f["kspace"][()])
+                               "complex images come from fully sampled k-space")
+            ds = f["kspace"]
+            if ds.ndim not in (3, 4):
+                raise SkipFile(f"kspace has shape {ds.shape}, expected (slices, H, W) or (slices, coils, H, W)")
+            # slice by slice: a multi-coil brain volume is ~0.4 GB of complex64
+            images = [complex_from_kspace(ds[i], f"kspace slice {i}") for i in range(ds.shape[0])]
             attrs = {k2: (v.decode() if isinstance(v, bytes) else v) for k2, v in f.attrs.items()}
     except SkipFile:
         raise
     except Exception as exc:
         raise SkipFile(f"unreadable HDF5 file ({type(exc).__name__}: {exc})") from None
-    if not np.iscomplexobj(k):
-        raise SkipFile(f"kspace is {k.dtype}, not complex")
-    if not np.isfinite(k).all():
-        raise SkipFile("kspace contains NaN or infinite values")
-    images = ifft2c(k.astype(np.complex64))
     patient = str(attrs.get("patient_id", "") or "") or None
     series = str(attrs.get("acquisition", "")) + ":" + path.stem
     return [Frame(np.ascontiguousarray(im, np.complex64), str(path), i, "MR", patient, series, kind="complex")
             for i, im in enumerate(images)]
+
+
+def _npz_kspace_images(kspace: np.ndarray) -> np.ndarray:
+    """Complex images (N, H, W) of an NPZ ``kspace`` array, in the layouts of ``recon.mri.io``: (H, W)
+    single-coil, (C, H, W) one multi-coil slice, (S, C, H, W) a stack of multi-coil slices."""
+    k = np.asarray(kspace)
+    if k.ndim in (2, 3):
+        return complex_from_kspace(k)[None]
+    if k.ndim == 4:
+        return np.stack([complex_from_kspace(k[i], f"kspace slice {i}") for i in range(k.shape[0])])
+    raise SkipFile(f"kspace of shape {k.shape} is not (H, W), (C, H, W) or (S, C, H, W)")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -470,6 +501,10 @@ def read_npz(path: str | Path, split: str | None = None, keep_complex: bool = Fa
                     raise SkipFile(f"NPZ has no split {s!r} (it has {', '.join(have)})")
                 labels = z[f"{s}_labels"] if f"{s}_labels" in keys else None
                 parts.append((s, z[f"{s}_images"], labels, None))
+        elif keep_complex and "kspace" in keys and "images" not in keys:
+            if split:
+                raise SkipFile(f"NPZ has a single 'kspace' array, no split {split!r}")
+            parts.append((None, _npz_kspace_images(z["kspace"]), None, None))
         elif "images" in keys:
             if split:
                 raise SkipFile(f"NPZ has a single 'images' array, no split {split!r}")
@@ -489,6 +524,11 @@ def read_npz(path: str | Path, split: str | None = None, keep_complex: bool = Fa
             images = np.abs(images)
         if images.ndim == 4 and images.shape[1] == 1:  # (N, 1, H, W)
             images = images[:, 0]
+        elif keep_complex and images.ndim == 4:  # (N, coils, H, W) coil images: combined as k-space
+            from app.engine.recon.mri.fft import fft2c
+
+            images = np.stack([complex_from_kspace(fft2c(im.astype(np.complex64)), f"coil images {i}")
+                               for i, im in enumerate(images)])
         elif images.ndim == 4 and images.shape[-1] == 1:  # (N, H, W, 1); (N, H, W, 3) stays RGB
             images = images[..., 0]
         if images.ndim == 2:
@@ -496,8 +536,8 @@ def read_npz(path: str | Path, split: str | None = None, keep_complex: bool = Fa
         if images.ndim not in (3, 4):
             raise SkipFile(f"images of shape {images.shape} are not (N, H, W) / (N, 1, H, W) / (N, H, W, C)")
         if keep_complex and images.ndim != 3:
-            raise SkipFile(f"complex images of shape {images.shape} are not (N, H, W) / (N, 1, H, W): multi-coil "
-                           "images need coil combination first")
+            raise SkipFile(f"complex images of shape {images.shape} are not (N, H, W), (N, 1, H, W) or "
+                           "(N, coils, H, W)")
         if labels is not None:
             labels = np.asarray(labels).reshape(len(labels), -1)
             if labels.shape[1] != 1:
@@ -570,7 +610,7 @@ def read_file(path: str | Path, *, axis: int = 2, split: str | None = None, fmt:
               keep_complex: bool = False) -> list[Frame]:
     """The frames of any supported file (format from its content); SkipFile when unusable.
 
-    ``keep_complex``: complex-valued frames (complex NPZ / NPY, fastMRI single-coil k-space), for
+    ``keep_complex``: complex-valued frames (complex NPZ / NPY, fully sampled k-space), for
     priors of MRI reconstruction; formats that store magnitudes only are skipped with the reason."""
     path = Path(path)
     fmt = fmt or detect_format(path)
@@ -578,7 +618,7 @@ def read_file(path: str | Path, *, axis: int = 2, split: str | None = None, fmt:
         if fmt == "unknown":
             return read_file(path, axis=axis, split=split, fmt=fmt)  # the usual reason for an unknown file
         raise SkipFile(f"{fmt.upper()} files hold magnitude images (no phase): a complex import needs complex NPZ / "
-                       "NPY arrays or fastMRI single-coil k-space")
+                       "NPY arrays or fully sampled k-space (NPZ or fastMRI HDF5)")
     if fmt == "hdf5":
         return read_fastmri_h5(path, keep_complex)
     if fmt == "npz":

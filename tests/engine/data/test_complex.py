@@ -96,29 +96,26 @@ def test_complex_ingest_of_real_siat_data_stores_real_and_imaginary_parts(worksp
     assert workspace.dataset("siatc").meta["complex"] is True
 
 
-def test_complex_ingest_skips_magnitude_only_and_multicoil_files_with_the_reason(workspace, siat, tmp_path):
+def test_complex_ingest_skips_magnitude_only_files_with_the_reason(workspace, siat, tmp_path):
     images, _ = siat
     src = tmp_path / "mixed"
     src.mkdir()
     Image.fromarray((np.abs(images[0]) / np.abs(images[0]).max() * 255).astype(np.uint8)).save(src / "slice.png")
     np.savez(src / "magnitude.npz", images=np.abs(images[:2]))
-    np.savez(src / "coils.npz", images=np.stack([images[:2], images[:2]], axis=1))  # (N, coils, H, W)
+    np.savez(src / "stack.npz", images=np.zeros((2, 2, 3, 32, 32), np.complex64))
     k = fft2c(images[:3])
     with h5py.File(src / "single.h5", "w") as f:  # fastMRI single-coil layout: kspace (slices, H, W)
         f.create_dataset("kspace", data=k)
         f.attrs["acquisition"] = "AXT2"
-    with h5py.File(src / "multi.h5", "w") as f:  # multi-coil: (slices, coils, H, W)
-        f.create_dataset("kspace", data=np.stack([k, k], axis=1))
     with h5py.File(src / "rss.h5", "w") as f:  # reconstructions only: magnitudes
         f.create_dataset("reconstruction_rss", data=np.abs(images[:2]))
     res = _result(run_collect(IngestSpec(source=str(src), name="mixed", complex=True, size=256), workspace=workspace))
     assert res["kept"] == 3 and res["modalities"] == {"MR": 3}
     reasons = {s["file"]: s["reason"] for s in res["skipped"]}
-    assert set(reasons) == {"slice.png", "magnitude.npz", "coils.npz", "multi.h5", "rss.h5"}
-    assert "(2, 2, 256, 256)" in reasons["coils.npz"] and "coil combination" in reasons["coils.npz"]
+    assert set(reasons) == {"slice.png", "magnitude.npz", "stack.npz", "rss.h5"}
+    assert "(2, 2, 3, 32, 32)" in reasons["stack.npz"]
     assert "PNG files hold magnitude images" in reasons["slice.png"]
     assert "real-valued" in reasons["magnitude.npz"]
-    assert "multi-coil" in reasons["multi.h5"] and "single-coil" in reasons["multi.h5"]
     assert "no 'kspace'" in reasons["rss.h5"]
     # the single-coil k-space became the complex images themselves
     stored = ImageDataset.from_workspace(workspace, "mixed").images(indices=[0], stored=True)[0]
@@ -130,6 +127,62 @@ def test_complex_ingest_skips_magnitude_only_and_multicoil_files_with_the_reason
     failed = run_collect(IngestSpec(source=str(only_png), name="png", complex=True), workspace=workspace)[-1]
     assert isinstance(failed, Failed) and "slice.png" in failed.message and "magnitude" in failed.message
     assert not workspace.has_dataset("png")
+
+
+def _smooth_coil_maps(h: int, w: int) -> np.ndarray:
+    """4 receive coils around the object: Gaussian magnitudes, linear phases, sum |S_c|^2 = 1."""
+    yy, xx = np.mgrid[:h, :w] / h - 0.5
+    centres = [(-0.5, 0), (0.5, 0), (0, -0.5), (0, 0.5)]
+    maps = np.stack([np.exp(-((yy - a) ** 2 + (xx - b) ** 2) / 0.25) * np.exp(1j * np.pi * (0.6 * yy * (i + 1) - 0.4 * xx))
+                     for i, (a, b) in enumerate(centres)])
+    return (maps / np.sqrt((np.abs(maps) ** 2).sum(0))).astype(np.complex64)
+
+
+def test_multicoil_data_are_combined_with_espirit_maps_and_undersampled_kspace_is_skipped(workspace, siat,
+                                                                                         tmp_path):
+    images, _ = siat
+    x = images[[3, 7]].astype(np.complex64)  # two real brain slices, 256x256
+    maps = _smooth_coil_maps(256, 256)
+    coil_images = maps[None] * x[:, None]  # (slices, coils, H, W)
+    src = tmp_path / "multi"
+    src.mkdir()
+    with h5py.File(src / "brain_multicoil.h5", "w") as f:  # fastMRI multi-coil layout
+        f.create_dataset("kspace", data=fft2c(coil_images))
+    np.savez(src / "coil_images.npz", images=coil_images[:1])  # (N, coils, H, W) complex coil images
+    np.savez(src / "bart_8coil.npz", **dict(np.load(shared_file("bart_brain_8coil_kspace.npz"))))  # real, R ~ 8
+    res = _result(run_collect(IngestSpec(source=str(src), name="multi", complex=True, size=256), workspace=workspace))
+    assert res["kept"] == 3
+    reasons = {s["file"]: s["reason"] for s in res["skipped"]}
+    assert set(reasons) == {"bart_8coil.npz"} and "undersampled (13%" in reasons["bart_8coil.npz"]
+
+    ds = ImageDataset.from_workspace(workspace, "multi")
+    stored = ds.images(stored=True)
+    combined = (stored[:, 0] + 1j * stored[:, 1]).reshape(3, 256, 256)
+    # the files are read in name order: brain_multicoil.h5 (slices 3, 7), then coil_images.npz (slice 3)
+    truth = x[[0, 1, 0]] * np.exp(1j * np.angle(maps[0]))  # SENSE-1: the object x the phase of coil 0
+    for got, want in zip(combined, truth):
+        obj = np.abs(want) > 0.1 * np.abs(want).max()
+        scale = np.vdot(want[obj], got[obj]) / np.vdot(want[obj], want[obj])  # the ingest's intensity unit
+        assert abs(scale.imag) < 1e-3 * abs(scale) and scale.real > 0
+        err = np.linalg.norm(got[obj] - scale * want[obj]) / np.linalg.norm(scale * want[obj])
+        assert err < 0.05, err
+    np.testing.assert_allclose(combined[2], combined[0], atol=1e-4)  # coil images = their k-space
+
+
+def test_kspace_zero_padded_at_the_edges_counts_as_fully_sampled(siat):
+    from app.engine.data.readers import SkipFile, complex_from_kspace
+    from app.engine.recon.mri.io import is_fully_sampled, sampling_pattern
+
+    k = fft2c(siat[0][0])
+    k[:, :20] = 0  # fastMRI knee files leave the phase-encode lines outside the acquired matrix empty
+    k[:, -17:] = 0
+    assert is_fully_sampled(sampling_pattern(k))
+    np.testing.assert_allclose(complex_from_kspace(k), np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k), norm="ortho")),
+                               atol=1e-5)
+    k[:, 40:200:2] = 0  # every other line missing inside the acquired block: undersampled
+    assert not is_fully_sampled(sampling_pattern(k))
+    with pytest.raises(SkipFile, match="undersampled"):
+        complex_from_kspace(k)
 
 
 def test_a_prior_trains_on_random_crops_with_random_phases_and_loads_with_the_datasets_unit(workspace, complex_ds,

@@ -44,6 +44,22 @@ def test_fastmri_hdf5_is_read_with_its_reference_and_attributes(tmp_path, siat_s
     assert np.allclose(inp.reference, np.sqrt(1.25) * np.abs(siat_slice), rtol=1e-4)
 
 
+def test_kspace_with_empty_edge_lines_is_fully_sampled_and_gets_the_retrospective_mask(tmp_path, siat_slice):
+    k = fft2c(siat_slice)
+    k[:, :24] = 0  # fastMRI knee layout: phase-encode lines outside the acquired matrix are empty
+    k[:, -24:] = 0
+    p = tmp_path / "file_knee.h5"
+    with h5py.File(p, "w") as f:
+        f["kspace"] = k[None]
+    inp = load_recon_input(p, 0)
+    assert inp.fully_sampled and inp.measured_mask is None  # not mistaken for its own sampling pattern
+    k[:, 30:110:3] = 0  # lines missing inside the acquired block (the centre kept): undersampled
+    with h5py.File(p, "w") as f:
+        f["kspace"] = k[None]
+    inp = load_recon_input(p, 0)
+    assert not inp.fully_sampled and inp.measured_mask[:, 30:110:3].sum() == 0
+
+
 @pytest.mark.parametrize(
     "arrays, reason",
     [

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from app.engine.recon.mri.coils import espirit_maps
+from app.engine.recon.mri.coils import espirit_maps, gram_factors, gram_rows, sense_combine
 from app.engine.recon.mri.fft import fft2c, ifft2c
 from app.engine.recon.mri.masks import MASK_KINDS, center_is_sampled, make_mask
 from app.engine.recon.mri.operators import FiniteDifference, MaskedFFT, SenseOp, inner
@@ -92,3 +92,36 @@ def test_poisson_disc_mask_is_denser_at_the_centre_than_at_the_edge():
     yy, xx = np.mgrid[-64:64, -64:64]
     r = np.hypot(yy, xx)
     assert m[(r > 12) & (r < 30)].mean() > 1.5 * m[r > 50].mean()
+
+
+def test_espirit_gram_matrices_equal_their_kernel_by_kernel_definition(rng):
+    # G(x) = (HW / k^2) sum_j w_j(x)^* w_j(x)^T, w_j = ifft2c of kernel j zero-padded to the k-space size
+    for h, w, c, k, n in [(32, 40, 3, 6, 10), (33, 27, 4, 5, 7)]:  # even and odd grids
+        kernels = _crandn(rng, (n, c, k, k))
+        want = np.zeros((h, w, c, c), np.complex128)
+        for ker in kernels:
+            padded = np.zeros((c, h, w), np.complex64)
+            padded[:, h // 2 - k // 2 : h // 2 - k // 2 + k, w // 2 - k // 2 : w // 2 - k // 2 + k] = ker
+            img = ifft2c(padded).transpose(1, 2, 0)
+            want += img[..., :, None].conj() * img[..., None, :]
+        want *= h * w / (k * k)
+        ey, half = gram_factors(kernels, h, w)
+        got = np.concatenate([gram_rows(ey[r : r + 5], half) for r in range(0, h, 5)])
+        np.testing.assert_allclose(got, want, atol=1e-5 * np.abs(want).max())
+
+
+def test_espirit_recovers_known_coil_sensitivities_of_a_real_brain_slice():
+    with np.load(shared_file("siat_brain_t2_complex_dev.npz")) as z:
+        x = z["images"][125].astype(np.complex64)
+    h, w = x.shape
+    yy, xx = np.mgrid[:h, :w] / h - 0.5
+    true = np.stack([np.exp(-((yy - a) ** 2 + (xx - b) ** 2) / 0.25) * np.exp(1j * np.pi * (0.6 * yy * i - 0.4 * xx))
+                     for i, (a, b) in enumerate([(-0.5, 0), (0.5, 0), (0, -0.5), (0, 0.5)])])
+    true /= np.sqrt((np.abs(true) ** 2).sum(0))
+    maps = espirit_maps(fft2c(true * x))
+    inside = np.abs(x) > 0.1 * np.abs(x).max()
+    want = true * np.exp(-1j * np.angle(true[0]))  # ESPIRiT's phase is relative to coil 0
+    err = np.linalg.norm((maps - want)[:, inside]) / np.linalg.norm(want[:, inside])
+    assert err < 0.05, err
+    combined, _ = sense_combine(fft2c(true * x), maps)
+    assert np.linalg.norm((combined - x * np.exp(1j * np.angle(true[0])))[inside]) < 0.05 * np.linalg.norm(x[inside])

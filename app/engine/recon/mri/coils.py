@@ -8,13 +8,15 @@ arrays of this project's conventions):
 2. its right singular vectors above ``threshold`` x the largest singular value span the
    signal subspace (eq. 10-11);
 3. each subspace kernel, zero-padded and taken to image space, gives per pixel a C x C matrix
-   G(x) = sum_j w_j(x) w_j(x)^H (eq. 14-16); the sensitivities are the eigenvector with eigenvalue
-   ~1 (eq. 17), set to zero where the largest eigenvalue is below ``crop`` (outside the object).
+   G(x) = sum_j w_j(x) w_j(x)^H (eq. 14-16; built from the kernels' cross-correlations, see
+   ``gram_factors``); the sensitivities are the eigenvector with eigenvalue ~1 (eq. 17), set to
+   zero where the largest eigenvalue is below ``crop`` (outside the object).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from app.engine.recon.mri.fft import ifft2c
 
@@ -31,6 +33,35 @@ def calibration_width(mask: np.ndarray, max_width: int = 24) -> int:
         else:
             break
     return best
+
+
+def gram_factors(kernels: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ESPIRiT matrices G(x) of (n, C, k, k) kernels on an (h, w) grid, in factored form.
+
+    Each kernel, zero-padded to the k-space size and taken to image space by the centred inverse FFT,
+    gives w_j(x) in C^C, and G(x) = (hw / k^2) sum_j w_j(x)^* w_j(x)^T (eq. 14-16). Its entries are
+    trigonometric polynomials of degree < k per axis, so they follow from the kernels'
+    cross-correlations (a (2k-1)^2 grid per coil pair) by a separable DFT onto the pixel grid: the
+    same G as the kernel-by-kernel sum, without an FFT and an outer product per kernel at full size
+    (several times faster, and a fraction of the memory). ``gram_rows(ey[rows], half)`` gives G for a
+    block of rows.
+    """
+    _, c, k, _ = kernels.shape
+    m = 2 * k - 1
+    kf = np.fft.fft2(kernels.astype(np.complex128), s=(m, m))
+    corr = np.fft.ifft2(np.einsum("jcuv,jduv->cduv", kf.conj(), kf))  # sum_j sum_a K_jc[a]^* K_jd[a + D]
+    corr = np.fft.fftshift(corr, axes=(-2, -1)) / (k * k)  # lag D = -(k-1)..k-1 at index D + k - 1
+    lags = np.arange(m) - (k - 1)
+    ey = np.exp(2j * np.pi * np.outer(np.arange(h) - h // 2, lags) / h)  # (h, m)
+    ex = np.exp(2j * np.pi * np.outer(np.arange(w) - w // 2, lags) / w)  # (w, m)
+    return ey, (corr @ ex.T).reshape(c * c, m, w)
+
+
+def gram_rows(ey_rows: np.ndarray, half: np.ndarray) -> np.ndarray:
+    """G(x) (rows, w, C, C) for the rows whose DFT factors ``ey_rows`` are given (see gram_factors)."""
+    c = int(round(half.shape[0] ** 0.5))
+    g = np.matmul(ey_rows, half)  # (C*C, rows, w)
+    return g.reshape(c, c, *g.shape[1:]).transpose(2, 3, 0, 1)
 
 
 def espirit_maps(
@@ -62,19 +93,37 @@ def espirit_maps(
     _, s, vh = np.linalg.svd(rows, full_matrices=False)
     n_kernels = int((s >= threshold * s[0]).sum())
     kernels = vh[:n_kernels].reshape(n_kernels, c, k, k)
-    # image-space view of each kernel (eq. 14): zero-pad to the k-space size, centred inverse FFT
-    gram = np.zeros((h, w, c, c), np.complex128)
-    ky0, kx0 = h // 2 - k // 2, w // 2 - k // 2
-    for ker in kernels:
-        padded = np.zeros((c, h, w), np.complex64)
-        padded[:, ky0 : ky0 + k, kx0 : kx0 + k] = ker
-        img = ifft2c(padded).transpose(1, 2, 0)  # (H, W, C)
-        gram += img[..., :, None].conj() * img[..., None, :]  # w^* w^T (eigenvalues are real)
-    gram *= h * w / (k * k)
-    evals, evecs = np.linalg.eigh(gram)  # ascending eigenvalues per pixel (eq. 17)
-    top_val = evals[..., -1]
-    maps = evecs[..., :, -1].conj()  # (H, W, C)
+    ey, half = gram_factors(kernels, h, w)
+    maps = np.empty((h, w, c), np.complex64)
+    top_val = np.empty((h, w), np.float32)
+    block = max(1, (1 << 22) // (w * c * c))  # rows per block: ~4 M matrix entries at a time
+    for r0 in range(0, h, block):
+        gram = gram_rows(ey[r0 : r0 + block], half).astype(np.complex64)
+        # batched eigen-decomposition, ascending eigenvalues per pixel (eq. 17); torch's is ~2x numpy's
+        evals, evecs = torch.linalg.eigh(torch.from_numpy(np.ascontiguousarray(gram)))
+        top_val[r0 : r0 + block] = evals[..., -1].numpy()
+        maps[r0 : r0 + block] = evecs[..., :, -1].conj().resolve_conj().numpy()
     ref = maps[..., :1]
     maps = maps * np.conj(ref / np.maximum(np.abs(ref), 1e-12))  # phase relative to coil 0
     maps = maps * (top_val > crop)[..., None]
     return np.ascontiguousarray(maps.transpose(2, 0, 1)).astype(np.complex64)
+
+
+def sense_combine(kspace: np.ndarray, maps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Coil-combined complex image (H, W) of fully sampled multi-coil k-space (C, H, W), and the maps.
+
+    The least-squares (SENSE-1) combination x = sum_c conj(S_c) x_c / sum_c |S_c|^2 with the ESPIRiT
+    maps that reconstruction estimates (``operators.SenseOp``): for fully sampled data it is exactly
+    the solution of A x = y, so a prior trained on such images lives in the image convention of
+    the multi-coil reconstruction (object phase relative to coil 0, zero outside the maps).
+    """
+    ks = np.asarray(kspace, dtype=np.complex64)
+    if ks.ndim != 3:
+        raise ValueError(f"coil combination needs multi-coil k-space (C, H, W), got shape {ks.shape}")
+    if maps is None:
+        maps = espirit_maps(ks)
+    coil_images = ifft2c(ks)
+    power = (np.abs(maps) ** 2).sum(axis=0)
+    num = (np.conj(maps) * coil_images).sum(axis=0)
+    image = np.where(power > 1e-6, num / np.maximum(power, 1e-6), 0)
+    return image.astype(np.complex64), maps

@@ -10,7 +10,9 @@
   multi-coil, with ``reconstruction_rss`` / ``reconstruction_esc`` as reference and the file's
   attributes kept). Fully sampled k-space is undersampled retrospectively by the job; k-space that
   is already undersampled (zeros off the sampling pattern) is reconstructed as measured, and its
-  own sampling pattern is the mask.
+  own sampling pattern is the mask. Zero-padded edges (fastMRI knee files leave the phase-encode
+  lines outside the acquired matrix empty) do not make k-space undersampled: it counts as fully
+  sampled when every sample inside the block of sampled rows and columns is present.
 
 Bad files get a ``UserError`` naming the file and the reason: unknown layout, wrong shape, real
 instead of complex data, NaN / inf values, or undersampled k-space without a sampled centre.
@@ -87,6 +89,17 @@ def sampling_pattern(kspace: np.ndarray) -> np.ndarray:
     return (nz.reshape(-1, *k.shape[-2:]).any(axis=0)).astype(np.float32)
 
 
+def is_fully_sampled(mask: np.ndarray, tolerance: float = 0.999) -> bool:
+    """True when ``mask`` (H, W) samples everything inside the block spanned by its sampled rows
+    and columns: fully sampled k-space, possibly zero-padded at the edges."""
+    m = np.asarray(mask).astype(bool)
+    rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+    if rows.size == 0:
+        return False
+    block = m[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    return bool(block.mean() > tolerance)
+
+
 def validate_kspace(path, kspace: np.ndarray) -> np.ndarray | None:
     """Check one slice of k-space (H, W) or (C, H, W); return its mask when undersampled, else None."""
     if kspace.ndim not in (2, 3):
@@ -98,7 +111,7 @@ def validate_kspace(path, kspace: np.ndarray) -> np.ndarray | None:
     mask = sampling_pattern(kspace)
     if mask.sum() == 0:
         raise _bad(path, "k-space is all zeros")
-    if mask.mean() > 0.999:
+    if is_fully_sampled(mask):
         return None
     if not center_is_sampled(mask, CALIBRATION_FRACTION):
         raise _bad(
