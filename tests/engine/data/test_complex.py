@@ -24,7 +24,7 @@ from app.engine.jobs import Cancelled, Done, Failed, Image as ImageEvent, Log, r
 from app.engine.recon.mri.fft import fft2c
 from app.engine.sampling.job import SampleSpec
 from app.engine.training import TrainSpec
-from tests.conftest import shared_file
+from tests.conftest import shared_file, smooth_coil_maps
 
 TINY = dict(base_channels=8, channel_mults=[1, 2], num_res_blocks=1, attention_resolutions=[], batch_size=4,
             warmup_steps=1, log_every=1, lr=1e-3, ema_decay=0.9, preview_every=0, val_every=0, process="vpsde",
@@ -129,20 +129,11 @@ def test_complex_ingest_skips_magnitude_only_files_with_the_reason(workspace, si
     assert not workspace.has_dataset("png")
 
 
-def _smooth_coil_maps(h: int, w: int) -> np.ndarray:
-    """4 receive coils around the object: Gaussian magnitudes, linear phases, sum |S_c|^2 = 1."""
-    yy, xx = np.mgrid[:h, :w] / h - 0.5
-    centres = [(-0.5, 0), (0.5, 0), (0, -0.5), (0, 0.5)]
-    maps = np.stack([np.exp(-((yy - a) ** 2 + (xx - b) ** 2) / 0.25) * np.exp(1j * np.pi * (0.6 * yy * (i + 1) - 0.4 * xx))
-                     for i, (a, b) in enumerate(centres)])
-    return (maps / np.sqrt((np.abs(maps) ** 2).sum(0))).astype(np.complex64)
-
-
 def test_multicoil_data_are_combined_with_espirit_maps_and_undersampled_kspace_is_skipped(workspace, siat,
                                                                                          tmp_path):
     images, _ = siat
     x = images[[3, 7]].astype(np.complex64)  # two real brain slices, 256x256
-    maps = _smooth_coil_maps(256, 256)
+    maps = smooth_coil_maps(256, 256)
     coil_images = maps[None] * x[:, None]  # (slices, coils, H, W)
     src = tmp_path / "multi"
     src.mkdir()
