@@ -25,19 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from app.engine.recon.mri.coils import calibration_width, espirit_maps
+from app.engine.recon.mri.coils import calibration_width, espirit_maps, simulated_coil_maps
 from app.engine.recon.mri.fft import fft2c, ifft2c
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def _ring_maps(h: int, w: int, coils: int) -> np.ndarray:
-    """``coils`` receive coils on a ring around the object: Gaussian magnitudes, smooth phases, sum |S|^2 = 1."""
-    yy, xx = np.mgrid[:h, :w] / np.array([h, w])[:, None, None] - 0.5
-    angles = np.linspace(0, 2 * np.pi, coils, endpoint=False)
-    maps = np.stack([np.exp(-((yy - 0.35 * np.cos(a)) ** 2 + (xx - 0.35 * np.sin(a)) ** 2) / 0.08)
-                     * np.exp(1j * (2 * yy * np.cos(a) + 1.5 * xx * np.sin(a))) for a in angles])
-    return (maps / np.sqrt((np.abs(maps) ** 2).sum(0))).astype(np.complex64)
 
 
 def _best(fn, repeat: int):
@@ -75,7 +66,7 @@ def main() -> None:
         img = z["images"][125].astype(np.complex64)
     big = np.zeros((640, 320), np.complex64)
     big[192:448, 32:288] = img
-    truth = _ring_maps(640, 320, 16)
+    truth = simulated_coil_maps(640, 320, 16)
     cases.append(("16-coil 640x320 (SIAT slice, known maps)", fft2c(truth * big).astype(np.complex64), truth, big))
 
     print(f"{'case':44} {'ours s':>7} {'sigpy s':>8} {'ratio':>6} {'ours vs sigpy':>13} {'ours vs truth':>13} "

@@ -44,15 +44,6 @@ def shared_file(name: str) -> Path:
     return p
 
 
-def smooth_coil_maps(h: int, w: int) -> np.ndarray:
-    """4 receive coils around the object (C, H, W): Gaussian magnitudes, linear phases, sum |S_c|^2 = 1."""
-    yy, xx = np.mgrid[:h, :w] / h - 0.5
-    centres = [(-0.5, 0), (0.5, 0), (0, -0.5), (0, 0.5)]
-    maps = np.stack([np.exp(-((yy - a) ** 2 + (xx - b) ** 2) / 0.25) * np.exp(1j * np.pi * (0.6 * yy * i - 0.4 * xx))
-                     for i, (a, b) in enumerate(centres)])
-    return (maps / np.sqrt((np.abs(maps) ** 2).sum(0))).astype(np.complex64)
-
-
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

@@ -21,10 +21,11 @@ from app.engine.data.cache import ImageDataset
 from app.engine.data.ingest import IngestSpec
 from app.engine.data.preprocess import COMPLEX_HEADROOM, fit_complex, magnitude_display, normalize_complex
 from app.engine.jobs import Cancelled, Done, Failed, Image as ImageEvent, Log, run_collect
+from app.engine.recon.mri.coils import simulated_coil_maps
 from app.engine.recon.mri.fft import fft2c
 from app.engine.sampling.job import SampleSpec
 from app.engine.training import TrainSpec
-from tests.conftest import shared_file, smooth_coil_maps
+from tests.conftest import shared_file
 
 TINY = dict(base_channels=8, channel_mults=[1, 2], num_res_blocks=1, attention_resolutions=[], batch_size=4,
             warmup_steps=1, log_every=1, lr=1e-3, ema_decay=0.9, preview_every=0, val_every=0, process="vpsde",
@@ -133,7 +134,7 @@ def test_multicoil_data_are_combined_with_espirit_maps_and_undersampled_kspace_i
                                                                                          tmp_path):
     images, _ = siat
     x = images[[3, 7]].astype(np.complex64)  # two real brain slices, 256x256
-    maps = smooth_coil_maps(256, 256)
+    maps = simulated_coil_maps(256, 256)
     coil_images = maps[None] * x[:, None]  # (slices, coils, H, W)
     src = tmp_path / "multi"
     src.mkdir()

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from app.engine.recon.mri.coils import espirit_maps, gram_factors, gram_rows, sense_combine
+from app.engine.recon.mri.coils import espirit_maps, gram_factors, gram_rows, sense_combine, simulated_coil_maps
 from app.engine.recon.mri.fft import fft2c, ifft2c
 from app.engine.recon.mri.masks import MASK_KINDS, center_is_sampled, make_mask
 from app.engine.recon.mri.operators import FiniteDifference, MaskedFFT, SenseOp, inner
-from tests.conftest import shared_file, smooth_coil_maps
+from tests.conftest import shared_file
 
 
 def _crandn(rng, shape):
@@ -113,7 +113,7 @@ def test_espirit_gram_matrices_equal_their_kernel_by_kernel_definition(rng):
 def test_espirit_recovers_known_coil_sensitivities_of_a_real_brain_slice():
     with np.load(shared_file("siat_brain_t2_complex_dev.npz")) as z:
         x = z["images"][125].astype(np.complex64)
-    true = smooth_coil_maps(*x.shape)
+    true = simulated_coil_maps(*x.shape)
     maps = espirit_maps(fft2c(true * x))
     inside = np.abs(x) > 0.1 * np.abs(x).max()
     want = true * np.exp(-1j * np.angle(true[0]))  # ESPIRiT's phase is relative to coil 0

@@ -109,6 +109,21 @@ def espirit_maps(
     return np.ascontiguousarray(maps.transpose(2, 0, 1)).astype(np.complex64)
 
 
+def simulated_coil_maps(h: int, w: int, coils: int = 8) -> np.ndarray:
+    """Smooth receive-coil sensitivities (C, H, W) for simulating multi-coil data from one complex image.
+
+    ``coils`` coils on a ring around the field of view: Gaussian magnitude profiles and slowly varying
+    phases, normalised so that sum_c |S_c|^2 = 1 (the root-sum-of-squares image is then the object's
+    magnitude). Benchmarks and tests use them as known ground truth for ESPIRiT and SENSE."""
+    yy, xx = np.mgrid[:h, :w] / np.array([h, w], dtype=np.float64)[:, None, None] - 0.5
+    angles = np.linspace(0, 2 * np.pi, coils, endpoint=False)
+    # broad profiles (as a head coil's): with ESPIRiT's 6x6 kernels from a 24x24 centre, narrower
+    # Gaussians (variance 0.08 instead of 0.25) are recovered with ~20 % error on a 256x256 brain slice
+    maps = np.stack([np.exp(-((yy - 0.35 * np.cos(a)) ** 2 + (xx - 0.35 * np.sin(a)) ** 2) / 0.25)
+                     * np.exp(1j * (yy * np.cos(a) + xx * np.sin(a) + 0.3 * a)) for a in angles])
+    return (maps / np.sqrt((np.abs(maps) ** 2).sum(0))).astype(np.complex64)
+
+
 def sense_combine(kspace: np.ndarray, maps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Coil-combined complex image (H, W) of fully sampled multi-coil k-space (C, H, W), and the maps.
 
