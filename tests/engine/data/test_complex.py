@@ -16,6 +16,7 @@ from PIL import Image
 from pydantic import ValidationError
 from safetensors.torch import load_file
 
+from app.cli import main
 from app.engine.checkpoints import list_checkpoints
 from app.engine.data.cache import ImageDataset
 from app.engine.data.ingest import IngestSpec
@@ -178,7 +179,8 @@ def test_kspace_zero_padded_at_the_edges_counts_as_fully_sampled(siat):
 
 
 def test_a_prior_trains_on_random_crops_with_random_phases_and_loads_with_the_datasets_unit(workspace, complex_ds,
-                                                                                          tmp_path):
+                                                                                          tmp_path, capsys,
+                                                                                          monkeypatch):
     from app.engine.recon.mri.score import load_prior
 
     res = _result(run_collect(TrainSpec(dataset="siatc", epochs=1, crop_size=32, hflip=True, **TINY),
@@ -204,6 +206,18 @@ def test_a_prior_trains_on_random_crops_with_random_phases_and_loads_with_the_da
     y = A.forward(img)
     rec = reconstruct("score-dds", A, y, model=prior, samples=1, steps=2, seed=0)
     assert rec.info["scale"] == pytest.approx(COMPLEX_HEADROOM * image_scale(A.adjoint(y)), rel=1e-5)
+    # radsynth recon finds the run in --workspace, with the files sent elsewhere by --out (and another
+    # default workspace)
+    monkeypatch.setenv("RADSYNTH_WORKSPACE", str(tmp_path / "other-default"))
+    src = tmp_path / "slice.npz"
+    np.savez(src, images=img[None])
+    code = main(["recon", "--workspace", str(workspace.root), "--input", str(src), "--method", "score-dds",
+                 "--run", res["run"], "--samples", "1", "--steps", "2", "--out", str(tmp_path / "recon"),
+                 "--json", "--quiet"])
+    out_json = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0, out_json
+    assert np.isfinite(out_json["methods"]["score-dds"]["metrics"]["psnr"])
+    assert (tmp_path / "recon" / "score-dds_recon.png").exists()
     # generating from it exports magnitudes, on the dataset's display scale
     out = tmp_path / "samples"
     ev = run_collect(SampleSpec(run=res["run"], n_images=2, steps=2, format="npz", out=str(out), preview_every=1),
