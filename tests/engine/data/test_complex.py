@@ -207,10 +207,10 @@ def test_a_prior_trains_on_random_crops_with_random_phases_and_loads_with_the_da
     rec = reconstruct("score-dds", A, y, model=prior, samples=1, steps=2, seed=0)
     assert rec.info["scale"] == pytest.approx(COMPLEX_HEADROOM * image_scale(A.adjoint(y)), rel=1e-5)
     # radsynth recon finds the run in --workspace, with the files sent elsewhere by --out (and another
-    # default workspace)
+    # default workspace), and runs the prior on a matrix it cannot halve (63 x 61)
     monkeypatch.setenv("RADSYNTH_WORKSPACE", str(tmp_path / "other-default"))
     src = tmp_path / "slice.npz"
-    np.savez(src, images=img[None])
+    np.savez(src, images=img[None, :63, :61])
     code = main(["recon", "--workspace", str(workspace.root), "--input", str(src), "--method", "score-dds",
                  "--run", res["run"], "--samples", "1", "--steps", "2", "--out", str(tmp_path / "recon"),
                  "--json", "--quiet"])

@@ -73,3 +73,38 @@ def test_complex_training_images_hold_real_and_imaginary_channels_at_unit_scale(
     assert x.shape == (1, 2, 256, 256) and x.dtype == np.float32
     mag = np.hypot(x[0, 0], x[0, 1])
     assert np.isclose(np.percentile(mag, 99), 1.0, rtol=1e-3)
+
+
+def test_a_unet_that_halves_twice_runs_on_any_matrix_size():
+    from app.engine.recon.mri.score import PaddedNet
+
+    torch.manual_seed(0)
+    net = UNet(NetConfig(image_size=32, in_channels=2, base_channels=8, channel_mults=(1, 2, 2), num_res_blocks=1,
+                         attention_resolutions=())).eval()
+    padded = PaddedNet(net, 4)
+    level = torch.tensor([0.3])
+    x = torch.randn(1, 2, 30, 35)  # the scanner's matrix: not a multiple of 4
+    with pytest.raises(RuntimeError):
+        net(x, level)
+    with torch.no_grad():
+        out = padded(x, level)
+        assert out.shape == x.shape
+        # the centred reflect padding (1 + 1 rows, 0 + 1 column), then the crop back
+        full = net(torch.nn.functional.pad(x, (0, 1, 1, 1), mode="reflect"), level)
+        assert torch.equal(out, full[..., 1:31, 0:35])
+        x32 = torch.randn(1, 2, 32, 32)
+        assert torch.equal(padded(x32, level), net(x32, level))  # sizes it can halve are left alone
+
+
+def test_sense_samples_are_zero_outside_the_coil_maps_support(small_slice):
+    from app.engine.recon.mri.coils import simulated_coil_maps
+    from app.engine.recon.mri.operators import SenseOp
+
+    maps = simulated_coil_maps(32, 32, 4)
+    maps[:, :, :5] = 0  # no coil sees the first 5 columns
+    mask, _ = make_mask("random", small_slice.shape, 2, 0.2, seed=0)
+    A = SenseOp(maps, mask)
+    y = A.forward(small_slice)
+    rec = reconstruct("score-dds", A, y, model=_tiny_prior("vpsde"), samples=2, steps=3, seed=0)
+    assert np.all(rec.samples[:, :, :5] == 0) and np.all(rec.std[:, :5] == 0) and np.all(rec.image[:, :5] == 0)
+    assert np.all(np.abs(rec.samples[:, :, 5:]) > 0) and rec.std[:, 5:].max() > 0

@@ -163,7 +163,7 @@ def run_ct_recon(spec: CTReconSpec, ctx: JobContext) -> dict:
 
 
 def _load_ct_prior(ref: str, ctx, device: str):
-    from app.engine.recon.mri.score import ScorePrior
+    from app.engine.recon.mri.score import ScorePrior, any_size
 
     try:
         from app.engine.checkpoints import load_checkpoint
@@ -175,4 +175,4 @@ def _load_ct_prior(ref: str, ctx, device: str):
     lm = load_checkpoint(ref, workspace=ctx.workspace, ema=True, device=str(dev))
     if int(getattr(lm, "channels", 1)) != 1:
         raise UserError(f"checkpoint {ref!r} is not a 1-channel (magnitude) prior; CT needs one")
-    return ScorePrior(lm.net.eval(), lm.process, dev, 1, str(ref))
+    return ScorePrior(any_size(lm.net.eval()), lm.process, dev, 1, str(ref))

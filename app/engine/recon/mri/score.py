@@ -51,7 +51,7 @@ import torch
 
 from app.engine.jobs import UserError
 from app.engine.recon.mri.fft import fft2c, ifft2c
-from app.engine.recon.mri.operators import LinearOperator, MaskedFFT
+from app.engine.recon.mri.operators import LinearOperator, MaskedFFT, SenseOp
 
 SCALE_PERCENTILE = 99.0
 
@@ -89,7 +89,39 @@ def load_prior(ref: str, workspace=None, device: str = "auto", ema: bool = True)
         )
     lm.net.eval()
     unit = float(lm.meta.get("complex_headroom") or 1.0)
-    return ScorePrior(lm.net, lm.process, dev, channels, str(ref), unit)
+    return ScorePrior(any_size(lm.net), lm.process, dev, channels, str(ref), unit)
+
+
+def any_size(net: torch.nn.Module) -> torch.nn.Module:
+    """``net`` wrapped in ``PaddedNet`` when it is a U-Net that halves the image (any matrix size then)."""
+    mults = getattr(getattr(net, "config", None), "channel_mults", None)
+    return PaddedNet(net, 2 ** (len(mults) - 1)) if mults and len(mults) > 1 else net
+
+
+class PaddedNet(torch.nn.Module):
+    """A U-Net on images of any size: H and W are reflect-padded (centred) up to a multiple of its
+    downsampling factor, and the output is cropped back. Measured k-space comes in the scanner's
+    matrix size (e.g. 180 x 230), which a U-Net halving twice cannot take as it is."""
+
+    def __init__(self, net: torch.nn.Module, multiple: int):
+        super().__init__()
+        self.net = net
+        self.multiple = int(multiple)
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:  # num_classes, config, ...: the wrapped net's
+            return getattr(super().__getattr__("net"), name)
+
+    def forward(self, x: torch.Tensor, level: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % self.multiple, (-w) % self.multiple
+        if ph == 0 and pw == 0:
+            return self.net(x, level, y)
+        top, left = ph // 2, pw // 2
+        padded = torch.nn.functional.pad(x, (left, pw - left, top, ph - top), mode="reflect")
+        return self.net(padded, level, y)[..., top : top + h, left : left + w]
 
 
 def image_scale(image) -> float:
@@ -372,7 +404,13 @@ def posterior_sample(
         x0 = _pc(proc, posterior, replace if hard else None, n, h, w, steps, snr, g, randn, dev, callback, scale)
     if hard:  # the sampled k-space of the clean image is the measurement itself (alpha 1, sigma 0)
         x0 = replace(x0, 1.0, 0.0)
-    samples = (_to_c(x0) * scale).cpu()
+    samples = _to_c(x0) * scale
+    if isinstance(A_dev, SenseOp):
+        # no coil sees the pixels outside the maps' support: nothing is measured there, and SENSE takes
+        # the object to be zero there (as the other methods' reconstructions are); left alone, the prior
+        # would paint its own texture there, in the mean image and as large std
+        samples = samples * ((A_dev.maps.abs() ** 2).sum(0) > 0)
+    samples = samples.cpu()
     mean = samples.mean(0).numpy()
     std = samples.abs().std(0, unbiased=n > 1).numpy() if n > 1 else np.zeros(mean.shape, np.float32)
     return Reconstruction("score", mean, std=std.astype(np.float32), samples=samples.numpy(),
