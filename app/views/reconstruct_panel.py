@@ -442,7 +442,7 @@ class ReconstructPanel(QWidget):
             return
         self._kspace_sync = True
         try:
-            dst.vb.setRange(src.vb.viewRect(), padding=0.0)
+            dst.vb.setRange(src.target_rect(), padding=0.0)
         finally:
             self._kspace_sync = False
 

@@ -208,3 +208,29 @@ def test_thumbnail_grid_lists_images_and_reports_the_selection(qtbot):
     g.selection.connect(got.append)
     g.item(3).setSelected(True)
     assert got[-1] == [13]
+
+
+def test_comparison_grid_without_a_reference_keeps_every_result_filling_its_view(qtbot):
+    # measured k-space has no reference: 3 results, their error and uncertainty maps, in views of
+    # different shapes, linked with the aspect ratio locked; none may shrink to a dot
+    from app.views.widgets.comparison_grid import ComparisonGrid
+
+    grid = ComparisonGrid()
+    qtbot.addWidget(grid)
+    grid.resize(1200, 700)
+    grid.show()
+    qtbot.waitExposed(grid)
+    img = np.random.default_rng(0).random((180, 230)).astype(np.float32)
+    for method in ("zero-filled", "cs-tv", "score-dds"):
+        grid.set_result(method, image=img)
+        qtbot.wait(10)
+        grid.set_result(method, error=img)
+    grid.set_result("score-dds", std=img)
+    grid.resize(1500, 900)
+    qtbot.wait(100)
+    views = [*grid.views.values(), *grid.error_views.values(), *grid.std_views.values()]
+    assert len(views) == 8
+    for v in views:
+        (x0, x1), (y0, y1) = v.vb.viewRange()
+        # the locked aspect widens one axis; the other fits the 230 x 180 image
+        assert min((x1 - x0) / 230, (y1 - y0) / 180) < 1.05, (v.objectName(), v.vb.viewRange())

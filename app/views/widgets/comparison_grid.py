@@ -85,7 +85,7 @@ class ComparisonGrid(QWidget):
             return
         self._range_busy = True
         try:
-            rect = src.vb.viewRect()
+            rect = src.target_rect()
             for group in (self.reference, next(iter(self.error_views.values()), None),
                           next(iter(self.std_views.values()), None)):
                 if group is not None and group._group is not src._group:
@@ -110,7 +110,7 @@ class ComparisonGrid(QWidget):
             next(iter(self.error_views.values())).link(e)
         self.error_views[method] = e
         self._lay.addWidget(e, 1, col)
-        e.vb.setRange(self.reference.vb.viewRect(), padding=0.0)
+        e.vb.setRange(self.reference.target_rect(), padding=0.0)
         self._lay.setColumnStretch(col, 1)
         self._lay.setColumnStretch(0, 1)
         self.changed.emit()
@@ -127,7 +127,7 @@ class ComparisonGrid(QWidget):
         self.std_views[method] = s
         self._lay.addWidget(s, 2, self.methods.index(method) + 1)
         self._lay.setRowStretch(2, 1)
-        s.vb.setRange(self.reference.vb.viewRect(), padding=0.0)
+        s.vb.setRange(self.reference.target_rect(), padding=0.0)
         self.changed.emit()
         return s
 

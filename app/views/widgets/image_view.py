@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 
@@ -220,7 +220,7 @@ class ImageView(QWidget):
         for m in other._group.members:
             m._group = merged
             merged.members.append(m)
-        other.vb.setRange(self.vb.viewRect(), padding=0.0)
+        other.vb.setRange(self.target_rect(), padding=0.0)
         other._apply_levels(*self._levels)
 
     def unlink(self) -> None:
@@ -242,8 +242,17 @@ class ImageView(QWidget):
         finally:
             group.busy = False
 
+    def target_rect(self) -> QRectF:
+        """The range asked for (zoom / pan), before the locked aspect widens it to this view's shape.
+
+        Linked views share this, not ``viewRect()``: passing on the widened rect would widen it again
+        in a view of another shape, and back, until the images shrink to dots (it did, with 7 linked
+        views of different shapes in the reconstruction grid)."""
+        (x0, x1), (y0, y1) = self.vb.targetRange()
+        return QRectF(x0, y0, x1 - x0, y1 - y0)
+
     def _on_range_changed(self, _vb, _ranges, *args) -> None:
-        rect = self.vb.viewRect()
+        rect = self.target_rect()
         self._propagate(lambda other: other.vb.setRange(rect, padding=0.0))
 
     # -- cursor readout ------------------------------------------------------------------------
