@@ -407,8 +407,8 @@ def posterior_sample(
     samples = _to_c(x0) * scale
     if isinstance(A_dev, SenseOp):
         # no coil sees the pixels outside the maps' support: nothing is measured there, and SENSE takes
-        # the object to be zero there (as the other methods' reconstructions are); left alone, the prior
-        # would paint its own texture there, in the mean image and as large std
+        # the object to be zero there (the zero-filled image A^H y is zero there too); left alone, the
+        # prior would paint its own texture there, in the mean image and as large std
         samples = samples * ((A_dev.maps.abs() ** 2).sum(0) > 0)
     samples = samples.cpu()
     mean = samples.mean(0).numpy()
