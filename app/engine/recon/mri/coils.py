@@ -46,7 +46,7 @@ def gram_factors(kernels: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.nd
     (several times faster, and a fraction of the memory). ``gram_rows(ey[rows], half)`` gives G for a
     block of rows.
     """
-    _, c, k, _ = kernels.shape
+    k = kernels.shape[-1]
     m = 2 * k - 1
     kf = np.fft.fft2(kernels.astype(np.complex128), s=(m, m))
     corr = np.fft.ifft2(np.einsum("jcuv,jduv->cduv", kf.conj(), kf))  # sum_j sum_a K_jc[a]^* K_jd[a + D]
@@ -54,14 +54,12 @@ def gram_factors(kernels: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.nd
     lags = np.arange(m) - (k - 1)
     ey = np.exp(2j * np.pi * np.outer(np.arange(h) - h // 2, lags) / h)  # (h, m)
     ex = np.exp(2j * np.pi * np.outer(np.arange(w) - w // 2, lags) / w)  # (w, m)
-    return ey, (corr @ ex.T).reshape(c * c, m, w)
+    return ey, corr @ ex.T  # (h, m) and (C, C, m, w)
 
 
 def gram_rows(ey_rows: np.ndarray, half: np.ndarray) -> np.ndarray:
     """G(x) (rows, w, C, C) for the rows whose DFT factors ``ey_rows`` are given (see gram_factors)."""
-    c = int(round(half.shape[0] ** 0.5))
-    g = np.matmul(ey_rows, half)  # (C*C, rows, w)
-    return g.reshape(c, c, *g.shape[1:]).transpose(2, 3, 0, 1)
+    return np.matmul(ey_rows, half).transpose(2, 3, 0, 1)  # (C, C, rows, w) -> (rows, w, C, C)
 
 
 def espirit_maps(
