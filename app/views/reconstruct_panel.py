@@ -645,6 +645,8 @@ class ReconstructPanel(QWidget):
             return None
         dicts = [self.method_spec(m) for m in methods]
         self.grid.clear()
+        # k-space undersampled at acquisition has no fully sampled reference: no error row then
+        self.grid.set_reference_expected(self.source is None or self.source["measured_mask"] is None)
         self.metrics_table.setRowCount(0)
         self.flick_a.clear()
         self.flick_b.clear()

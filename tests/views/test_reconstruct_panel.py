@@ -116,6 +116,40 @@ def test_zero_filled_and_cs_tv_on_a_real_slice_fill_the_linked_grid_and_the_metr
         assert {"reference", "zero-filled", "cs-tv", "zero-filled_error", "cs-tv_error"} <= set(z.files)
 
 
+def test_measured_multicoil_kspace_without_a_reference_hides_the_reference_and_error_row(panel, qtbot, tmp_path):
+    # the real BART 8-coil k-space was undersampled when it was acquired: nothing to compare against
+    with np.load(shared_file("bart_brain_8coil_kspace.npz")) as z:
+        k = np.asarray(z["kspace"], np.complex64)
+    p = tmp_path / "bart.npz"
+    np.savez(p, kspace=k)
+    _load(panel, qtbot, p)
+    panel.use_zf.setChecked(True)
+    panel.use_cs.setChecked(True)
+    panel.use_score.setChecked(False)
+    panel.cs_iter.setValue(20)
+    _run_and_wait(panel, qtbot, 2)
+    grid = panel.grid
+    qtbot.wait(50)
+    assert not grid.reference_expected and grid.no_reference_hint.isVisible()
+    assert not grid.reference.isVisible() and grid.reference.image() is None
+    assert all(not e.isVisible() and e.image() is None for e in grid.error_views.values())
+    assert grid.flicker.isVisible() and grid.flicker.geometry().top() == grid.views["cs-tv"].geometry().top()
+    for m in ("zero-filled", "cs-tv"):  # the results take the room the error row had
+        assert grid.views[m].image().shape == (180, 230)
+        assert grid.views[m].height() > grid.height() * 0.6
+    t = panel.metrics_table
+    assert [t.item(r, 2).text() for r in range(t.rowCount())] == ["–", "–"]  # no SSIM without a reference
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    assert_not_blank(panel, SHOTS / "reconstruct_panel_no_reference.png")
+
+    # a fully sampled source brings the reference view and the error row back
+    grid.set_reference_expected(True)
+    assert grid.reference.isVisible() and all(e.isVisible() for e in grid.error_views.values())
+    assert not grid.no_reference_hint.isVisible()
+    qtbot.wait(50)
+    assert grid.flicker.geometry().top() > grid.reference.geometry().top()
+
+
 def test_the_fast_sampler_brings_its_own_step_count_unless_the_user_set_one(panel):
     from app.views.reconstruct_panel import SCORE_DEFAULT_STEPS
 

@@ -8,6 +8,10 @@ come (names as the recon / ct-recon jobs emit them: ``reference``, ``<method>``,
     row 1   Flicker A ⇄ B  | A error        | B error ...      (inferno + colour bar, one shared window)
     row 2                  | A uncertainty  | ...              (only when a method has one)
 
+Without a fully sampled reference (k-space undersampled at acquisition; ``set_reference_expected(False)``)
+there is nothing to compare against: the reference view and the error row are hidden, the flicker
+view takes the reference's place and a line says why there are no error maps.
+
 Zoom and pan move together in every view. Window / level moves together within a row kind:
 images share one window, error maps share another (|error| is on another scale than the image),
 uncertainty maps a third. The flicker view (a radiologist compares by flicking) shows result A or B
@@ -20,6 +24,7 @@ in the images' window; ``flick()`` swaps them and a timer can do so every ``inte
     grid.error_views / grid.std_views -> {method: ImageView}
     grid.arrays() -> {"reference": ..., "<m>": ..., "<m>_error": ..., "<m>_std": ...}
     grid.set_flicker(a, b); grid.flick(); grid.set_flicker_running(on)
+    grid.set_reference_expected(False)    # measured k-space: no reference view, no error row
 """
 
 from __future__ import annotations
@@ -68,8 +73,31 @@ class ComparisonGrid(QWidget):
                                  "uncertainty appear here, linked (zoom, pan and window move together).")
         self.empty_hint.setProperty("role", "hint")
         self._lay.addWidget(self.empty_hint, 0, 1)
+        self.no_reference_hint = QLabel("No fully sampled reference (this k-space was undersampled when it was "
+                                        "acquired): no error maps and no metrics. The flicker view compares two "
+                                        "results.")
+        self.no_reference_hint.setProperty("role", "hint")
+        self.no_reference_hint.setWordWrap(True)
+        self.no_reference_hint.hide()
+        self._lay.addWidget(self.no_reference_hint, 1, 1, 1, -1)
+        self.reference_expected = True
         self._lay.setRowStretch(0, 1)
         self._lay.setRowStretch(1, 1)
+
+    def set_reference_expected(self, expected: bool) -> None:
+        """Show (True, the default) or hide the reference view and the error row; see the module docstring."""
+        expected = bool(expected)
+        if expected == self.reference_expected:
+            return
+        self.reference_expected = expected
+        self._lay.removeWidget(self.flicker)
+        self._lay.addWidget(self.flicker, 1 if expected else 0, 0)
+        self.reference.setVisible(expected)
+        for e in self.error_views.values():
+            e.setVisible(expected)
+        self.no_reference_hint.setVisible(not expected)
+        self._lay.setRowStretch(1, 1 if expected else 0)
+        self.changed.emit()
 
     # -- building -------------------------------------------------------------------------------
     def _make_view(self, title: str, cmap: str | None) -> ImageView:
@@ -110,6 +138,7 @@ class ComparisonGrid(QWidget):
             next(iter(self.error_views.values())).link(e)
         self.error_views[method] = e
         self._lay.addWidget(e, 1, col)
+        e.setVisible(self.reference_expected)
         e.vb.setRange(self.reference.target_rect(), padding=0.0)
         self._lay.setColumnStretch(col, 1)
         self._lay.setColumnStretch(0, 1)
