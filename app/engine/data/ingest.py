@@ -48,7 +48,7 @@ from app.engine.data.preprocess import (
 )
 from app.engine.data.readers import SkipFile, detect_format, list_files, read_file
 from app.engine.data.splits import grouped_split, split_counts
-from app.engine.jobs import JobContext, Spec, UserError, register
+from app.engine.jobs import JobCancelled, JobContext, Spec, UserError, register
 
 SALT_KEY = "patient_id_salt"
 MODALITIES = ("auto", "mr", "ct", "cr", "dx", "mg", "us", "pt", "nm", "xa", "ot")
@@ -208,7 +208,10 @@ def run_ingest(spec: IngestSpec, ctx: JobContext) -> dict:
                 continue
             rel = _rel(f, root)
             try:
-                frames = read_file(f, axis=spec.axis, keep_complex=spec.complex)
+                frames = read_file(f, axis=spec.axis, keep_complex=spec.complex,
+                                   on_slice=lambda i, n, k=k, f=f: _slice_progress(ctx, k, len(files), f, i, n))
+            except JobCancelled:
+                raise
             except SkipFile as exc:
                 skipped.append({"file": rel, "reason": str(exc)})
                 continue
@@ -353,6 +356,12 @@ def run_ingest(spec: IngestSpec, ctx: JobContext) -> dict:
     ctx.log(f"{name}: kept {n} image(s) from {len(kept_files)} file(s), skipped {len(skipped)} file(s); "
             f"splits {counts}" + (f"; subgroup attributes: {', '.join(attributes)}" if attributes else ""))
     return result
+
+
+def _slice_progress(ctx: JobContext, k: int, n_files: int, f: Path, i: int, n: int) -> None:
+    """Within one file of slow slices (coil combination: seconds each): stop when asked, and say which slice."""
+    ctx.check()
+    ctx.progress(k, n_files, f"{f.name}: slice {i + 1} of {n}")
 
 
 def _group_of(group_by: str, fr, path: Path, root: Path, salt: str, per_image: bool = False) -> str:

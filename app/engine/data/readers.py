@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -365,17 +365,51 @@ def read_nifti(path: str | Path, axis: int = 2) -> list[Frame]:
 
 FASTMRI_KEYS = ("reconstruction_rss", "reconstruction_esc")
 
+#: ``on_slice(i, n)``: called before slice i of n of a slow per-slice conversion (combining the coils of
+#: multi-coil k-space takes seconds per slice), for progress and cancellation; what it raises goes
+#: through to the caller unchanged (the readers turn only their own failures into SkipFile)
+OnSlice = Callable[[int, int], None]
 
-def read_fastmri_h5(path: str | Path, keep_complex: bool = False) -> list[Frame]:
+
+class _Passed(Exception):
+    """Carries an exception raised by ``on_slice`` through a reader's ``except Exception``."""
+
+    def __init__(self, exc: BaseException):
+        super().__init__(str(exc))
+        self.exc = exc
+
+
+def _calling(on_slice: OnSlice | None) -> OnSlice:
+    def call(i: int, n: int) -> None:
+        if on_slice is not None:
+            try:
+                on_slice(i, n)
+            except Exception as exc:
+                raise _Passed(exc) from None
+    return call
+
+
+def _each_slice(n: int, convert: Callable[[int], np.ndarray], on_slice: OnSlice) -> list[np.ndarray]:
+    out = []
+    for i in range(n):
+        on_slice(i, n)
+        out.append(convert(i))
+    return out
+
+
+def read_fastmri_h5(path: str | Path, keep_complex: bool = False, on_slice: OnSlice | None = None) -> list[Frame]:
     """Slices of a fastMRI HDF5 file's ``reconstruction_rss`` (or ``reconstruction_esc``).
 
     ``keep_complex``: the complex images of the file's fully sampled ``kspace`` instead (see
-    ``complex_from_kspace``); the reconstructions hold magnitudes only."""
+    ``complex_from_kspace``); the reconstructions hold magnitudes only. ``on_slice``: see ``OnSlice``."""
     import h5py
 
     path = Path(path)
     if keep_complex:
-        return _fastmri_complex(path)
+        try:
+            return _fastmri_complex(path, _calling(on_slice))
+        except _Passed as p:
+            raise p.exc from None
     try:
         with h5py.File(path, "r") as f:
             key = next((k for k in FASTMRI_KEYS if k in f), None)
@@ -436,7 +470,7 @@ def complex_from_kspace(kspace: np.ndarray, what: str = "k-space") -> np.ndarray
         raise SkipFile(f"{what}: cannot combine the coils ({exc})") from None
 
 
-def _fastmri_complex(path: Path) -> list[Frame]:
+def _fastmri_complex(path: Path, on_slice: OnSlice) -> list[Frame]:
     import h5py
 
     try:
@@ -448,9 +482,9 @@ def _fastmri_complex(path: Path) -> list[Frame]:
             if ds.ndim not in (3, 4):
                 raise SkipFile(f"kspace has shape {ds.shape}, expected (slices, H, W) or (slices, coils, H, W)")
             # slice by slice: a multi-coil brain volume is ~0.4 GB of complex64
-            images = [complex_from_kspace(ds[i], f"kspace slice {i}") for i in range(ds.shape[0])]
+            images = _each_slice(ds.shape[0], lambda i: complex_from_kspace(ds[i], f"kspace slice {i}"), on_slice)
             attrs = {k2: (v.decode() if isinstance(v, bytes) else v) for k2, v in f.attrs.items()}
-    except SkipFile:
+    except (SkipFile, _Passed):
         raise
     except Exception as exc:
         raise SkipFile(f"unreadable HDF5 file ({type(exc).__name__}: {exc})") from None
@@ -460,14 +494,14 @@ def _fastmri_complex(path: Path) -> list[Frame]:
             for i, im in enumerate(images)]
 
 
-def _npz_kspace_images(kspace: np.ndarray) -> np.ndarray:
+def _npz_kspace_images(kspace: np.ndarray, on_slice: OnSlice) -> np.ndarray:
     """Complex images (N, H, W) of an NPZ ``kspace`` array, in the layouts of ``recon.mri.io``: (H, W)
     single-coil, (C, H, W) one multi-coil slice, (S, C, H, W) a stack of multi-coil slices."""
     k = np.asarray(kspace)
     if k.ndim in (2, 3):
         return complex_from_kspace(k)[None]
     if k.ndim == 4:
-        return np.stack([complex_from_kspace(k[i], f"kspace slice {i}") for i in range(k.shape[0])])
+        return np.stack(_each_slice(k.shape[0], lambda i: complex_from_kspace(k[i], f"kspace slice {i}"), on_slice))
     raise SkipFile(f"kspace of shape {k.shape} is not (H, W), (C, H, W) or (S, C, H, W)")
 
 
@@ -478,14 +512,21 @@ def _npz_kspace_images(kspace: np.ndarray) -> np.ndarray:
 NPZ_SPLITS = ("train", "val", "test")
 
 
-def read_npz(path: str | Path, split: str | None = None, keep_complex: bool = False) -> list[Frame]:
+def read_npz(path: str | Path, split: str | None = None, keep_complex: bool = False,
+             on_slice: OnSlice | None = None) -> list[Frame]:
     """Images of an NPZ: ``images`` [+ ``labels``, ``groups``/``series``, ``class_names``], or the
     MedMNIST layout ``{train,val,test}_images`` / ``_labels`` (the split is kept per frame).
 
     ``split`` restricts a MedMNIST file to one of its splits. Complex images give their magnitude,
-    or stay complex with ``keep_complex`` (which refuses real-valued images).
+    or stay complex with ``keep_complex`` (which refuses real-valued images). ``on_slice``: see ``OnSlice``.
     """
-    path = Path(path)
+    try:
+        return _read_npz(Path(path), split, keep_complex, _calling(on_slice))
+    except _Passed as p:
+        raise p.exc from None
+
+
+def _read_npz(path: Path, split: str | None, keep_complex: bool, on_slice: OnSlice) -> list[Frame]:
     try:
         z = np.load(path, allow_pickle=False)
     except Exception as exc:
@@ -504,7 +545,7 @@ def read_npz(path: str | Path, split: str | None = None, keep_complex: bool = Fa
         elif keep_complex and "kspace" in keys and "images" not in keys:
             if split:
                 raise SkipFile(f"NPZ has a single 'kspace' array, no split {split!r}")
-            parts.append((None, _npz_kspace_images(z["kspace"]), None, None))
+            parts.append((None, _npz_kspace_images(z["kspace"], on_slice), None, None))
         elif "images" in keys:
             if split:
                 raise SkipFile(f"NPZ has a single 'images' array, no split {split!r}")
@@ -527,8 +568,11 @@ def read_npz(path: str | Path, split: str | None = None, keep_complex: bool = Fa
         elif keep_complex and images.ndim == 4:  # (N, coils, H, W) coil images: combined as k-space
             from app.engine.recon.mri.fft import fft2c
 
-            images = np.stack([complex_from_kspace(fft2c(im.astype(np.complex64)), f"coil images {i}")
-                               for i, im in enumerate(images)])
+            coil_images = images
+            images = np.stack(_each_slice(
+                len(coil_images),
+                lambda i: complex_from_kspace(fft2c(coil_images[i].astype(np.complex64)), f"coil images {i}"),
+                on_slice))
         elif images.ndim == 4 and images.shape[-1] == 1:  # (N, H, W, 1); (N, H, W, 3) stays RGB
             images = images[..., 0]
         if images.ndim == 2:
@@ -607,11 +651,12 @@ def _check_complex(arr: np.ndarray, what: str) -> None:
 
 
 def read_file(path: str | Path, *, axis: int = 2, split: str | None = None, fmt: str | None = None,
-              keep_complex: bool = False) -> list[Frame]:
+              keep_complex: bool = False, on_slice: OnSlice | None = None) -> list[Frame]:
     """The frames of any supported file (format from its content); SkipFile when unusable.
 
     ``keep_complex``: complex-valued frames (complex NPZ / NPY, fully sampled k-space), for
-    priors of MRI reconstruction; formats that store magnitudes only are skipped with the reason."""
+    priors of MRI reconstruction; formats that store magnitudes only are skipped with the reason.
+    ``on_slice``: progress and cancellation of the slow per-slice conversions (``OnSlice``)."""
     path = Path(path)
     fmt = fmt or detect_format(path)
     if keep_complex and fmt not in ("hdf5", "npz", "npy"):
@@ -620,9 +665,9 @@ def read_file(path: str | Path, *, axis: int = 2, split: str | None = None, fmt:
         raise SkipFile(f"{fmt.upper()} files hold magnitude images (no phase): a complex import needs complex NPZ / "
                        "NPY arrays or fully sampled k-space (NPZ or fastMRI HDF5)")
     if fmt == "hdf5":
-        return read_fastmri_h5(path, keep_complex)
+        return read_fastmri_h5(path, keep_complex, on_slice)
     if fmt == "npz":
-        return read_npz(path, split, keep_complex)
+        return read_npz(path, split, keep_complex, on_slice)
     if fmt == "npy":
         return read_npy(path, keep_complex)
     if fmt == "dicom":

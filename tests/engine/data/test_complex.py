@@ -162,6 +162,41 @@ def test_multicoil_data_are_combined_with_espirit_maps_and_undersampled_kspace_i
     np.testing.assert_allclose(combined[2], combined[0], atol=1e-4)  # coil images = their k-space
 
 
+def test_multicoil_ingest_reports_each_slice_and_stops_inside_a_file_when_asked(workspace, siat, tmp_path):
+    from app.engine.jobs import Progress
+
+    images, _ = siat
+    x = images[:4, 64:192, 64:192].astype(np.complex64)
+    coil_images = simulated_coil_maps(128, 128, coils=4)[None] * x[:, None]
+    src = tmp_path / "multi"
+    src.mkdir()
+    with h5py.File(src / "brain_multicoil.h5", "w") as f:  # one file of 4 slices, each one a coil combination
+        f.create_dataset("kspace", data=fft2c(coil_images))
+    spec = IngestSpec(source=str(src), name="multi", complex=True, size=128)
+    events = run_collect(spec, workspace=workspace)
+    labels = [e.label for e in events if isinstance(e, Progress)]
+    assert [f"brain_multicoil.h5: slice {i} of 4" for i in (1, 2, 3, 4)] == [lb for lb in labels if "slice" in lb]
+    assert _result(events)["kept"] == 4
+
+    seen = []
+
+    def stop_at_slice_2():  # the stop check runs before each slice: asked during slice 2, it ends before slice 3
+        seen.append(sum(isinstance(e, Progress) and "slice" in e.label for e in got))
+        return seen[-1] >= 2
+
+    got: list = []
+    from app.engine.jobs import run
+
+    run(IngestSpec(source=str(src), name="multi-2", complex=True, size=128), got.append, stop_at_slice_2,
+        workspace=workspace)
+    assert isinstance(got[-1], Cancelled), got[-1]
+    assert [e.label for e in got if isinstance(e, Progress) and "slice" in e.label] == [
+        "brain_multicoil.h5: slice 1 of 4", "brain_multicoil.h5: slice 2 of 4"]
+    with pytest.raises(Exception, match="multi-2"):
+        ImageDataset.from_workspace(workspace, "multi-2")  # nothing half-made was registered
+    assert not list((workspace.root / "datasets").glob(".staging-*"))
+
+
 def test_kspace_zero_padded_at_the_edges_counts_as_fully_sampled(siat):
     from app.engine.data.readers import SkipFile, complex_from_kspace
     from app.engine.recon.mri.io import is_fully_sampled, sampling_pattern
