@@ -47,6 +47,14 @@ def _run_and_wait(panel, qtbot, n_methods):
                     and all(r.get("_final") for r in panel.group.results.values()), timeout=20000)
 
 
+def _run_zero_filled_and_cs_tv(panel, qtbot, cs_iterations):
+    panel.use_zf.setChecked(True)
+    panel.use_cs.setChecked(True)
+    panel.use_score.setChecked(False)
+    panel.cs_iter.setValue(cs_iterations)
+    _run_and_wait(panel, qtbot, 2)
+
+
 def test_mask_designer_redraws_mask_and_kspace_with_the_achieved_acceleration(panel, qtbot, siat_small):
     _load(panel, qtbot, siat_small)
     assert panel.mask_view.image().shape == (64, 64)
@@ -65,11 +73,7 @@ def test_mask_designer_redraws_mask_and_kspace_with_the_achieved_acceleration(pa
 
 def test_zero_filled_and_cs_tv_on_a_real_slice_fill_the_linked_grid_and_the_metrics_table(panel, qtbot, siat_small, tmp_path):
     _load(panel, qtbot, siat_small, 1)
-    panel.use_zf.setChecked(True)
-    panel.use_cs.setChecked(True)
-    panel.use_score.setChecked(False)
-    panel.cs_iter.setValue(60)
-    _run_and_wait(panel, qtbot, 2)
+    _run_zero_filled_and_cs_tv(panel, qtbot, cs_iterations=60)
     grid = panel.grid
     assert grid.methods == ["zero-filled", "cs-tv"]
     for m in grid.methods:
@@ -123,11 +127,7 @@ def test_measured_multicoil_kspace_without_a_reference_hides_the_reference_and_e
     p = tmp_path / "bart.npz"
     np.savez(p, kspace=k)
     _load(panel, qtbot, p)
-    panel.use_zf.setChecked(True)
-    panel.use_cs.setChecked(True)
-    panel.use_score.setChecked(False)
-    panel.cs_iter.setValue(20)
-    _run_and_wait(panel, qtbot, 2)
+    _run_zero_filled_and_cs_tv(panel, qtbot, cs_iterations=20)
     grid = panel.grid
     qtbot.wait(50)
     assert not grid.reference_expected and grid.no_reference_hint.isVisible()
