@@ -46,13 +46,13 @@ from app.engine.recon.mri.operators import MaskedFFT, SenseOp
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "siat_brain_t2_complex_dev.npz"
 
 
-def head_ssim(gt: np.ndarray, pred: np.ndarray) -> list[float]:
+def head_ssim(gt: np.ndarray, pred: np.ndarray, data_range: float | None = None) -> list[float]:
     """Per slice: the mean of the SSIM map (fastMRI settings, volume data range) inside the head,
     |reference| > 10 % of the volume's maximum. The fastMRI SSIM also scores the background, where
     the reference's noise at unsampled frequencies cannot be recovered by any method."""
     from skimage.metrics import structural_similarity
 
-    dr = float(gt.max())
+    dr = float(gt.max()) if data_range is None else data_range
     out = []
     for g, p in zip(gt, pred):
         _, smap = structural_similarity(g.astype(np.float64), p.astype(np.float64), data_range=dr, full=True)
@@ -110,6 +110,8 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=4, help="posterior samples; their mean is the reconstruction")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--coils", type=int, default=1, help="simulate this many receive coils (1: single-coil)")
+    ap.add_argument("--per-slice", action="store_true",
+                    help="print each slice's metrics as it is done (data range: the max of all --slices)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     with np.load(DATA) as z:
@@ -150,6 +152,13 @@ def main() -> None:
                         corr[m].append(float(np.corrcoef(r.std.ravel(), err.ravel())[0, 1]))
                         print(f"  {mask_kind} R={R} slice {s} {m}: {score_secs[m][-1]:.0f} s, corr(std, |err|) "
                               f"{corr[m][-1]:.3f}", flush=True)
+                if args.per_slice:
+                    for method, lst in recs.items():
+                        if len(lst) == i + 1:
+                            r = slice_metrics(gt[i], lst[-1], data_range=float(gt.max()))[0]
+                            print(f"  {mask_kind} R={R} slice {s} {method:>12}: NMSE {r['nmse']:.4f} PSNR {r['psnr']:.2f} "
+                                  f"SSIM {r['ssim']:.4f} head SSIM {head_ssim(gt[i:i + 1], lst[-1][None], float(gt.max()))[0]:.4f}",
+                                  flush=True)
             print(f"{mask_kind} R={R}: achieved acceleration {np.mean(achieved):.2f}", flush=True)
             for method, lst in recs.items():
                 if not lst:

@@ -67,12 +67,14 @@ def ssim(gt, pred, crop: tuple[int, int] | None = None, data_range: float | None
     return float(np.mean([structural_similarity(g, p, data_range=dr) for g, p in zip(gt, pred)]))
 
 
-def slice_metrics(gt, pred, crop: tuple[int, int] | None = None) -> list[dict[str, float]]:
-    """Per-slice {nmse, psnr, ssim} of (S, H, W) volumes, each using the volume's data range."""
+def slice_metrics(gt, pred, crop: tuple[int, int] | None = None,
+                  data_range: float | None = None) -> list[dict[str, float]]:
+    """Per-slice {nmse, psnr, ssim} of (S, H, W) volumes, each using the volume's data range
+    (``data_range``: that of a volume of which ``gt`` holds only some slices)."""
     g, p = _prep(gt, pred, crop)
     if g.ndim == 2:
         g, p = g[None], p[None]
-    dr = float(g.max())
+    dr = float(g.max()) if data_range is None else float(data_range)
     return [
         {"nmse": nmse(gs, ps), "psnr": psnr(gs, ps, data_range=dr), "ssim": ssim(gs, ps, data_range=dr)}
         for gs, ps in zip(g, p)

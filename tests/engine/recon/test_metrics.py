@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from app.engine.metrics.image import aggregate, center_crop, image_metrics, nmse, psnr, slice_metrics, ssim
@@ -26,6 +27,10 @@ def test_volume_metrics_use_the_volume_max_and_aggregate_per_slice(rng):
     agg = aggregate(rows)
     assert np.isclose(agg["ssim"]["mean"], np.mean(expected)) and np.isclose(agg["ssim"]["std"], np.std(expected))
     assert agg["psnr"]["n"] == 3
+    # one slice scored alone, with the volume's data range, equals its row of the volume
+    one = slice_metrics(gt[0], pred[0], data_range=float(gt.max()))[0]
+    assert one == pytest.approx(rows[0], rel=1e-12)
+    assert slice_metrics(gt[0], pred[0])[0]["psnr"] < rows[0]["psnr"]  # its own max (1/4 of it) is no volume range
 
 
 def test_centre_crop_restricts_the_metrics_to_the_middle(rng):
