@@ -367,7 +367,8 @@ FASTMRI_KEYS = ("reconstruction_rss", "reconstruction_esc")
 
 #: ``on_slice(i, n)``: called before slice i of n of a slow per-slice conversion (combining the coils of
 #: multi-coil k-space takes seconds per slice), for progress and cancellation; what it raises goes
-#: through to the caller unchanged (the readers turn only their own failures into SkipFile)
+#: through to the caller unchanged (the HDF5 reader, which turns any h5py failure into SkipFile, lets it
+#: pass with ``_calling``)
 OnSlice = Callable[[int, int], None]
 
 
@@ -389,10 +390,11 @@ def _calling(on_slice: OnSlice | None) -> OnSlice:
     return call
 
 
-def _each_slice(n: int, convert: Callable[[int], np.ndarray], on_slice: OnSlice) -> list[np.ndarray]:
+def _each_slice(n: int, convert: Callable[[int], np.ndarray], on_slice: OnSlice | None) -> list[np.ndarray]:
     out = []
     for i in range(n):
-        on_slice(i, n)
+        if on_slice is not None:
+            on_slice(i, n)
         out.append(convert(i))
     return out
 
@@ -494,7 +496,7 @@ def _fastmri_complex(path: Path, on_slice: OnSlice) -> list[Frame]:
             for i, im in enumerate(images)]
 
 
-def _npz_kspace_images(kspace: np.ndarray, on_slice: OnSlice) -> np.ndarray:
+def _npz_kspace_images(kspace: np.ndarray, on_slice: OnSlice | None) -> np.ndarray:
     """Complex images (N, H, W) of an NPZ ``kspace`` array, in the layouts of ``recon.mri.io``: (H, W)
     single-coil, (C, H, W) one multi-coil slice, (S, C, H, W) a stack of multi-coil slices."""
     k = np.asarray(kspace)
@@ -520,13 +522,7 @@ def read_npz(path: str | Path, split: str | None = None, keep_complex: bool = Fa
     ``split`` restricts a MedMNIST file to one of its splits. Complex images give their magnitude,
     or stay complex with ``keep_complex`` (which refuses real-valued images). ``on_slice``: see ``OnSlice``.
     """
-    try:
-        return _read_npz(Path(path), split, keep_complex, _calling(on_slice))
-    except _Passed as p:
-        raise p.exc from None
-
-
-def _read_npz(path: Path, split: str | None, keep_complex: bool, on_slice: OnSlice) -> list[Frame]:
+    path = Path(path)
     try:
         z = np.load(path, allow_pickle=False)
     except Exception as exc:
@@ -568,10 +564,8 @@ def _read_npz(path: Path, split: str | None, keep_complex: bool, on_slice: OnSli
         elif keep_complex and images.ndim == 4:  # (N, coils, H, W) coil images: combined as k-space
             from app.engine.recon.mri.fft import fft2c
 
-            coil_images = images
             images = np.stack(_each_slice(
-                len(coil_images),
-                lambda i: complex_from_kspace(fft2c(coil_images[i].astype(np.complex64)), f"coil images {i}"),
+                len(images), lambda i: complex_from_kspace(fft2c(images[i].astype(np.complex64)), f"coil images {i}"),
                 on_slice))
         elif images.ndim == 4 and images.shape[-1] == 1:  # (N, H, W, 1); (N, H, W, 3) stays RGB
             images = images[..., 0]
