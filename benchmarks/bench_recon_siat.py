@@ -5,8 +5,8 @@
         [--samples 4] [--accelerations 4 8] [--threads 2] [--run RUN --workspace WS] [--coils 8]
 
 Masks: random 1D (centre 0.08) and 2D Poisson-disc, seed = slice index. Metrics (fastMRI): NMSE,
-PSNR, SSIM on magnitudes, data range = the reference slice set's max; also the SSIM map's mean inside
-the head (``head_ssim``). The score-based prior comes
+PSNR, SSIM on magnitudes, data range = the max of the slice's volume (its whole series, 10 slices);
+also the SSIM map's mean inside the head (``head_ssim``). The score-based prior comes
 from bench_recon_prior.py (a small 2-channel U-Net trained on series 0-11); without it the score
 rows are skipped; the score methods run on the first ``--score-slices`` slices only, and every
 method is also scored on that subset (the "subset" table) so the rows compare like with like. Also
@@ -116,8 +116,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with np.load(DATA) as z:
         images, series = z["images"][args.slices], z["series"][args.slices]
+        all_series = z["series"]
+        volume_max = {int(v): float(np.abs(z["images"][all_series == v]).max()) for v in np.unique(series)}
     assert (series >= 12).all(), "validation slices are series 12-14 (120-149)"
     gt = np.abs(images)
+    ranges = np.array([volume_max[int(v)] for v in series])  # fastMRI: each slice scored with its volume's max
+
+    def metrics(n: int, preds: list) -> tuple[list[dict], list[float]]:
+        rows = [slice_metrics(gt[j], preds[j], data_range=ranges[j])[0] for j in range(n)]
+        return rows, [head_ssim(gt[j:j + 1], preds[j][None], ranges[j])[0] for j in range(n)]
     if args.run:
         prior = run_prior(args.run, args.workspace, args.raw)
     else:
@@ -155,21 +162,19 @@ def main() -> None:
                 if args.per_slice:
                     for method, lst in recs.items():
                         if len(lst) == i + 1:
-                            r = slice_metrics(gt[i], lst[-1], data_range=float(gt.max()))[0]
+                            r = slice_metrics(gt[i], lst[-1], data_range=ranges[i])[0]
                             print(f"  {mask_kind} R={R} slice {s} {method:>12}: NMSE {r['nmse']:.4f} PSNR {r['psnr']:.2f} "
-                                  f"SSIM {r['ssim']:.4f} head SSIM {head_ssim(gt[i:i + 1], lst[-1][None], float(gt.max()))[0]:.4f}",
+                                  f"SSIM {r['ssim']:.4f} head SSIM {head_ssim(gt[i:i + 1], lst[-1][None], ranges[i])[0]:.4f}",
                                   flush=True)
             print(f"{mask_kind} R={R}: achieved acceleration {np.mean(achieved):.2f}", flush=True)
             for method, lst in recs.items():
                 if not lst:
                     continue
                 n = len(lst)
-                rows.append((mask_kind, R, method, n, aggregate(slice_metrics(gt[:n], np.stack(lst))),
-                             head_ssim(gt[:n], np.stack(lst))))
+                per, head = metrics(n, lst)
+                rows.append((mask_kind, R, method, n, aggregate(per), head))
                 if n_sub and n >= n_sub:
-                    sub_rows.append((mask_kind, R, method, n_sub,
-                                     aggregate(slice_metrics(gt[:n_sub], np.stack(lst[:n_sub]))),
-                                     head_ssim(gt[:n_sub], np.stack(lst[:n_sub]))))
+                    sub_rows.append((mask_kind, R, method, n_sub, aggregate(per[:n_sub]), head[:n_sub]))
     if args.coils > 1:
         print(f"\n{args.coils} simulated coils, SENSE with ESPIRiT maps")
     for title, table in (("all slices", rows), (f"subset: the first {n_sub} slice(s), where the score methods ran", sub_rows)):

@@ -303,6 +303,8 @@ def posterior_sample(
     x0_clip: float | None = X0_CLIP,
     eta: float = DDS_ETA,
     cg_iterations: int = 5,
+    init=None,
+    start_sigma: float | None = None,
 ):
     """Draw ``n_samples`` posterior samples of the image given measurements y = A x (+ noise).
 
@@ -315,6 +317,8 @@ def posterior_sample(
     ``scale``: image units per network unit (default: ``image_scale`` of the zero-filled image times
     the prior's ``unit``).
     ``x0_clip``: bound on |x0_hat| in network units (None: no bound).
+    ``init`` / ``start_sigma`` ("dds" only): start from a first estimate (a complex image, e.g. CS-TV's)
+    noised to sigma / alpha = ``start_sigma`` (network units) instead of from pure noise (``_dds``).
     Returns a ``methods.Reconstruction`` (mean image, std of magnitudes, samples).
 
     Annealed Langevin wants ~50 levels or more: with 20 (level ratio 2.1) a prior trained for only
@@ -394,9 +398,21 @@ def posterior_sample(
         eps = -s * score
         return (x - s * eps) / a, eps, score
 
+    if (init is None) != (start_sigma is None):
+        raise UserError("a warm start needs both the first estimate (init) and its noise level (start_sigma)")
+    if init is not None and corrector != "dds":
+        raise UserError("a warm start is implemented for the 'dds' sampler only")
+    if start_sigma is not None and not start_sigma > DDS_SIGMA_RANGE[0]:
+        raise UserError(f"start_sigma must be above {DDS_SIGMA_RANGE[0]}, got {start_sigma}")
     if corrector == "dds":
+        start = None
+        if init is not None:
+            x_init = torch.as_tensor(np.asarray(init, np.complex64), device=dev)
+            if tuple(x_init.shape) != (h, w):
+                raise UserError(f"the first estimate has shape {tuple(x_init.shape)}, the image is {(h, w)}")
+            start = (_to_x(x_init[None] / scale), float(start_sigma))
         x0 = _dds(proc, net, A_dev, y_net, sy, hard, replace, x0_clip, n, h, w, steps, eta, cg_iterations, randn,
-                  dev, callback, scale)
+                  dev, callback, scale, start)
     elif corrector == "ald":
         x0 = _ald(proc, posterior, replace if hard else None, n, h, w, steps, langevin_steps, randn, dev,
                   callback, scale)
@@ -487,7 +503,7 @@ def _pc(proc, posterior, replace, n, h, w, steps, snr, g, randn, dev, callback, 
 
 
 def _dds(proc, net, A, y_net, sy, hard, replace, x0_clip, n, h, w, steps, eta, cg_iterations, randn, dev,
-         callback, scale):
+         callback, scale, start=None):
     """Decomposed diffusion sampling (Chung, Lee & Ye, "Decomposed diffusion sampler for accelerating
     large-scale inverse problems", ICLR 2024, Alg. 1 / 2; the same split as Zhu et al.'s DiffPIR 2023).
 
@@ -505,10 +521,18 @@ def _dds(proc, net, A, y_net, sy, hard, replace, x0_clip, n, h, w, steps, eta, c
       sigma_t^2), that of a unit-variance Gaussian image); with noiseless SENSE data lam_t = 0 and the
       few CG steps from x0_hat stay near the data manifold's tangent (DDS sec. 3.2).
     """
-    times = ald_levels(proc, steps, DDS_SIGMA_RANGE)
-    a_all, s_all = proc.alpha_sigma(times)
-    # x_t at the first level: alpha x0 + sigma z with alpha x0 negligible there (alpha / sigma <= 1 / 20)
-    x = float(s_all[0]) * randn((n, 2, h, w))
+    if start is None:
+        times = ald_levels(proc, steps, DDS_SIGMA_RANGE)
+        a_all, s_all = proc.alpha_sigma(times)
+        # x_t at the first level: alpha x0 + sigma z with alpha x0 negligible there (alpha / sigma <= 1 / 20)
+        x = float(s_all[0]) * randn((n, 2, h, w))
+    else:
+        # warm start ("come closer, diffuse faster", Chung, Sim & Ye, CVPR 2022): the first estimate
+        # noised to an intermediate level stands in for x_t there, so the steps go to the levels below
+        x_init, start_sigma = start
+        times = ald_levels(proc, steps, (DDS_SIGMA_RANGE[0], start_sigma))
+        a_all, s_all = proc.alpha_sigma(times)
+        x = float(a_all[0]) * x_init + float(s_all[0]) * randn((n, 2, h, w))
     # the expected ||A x - y||^2 of the true image: 2 s_y^2 per measured complex value (Morozov's
     # discrepancy principle: fitting the data closer than this fits the noise)
     measured = float((A._forward(torch.ones(A.ishape, dtype=torch.complex64, device=dev)) != 0).sum())
