@@ -1,7 +1,8 @@
 """SIAT validation benchmark: zero-filled vs CS-TV vs score-based posterior sampling, R = 4 and 8.
 
     .venv/bin/python benchmarks/bench_recon_siat.py [--slices 120 123 ...] [--prior /tmp/siat_prior.pt]
-        [--score-slices 2] [--score-methods score-dds score-pc score-ald] [--steps 20] [--dds-steps 30]
+        [--score-slices 2] [--score-methods score-dds score-dds-warm score-pc score-ald] [--steps 20] [--dds-steps 30]
+        [--warm-start 0.1] [--warm-steps 10]
         [--samples 4] [--accelerations 4 8] [--threads 2] [--run RUN --workspace WS] [--coils 8]
 
 Masks: random 1D (centre 0.08) and 2D Poisson-disc, seed = slice index. Metrics (fastMRI): NMSE,
@@ -98,7 +99,10 @@ def main() -> None:
     ap.add_argument("--prior", type=Path, default=Path("/tmp/siat_prior.pt"))
     ap.add_argument("--score-slices", type=int, default=2, help="how many of the slices get the score method")
     ap.add_argument("--score-methods", nargs="+", default=["score-dds", "score-pc"],
-                    choices=["score-dds", "score-pc", "score-ald"])
+                    choices=["score-dds", "score-dds-warm", "score-pc", "score-ald"],
+                    help="score-dds-warm: score-dds started from the CS-TV image at --warm-start (--warm-steps steps)")
+    ap.add_argument("--warm-start", type=float, default=0.1, help="level sigma / alpha of score-dds-warm's start")
+    ap.add_argument("--warm-steps", type=int, default=10, help="network evaluations per sample of score-dds-warm")
     ap.add_argument("--raw", action="store_true", help="the prior's raw weights instead of its EMA")
     ap.add_argument("--run", help="a training run (id or checkpoint folder) of the workspace as the prior")
     ap.add_argument("--workspace", type=Path, help="the workspace of --run")
@@ -133,7 +137,8 @@ def main() -> None:
     corr: dict[str, list] = {m: [] for m in args.score_methods}
     score_secs: dict[str, list] = {m: [] for m in args.score_methods}
     n_sub = min(args.score_slices, len(args.slices)) if prior is not None else 0
-    steps_of = {m: args.dds_steps if m == "score-dds" else args.steps for m in args.score_methods}
+    steps_of = {m: {"score-dds": args.dds_steps, "score-dds-warm": args.warm_steps}.get(m, args.steps)
+                for m in args.score_methods}
     for mask_kind in args.masks:
         for R in args.accelerations:
             recs: dict[str, list] = {"zero-filled": [], "cs-tv": [], **{m: [] for m in args.score_methods}}
@@ -152,7 +157,9 @@ def main() -> None:
                 if i < n_sub:
                     for m in args.score_methods:
                         t = time.perf_counter()
-                        r = reconstruct(m, A, y, model=prior, samples=args.samples, steps=steps_of[m], seed=s)
+                        warm = {"warm_start": args.warm_start, "lam": args.lam} if m == "score-dds-warm" else {}
+                        r = reconstruct(m.removesuffix("-warm"), A, y, model=prior, samples=args.samples,
+                                        steps=steps_of[m], seed=s, **warm)
                         score_secs[m].append(time.perf_counter() - t)
                         recs[m].append(np.abs(r.image))
                         err = np.abs(np.abs(r.image) - gt[i])
@@ -163,7 +170,7 @@ def main() -> None:
                     for method, lst in recs.items():
                         if len(lst) == i + 1:
                             r = slice_metrics(gt[i], lst[-1], data_range=ranges[i])[0]
-                            print(f"  {mask_kind} R={R} slice {s} {method:>12}: NMSE {r['nmse']:.4f} PSNR {r['psnr']:.2f} "
+                            print(f"  {mask_kind} R={R} slice {s} {method:>14}: NMSE {r['nmse']:.4f} PSNR {r['psnr']:.2f} "
                                   f"SSIM {r['ssim']:.4f} head SSIM {head_ssim(gt[i:i + 1], lst[-1][None], ranges[i])[0]:.4f}",
                                   flush=True)
             print(f"{mask_kind} R={R}: achieved acceleration {np.mean(achieved):.2f}", flush=True)
@@ -181,10 +188,10 @@ def main() -> None:
         if not table:
             continue
         print(f"\n{title}")
-        print(f"{'mask':>10} {'R':>2} {'method':>12} {'n':>3} {'NMSE':>16} {'PSNR dB':>14} {'SSIM':>16} "
+        print(f"{'mask':>10} {'R':>2} {'method':>14} {'n':>3} {'NMSE':>16} {'PSNR dB':>14} {'SSIM':>16} "
               f"{'SSIM in head':>16}")
         for mask_kind, R, method, n, a, head in table:
-            print(f"{mask_kind:>10} {R:2d} {method:>12} {n:3d} {a['nmse']['mean']:8.4f}±{a['nmse']['std']:.4f} "
+            print(f"{mask_kind:>10} {R:2d} {method:>14} {n:3d} {a['nmse']['mean']:8.4f}±{a['nmse']['std']:.4f} "
                   f"{a['psnr']['mean']:7.2f}±{a['psnr']['std']:.2f} {a['ssim']['mean']:8.4f}±{a['ssim']['std']:.4f} "
                   f"{np.mean(head):8.4f}±{np.std(head):.4f}")
     for m in args.score_methods:

@@ -151,20 +151,32 @@ def test_measured_multicoil_kspace_without_a_reference_hides_the_reference_and_e
 
 
 def test_the_fast_sampler_brings_its_own_step_count_unless_the_user_set_one(panel):
-    from app.views.reconstruct_panel import SCORE_DEFAULT_STEPS
+    from app.views.reconstruct_panel import SCORE_DEFAULT_STEPS, WARM_DEFAULT_LEVEL, WARM_DEFAULT_STEPS
 
     assert panel.score_method.findData("score-dds") >= 0
     panel.use_score.setChecked(True)
     panel.score_method.setCurrentIndex(panel.score_method.findData("score-pc"))
     assert panel.steps.value() == SCORE_DEFAULT_STEPS["score-pc"]
+    assert not panel.warm_row.isEnabled()  # the warm start belongs to decomposed diffusion
+    assert "warm_start" not in panel.method_spec("score-pc")
     panel.score_method.setCurrentIndex(panel.score_method.findData("score-dds"))
-    assert panel.steps.value() == SCORE_DEFAULT_STEPS["score-dds"] != SCORE_DEFAULT_STEPS["score-pc"]
+    # decomposed diffusion starts from CS-TV by default, with its own (smaller) step count
+    assert panel.warm_row.isEnabled() and panel.warm.isChecked()
+    assert panel.steps.value() == WARM_DEFAULT_STEPS < SCORE_DEFAULT_STEPS["score-dds"]
     assert panel.selected_methods()[-1] == "score-dds"
-    assert panel.method_spec("score-dds")["steps"] == SCORE_DEFAULT_STEPS["score-dds"]
+    panel.cs_lam.setValue(0.01)
+    spec = panel.method_spec("score-dds")
+    assert spec["steps"] == WARM_DEFAULT_STEPS and spec["warm_start"] == WARM_DEFAULT_LEVEL
+    assert spec["lam"] == 0.01 and spec["iterations"] == panel.cs_iter.value()  # the CS-TV it starts from
+    panel.warm.setChecked(False)  # from pure noise: the sampler's own step count
+    assert panel.steps.value() == SCORE_DEFAULT_STEPS["score-dds"]
+    assert "warm_start" not in panel.method_spec("score-dds") and not panel.warm_level.isEnabled()
     panel.steps.setValue(7)  # the user's own choice stays when the sampler changes
     panel.score_method.setCurrentIndex(panel.score_method.findData("score-ald"))
     assert panel.steps.value() == 7
+    panel.warm.setChecked(True)
     panel.score_method.setCurrentIndex(panel.score_method.findData("score-dds"))
+    assert panel.steps.value() == 7
     SHOTS.mkdir(parents=True, exist_ok=True)
     assert_not_blank(panel, SHOTS / "reconstruct_panel_dds_form.png")
 

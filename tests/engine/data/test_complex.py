@@ -247,11 +247,13 @@ def test_a_prior_trains_on_random_crops_with_random_phases_and_loads_with_the_da
     src = tmp_path / "slice.npz"
     np.savez(src, images=img[None, :63, :61])
     code = main(["recon", "--workspace", str(workspace.root), "--input", str(src), "--method", "score-dds",
-                 "--run", res["run"], "--samples", "1", "--steps", "2", "--out", str(tmp_path / "recon"),
-                 "--json", "--quiet"])
+                 "--run", res["run"], "--samples", "1", "--steps", "2", "--warm-start", "0.1", "--iterations", "20",
+                 "--out", str(tmp_path / "recon"), "--json", "--quiet"])
     out_json = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 0, out_json
     assert np.isfinite(out_json["methods"]["score-dds"]["metrics"]["psnr"])
+    # started from the CS-TV image, as asked
+    assert out_json["methods"]["score-dds"]["warm_start"] == {"from": "cs-tv", "sigma": 0.1, "lam": 0.005, "iterations": 20}
     assert (tmp_path / "recon" / "score-dds_recon.png").exists()
     # generating from it exports magnitudes, on the dataset's display scale
     out = tmp_path / "samples"

@@ -72,10 +72,13 @@ def reconstruct(
     noise_sigma: float = 0.0,
     seed: int = 0,
     callback: Callable[[int, int, np.ndarray], None] | None = None,
+    warm_start: float | None = None,
 ) -> Reconstruction:
     """Run one named method. ``callback(step, total, image)`` streams intermediate complex images.
 
-    ``model`` (a ``checkpoints.LoadedModel``) is needed by the score-based methods.
+    ``model`` (a ``checkpoints.LoadedModel``) is needed by the score-based methods. ``warm_start``
+    (score-dds only): start the sampler from the CS-TV image (``lam``, ``iterations``) noised to this
+    level sigma / alpha in network units instead of from pure noise (``score.posterior_sample``).
     """
     method = str(getattr(method, "value", method))
     if method not in METHODS:
@@ -104,12 +107,22 @@ def reconstruct(
         return Reconstruction(method, img, seconds=time.perf_counter() - t0, info={"lam": lam, "iterations": iterations})
     if model is None:
         raise UserError(f"method {method!r} needs a trained checkpoint (--run RUN)")
+    if warm_start is not None and method != "score-dds":
+        raise UserError(f"a warm start from CS-TV is implemented for score-dds only, not {method!r}")
     from app.engine.recon.mri.score import posterior_sample
 
+    warm = {}
+    if warm_start is not None:
+        from app.engine.recon.mri.cs import tv_recon
+
+        lam = 0.005 if lam is None else lam
+        warm = {"init": tv_recon(A, np.asarray(y), lam=lam, iterations=iterations), "start_sigma": float(warm_start)}
     out = posterior_sample(
         model, A, np.asarray(y), n_samples=samples, steps=steps, corrector=SAMPLERS[method],
-        noise_sigma=noise_sigma, seed=seed, callback=cb,
+        noise_sigma=noise_sigma, seed=seed, callback=cb, **warm,
     )
     out.method = method
     out.seconds = time.perf_counter() - t0
+    if warm:
+        out.info["warm_start"] = {"from": "cs-tv", "sigma": float(warm_start), "lam": lam, "iterations": iterations}
     return out
