@@ -940,6 +940,8 @@ class ReconstructPanel(QWidget):
              "lam": self.cs_lam.value(), "iterations": self.cs_iter.value(), "seed": self.seed.value()}
         if any(m.startswith("score-") for m in methods):
             d.update(run=self.run_combo.currentData(), samples=min(self.samples.value(), 64), steps=self.steps.value())
+        if "score-dds" in methods and self.warm.isChecked():
+            d["warm_start"] = self.warm_level.value()
         self.sweep_button.setEnabled(False)
         self.sweep_status.setText("Preparing the sweep…")
 

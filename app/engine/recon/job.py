@@ -21,7 +21,7 @@ from pydantic import Field
 
 from app.engine.jobs import JobContext, Spec, UserError, register
 from app.engine.recon.mri.masks import MaskKind
-from app.engine.recon.mri.methods import SCORE_METHODS, Method
+from app.engine.recon.mri.methods import SCORE_METHODS, WARM_START_HELP, Method, check_warm_start
 
 PREVIEW_EVERY_S = 0.5
 
@@ -44,11 +44,7 @@ class ReconSpec(Spec):
     run: str | None = Field(None, description="checkpoint (run id or path) for score-based methods")
     samples: int = Field(4, ge=1, le=256, description="posterior samples of score-based methods")
     steps: int = Field(100, ge=1, le=5000, description="noise levels of score-based methods")
-    warm_start: float | None = Field(
-        None, gt=0.002, le=20.0,
-        description="score-dds: start from the CS-TV image noised to this level sigma/alpha (network units) instead "
-                    "of from noise, with fewer steps (0.1 with 10 steps on SIAT)",
-    )
+    warm_start: float | None = Field(None, gt=0.002, le=20.0, description=WARM_START_HELP)
     seed: int = Field(0, description="seed of the mask, the noise and the posterior samples")
     noise_sigma: float = Field(0.0, ge=0.0, description="std of complex Gaussian noise added to simulated k-space")
     crop: int | None = Field(None, ge=8, description="centre crop (pixels) for the metrics; default none")
@@ -145,8 +141,7 @@ def run_recon(spec: ReconSpec, ctx: JobContext) -> dict:
     from app.engine.recon.mri.methods import reconstruct
 
     methods = [str(getattr(m, "value", m)) for m in spec.method]
-    if spec.warm_start is not None and "score-dds" not in methods:
-        raise UserError(f"--warm-start applies to score-dds, which is not among the methods ({', '.join(methods)})")
+    check_warm_start(spec.warm_start, methods)
     model = None
     if any(m in SCORE_METHODS for m in methods):
         if not spec.run:

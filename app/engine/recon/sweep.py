@@ -25,7 +25,7 @@ from pydantic import Field
 from app.engine.data.attributes import npz_attribute_arrays
 from app.engine.jobs import JobContext, Spec, UserError, register
 from app.engine.recon.mri.masks import MaskKind
-from app.engine.recon.mri.methods import SCORE_METHODS, Method
+from app.engine.recon.mri.methods import SCORE_METHODS, WARM_START_HELP, Method, check_warm_start
 
 SUBGROUP_KEYS = ("series", "anatomy", "scanner", "sex", "age_group")
 N_RINGS = 16
@@ -48,6 +48,7 @@ class ReconSweepSpec(Spec):
     run: str | None = Field(None, description="checkpoint for score-based methods")
     samples: int = Field(2, ge=1, le=64, description="posterior samples (score-based)")
     steps: int = Field(100, ge=1, le=5000, description="noise levels (score-based)")
+    warm_start: float | None = Field(None, gt=0.002, le=20.0, description=WARM_START_HELP)
     seed: int = Field(0, description="seed of the masks (slice k uses seed + k) and samples")
     flag_ssim_drop: float = Field(0.05, gt=0.0, lt=1.0, description="flag subgroups whose mean SSIM is this far below the rest")
     out: str | None = Field(None, description="output folder (default: the job's folder)")
@@ -121,6 +122,7 @@ def run_recon_sweep(spec: ReconSweepSpec, ctx: JobContext) -> dict:
     from app.engine.recon.mri.methods import reconstruct
 
     methods = [str(getattr(m, "value", m)) for m in spec.method]
+    check_warm_start(spec.warm_start, methods)
     model = None
     if any(m in SCORE_METHODS for m in methods):
         if not spec.run:
@@ -163,7 +165,8 @@ def run_recon_sweep(spec: ReconSweepSpec, ctx: JobContext) -> dict:
             for method in methods:
                 ctx.check()
                 rec = reconstruct(method, A, y, lam=spec.lam, iterations=spec.iterations, model=model,
-                                  samples=spec.samples, steps=spec.steps, seed=spec.seed)
+                                  samples=spec.samples, steps=spec.steps, seed=spec.seed,
+                                  warm_start=spec.warm_start if method == "score-dds" else None)
                 img = np.asarray(rec.image)
                 mag = np.abs(img)
                 m = image_metrics(ref_mag, mag)

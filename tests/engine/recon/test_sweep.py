@@ -63,3 +63,11 @@ def test_recon_sweep_reads_attr_arrays_and_refuses_a_short_one(tmp_path):
     bad = run_collect(ReconSweepSpec(input=str(short), slices=[0, 1, 2], accelerations=[4], method=["zero-filled"],
                                      out=str(tmp_path / "out2")), workspace=tmp_path / "ws")[-1]
     assert isinstance(bad, Failed) and "short.npz" in bad.message and "attr_site" in bad.message
+
+
+def test_recon_sweep_refuses_a_warm_start_without_score_dds(tmp_path):
+    src = tmp_path / "one.npz"
+    np.savez(src, images=_low_res_stack(1))
+    bad = run_collect(ReconSweepSpec(input=str(src), slices=[0], accelerations=[4], method=["zero-filled", "cs-tv"],
+                                     warm_start=0.1, out=str(tmp_path / "out")), workspace=tmp_path / "ws")[-1]
+    assert isinstance(bad, Failed) and "--warm-start" in bad.message and "score-dds" in bad.message
