@@ -344,7 +344,8 @@ class ReconstructPanel(QWidget):
         self.warm.setChecked(True)
         self.warm.setToolTip("decomposed diffusion only: start from the CS-TV image (λ and iterations above) noised "
                              "to this level instead of from pure noise; a third of the steps for the same or better "
-                             "quality")
+                             "quality with 2D variable-density masks. With 1D Cartesian masks CS-TV keeps much of the "
+                             "aliasing: start higher (0.3) or from noise")
         self.warm_level = QDoubleSpinBox()
         self.warm_level.setObjectName("warmStartLevel")
         self.warm_level.setDecimals(3)
