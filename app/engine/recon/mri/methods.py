@@ -29,6 +29,8 @@ class Method(str, enum.Enum):
 
 METHODS = tuple(m.value for m in Method)
 SCORE_METHODS = ("score-ald", "score-pc", "score-dds")
+#: regularisation weight of the CS methods (and of the CS-TV image a warm start begins from)
+DEFAULT_LAM = 0.005
 #: the sampler of each score-based method (``score.posterior_sample``'s ``corrector``)
 SAMPLERS = {"score-ald": "ald", "score-pc": "pc", "score-dds": "dds"}
 #: what the recon and sweep jobs say about their ``warm_start`` option
@@ -92,6 +94,7 @@ def reconstruct(
     method = str(getattr(method, "value", method))
     if method not in METHODS:
         raise UserError(f"method {method!r} is not one of {', '.join(METHODS)}")
+    lam = DEFAULT_LAM if lam is None else lam
     t0 = time.perf_counter()
 
     def cb(step, total, img):
@@ -105,13 +108,11 @@ def reconstruct(
     if method == "cs-tv":
         from app.engine.recon.mri.cs import tv_recon
 
-        lam = 0.005 if lam is None else lam
         img = tv_recon(A, np.asarray(y), lam=lam, iterations=iterations, callback=cb)
         return Reconstruction(method, img, seconds=time.perf_counter() - t0, info={"lam": lam, "iterations": iterations})
     if method == "cs-wavelet":
         from app.engine.recon.mri.cs import wavelet_recon
 
-        lam = 0.005 if lam is None else lam
         img = wavelet_recon(A, np.asarray(y), lam=lam, iterations=iterations, callback=cb)
         return Reconstruction(method, img, seconds=time.perf_counter() - t0, info={"lam": lam, "iterations": iterations})
     if model is None:
@@ -124,7 +125,6 @@ def reconstruct(
     if warm_start is not None:
         from app.engine.recon.mri.cs import tv_recon
 
-        lam = 0.005 if lam is None else lam
         warm = {"init": tv_recon(A, np.asarray(y), lam=lam, iterations=iterations), "start_sigma": float(warm_start)}
     out = posterior_sample(
         model, A, np.asarray(y), n_samples=samples, steps=steps, corrector=SAMPLERS[method],

@@ -521,18 +521,15 @@ def _dds(proc, net, A, y_net, sy, hard, replace, x0_clip, n, h, w, steps, eta, c
       sigma_t^2), that of a unit-variance Gaussian image); with noiseless SENSE data lam_t = 0 and the
       few CG steps from x0_hat stay near the data manifold's tangent (DDS sec. 3.2).
     """
-    if start is None:
-        times = ald_levels(proc, steps, DDS_SIGMA_RANGE)
-        a_all, s_all = proc.alpha_sigma(times)
-        # x_t at the first level: alpha x0 + sigma z with alpha x0 negligible there (alpha / sigma <= 1 / 20)
-        x = float(s_all[0]) * randn((n, 2, h, w))
-    else:
-        # warm start ("come closer, diffuse faster", Chung, Sim & Ye, CVPR 2022): the first estimate
-        # noised to an intermediate level stands in for x_t there, so the steps go to the levels below
-        x_init, start_sigma = start
-        times = ald_levels(proc, steps, (DDS_SIGMA_RANGE[0], start_sigma))
-        a_all, s_all = proc.alpha_sigma(times)
-        x = float(a_all[0]) * x_init + float(s_all[0]) * randn((n, 2, h, w))
+    # warm start ("come closer, diffuse faster", Chung, Sim & Ye, CVPR 2022): the first estimate noised to
+    # an intermediate level stands in for x_t there, so the steps go to the levels below it
+    x_init, top = start if start is not None else (None, DDS_SIGMA_RANGE[1])
+    times = ald_levels(proc, steps, (DDS_SIGMA_RANGE[0], top))
+    a_all, s_all = proc.alpha_sigma(times)
+    # x_t at the first level: alpha x0 + sigma z; from noise, alpha x0 is negligible there (alpha / sigma <= 1 / 20)
+    x = float(s_all[0]) * randn((n, 2, h, w))
+    if x_init is not None:
+        x = x + float(a_all[0]) * x_init
     # the expected ||A x - y||^2 of the true image: 2 s_y^2 per measured complex value (Morozov's
     # discrepancy principle: fitting the data closer than this fits the noise)
     measured = float((A._forward(torch.ones(A.ishape, dtype=torch.complex64, device=dev)) != 0).sum())
