@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/bench_recon_siat.py [--slices 120 123 ...] [--prior /tmp/siat_prior.pt]
         [--score-slices 2] [--score-methods score-dds score-dds-warm score-pc score-ald] [--steps 20] [--dds-steps 30]
         [--warm-start 0.1] [--warm-steps 10]
-        [--samples 4] [--accelerations 4 8] [--threads 2] [--run RUN --workspace WS] [--coils 8]
+        [--samples 4] [--sample-curve 1 2 4 8] [--accelerations 4 8] [--threads 2] [--run RUN --workspace WS]
+        [--coils 8]
 
 Masks: random 1D (centre 0.08) and 2D Poisson-disc, seed = slice index. Metrics (fastMRI): NMSE,
 PSNR, SSIM on magnitudes, data range = the max of the slice's volume (its whole series, 10 slices);
@@ -12,7 +13,8 @@ from bench_recon_prior.py (a small 2-channel U-Net trained on series 0-11); with
 rows are skipped; the score methods run on the first ``--score-slices`` slices only, and every
 method is also scored on that subset (the "subset" table) so the rows compare like with like. Also
 prints each score method's seconds per slice and the Pearson correlation between its per-pixel std
-and absolute error. Targets at R = 4: SSIM > 0.92, PSNR > 33, NMSE < 0.02.
+and absolute error. Targets at R = 4: SSIM > 0.92, PSNR > 33, NMSE < 0.02. ``--sample-curve K ...``
+adds rows "METHOD/K" for the mean of the first K of the ``--samples`` samples (what averaging buys).
 
 ``--coils N`` simulates N-coil data instead of single-coil: each slice times N known smooth coil
 sensitivities (``coils.simulated_coil_maps``), undersampled, then reconstructed the way ``radsynth
@@ -115,7 +117,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--coils", type=int, default=1, help="simulate this many receive coils (1: single-coil)")
     ap.add_argument("--per-slice", action="store_true",
-                    help="print each slice's metrics as it is done (data range: the max of all --slices)")
+                    help="print each slice's metrics as it is done (data range: the max of the slice's volume)")
+    ap.add_argument("--sample-curve", type=int, nargs="+", default=[],
+                    help="also score the mean of the first K of the --samples posterior samples, for each K given "
+                         "(how much averaging more samples buys)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     with np.load(DATA) as z:
@@ -141,7 +146,9 @@ def main() -> None:
                 for m in args.score_methods}
     for mask_kind in args.masks:
         for R in args.accelerations:
-            recs: dict[str, list] = {"zero-filled": [], "cs-tv": [], **{m: [] for m in args.score_methods}}
+            curve = [k for k in args.sample_curve if k < args.samples]
+            recs: dict[str, list] = {"zero-filled": [], "cs-tv": [], **{m: [] for m in args.score_methods},
+                                     **{f"{m}/{k}": [] for m in args.score_methods for k in curve}}
             achieved = []
             for i, (s, img) in enumerate(zip(args.slices, images)):
                 mask, acc = make_mask(mask_kind, img.shape, R, 0.08, seed=s)
@@ -162,6 +169,8 @@ def main() -> None:
                                         steps=steps_of[m], seed=s, **warm)
                         score_secs[m].append(time.perf_counter() - t)
                         recs[m].append(np.abs(r.image))
+                        for k in curve:  # "METHOD/K": the mean of its first K samples
+                            recs[f"{m}/{k}"].append(np.abs(r.samples[:k].mean(0)))
                         err = np.abs(np.abs(r.image) - gt[i])
                         corr[m].append(float(np.corrcoef(r.std.ravel(), err.ravel())[0, 1]))
                         print(f"  {mask_kind} R={R} slice {s} {m}: {score_secs[m][-1]:.0f} s, corr(std, |err|) "
@@ -170,7 +179,7 @@ def main() -> None:
                     for method, lst in recs.items():
                         if len(lst) == i + 1:
                             r = slice_metrics(gt[i], lst[-1], data_range=ranges[i])[0]
-                            print(f"  {mask_kind} R={R} slice {s} {method:>14}: NMSE {r['nmse']:.4f} PSNR {r['psnr']:.2f} "
+                            print(f"  {mask_kind} R={R} slice {s} {method:>17}: NMSE {r['nmse']:.4f} PSNR {r['psnr']:.2f} "
                                   f"SSIM {r['ssim']:.4f} head SSIM {head_ssim(gt[i:i + 1], lst[-1][None], ranges[i])[0]:.4f}",
                                   flush=True)
             print(f"{mask_kind} R={R}: achieved acceleration {np.mean(achieved):.2f}", flush=True)
@@ -188,10 +197,10 @@ def main() -> None:
         if not table:
             continue
         print(f"\n{title}")
-        print(f"{'mask':>10} {'R':>2} {'method':>14} {'n':>3} {'NMSE':>16} {'PSNR dB':>14} {'SSIM':>16} "
+        print(f"{'mask':>10} {'R':>2} {'method':>17} {'n':>3} {'NMSE':>16} {'PSNR dB':>14} {'SSIM':>16} "
               f"{'SSIM in head':>16}")
         for mask_kind, R, method, n, a, head in table:
-            print(f"{mask_kind:>10} {R:2d} {method:>14} {n:3d} {a['nmse']['mean']:8.4f}±{a['nmse']['std']:.4f} "
+            print(f"{mask_kind:>10} {R:2d} {method:>17} {n:3d} {a['nmse']['mean']:8.4f}±{a['nmse']['std']:.4f} "
                   f"{a['psnr']['mean']:7.2f}±{a['psnr']['std']:.2f} {a['ssim']['mean']:8.4f}±{a['ssim']['std']:.4f} "
                   f"{np.mean(head):8.4f}±{np.std(head):.4f}")
     for m in args.score_methods:
