@@ -16,6 +16,10 @@ prints each score method's seconds per slice and the Pearson correlation between
 and absolute error. Targets at R = 4: SSIM > 0.92, PSNR > 33, NMSE < 0.02. ``--sample-curve K ...``
 adds rows "METHOD/K" for the mean of the first K of the ``--samples`` samples (what averaging buys).
 
+The "noise floor" row (single-coil) is the reference with its thermal noise redrawn in the k-space the
+mask leaves out: the error a perfect prior would still make there, since that noise is not measured
+(sigma from the signal-free corners of k-space). It shows how far the targets are from the data's limit.
+
 ``--coils N`` simulates N-coil data instead of single-coil: each slice times N known smooth coil
 sensitivities (``coils.simulated_coil_maps``), undersampled, then reconstructed the way ``radsynth
 recon`` does multi-coil data: SENSE with ESPIRiT maps estimated from the undersampled k-space.
@@ -43,7 +47,7 @@ from app.engine.metrics.image import aggregate, slice_metrics
 from app.engine.recon.mri.masks import make_mask
 from app.engine.recon.mri.methods import reconstruct
 from app.engine.recon.mri.coils import espirit_maps, simulated_coil_maps
-from app.engine.recon.mri.fft import fft2c
+from app.engine.recon.mri.fft import fft2c, ifft2c
 from app.engine.recon.mri.operators import MaskedFFT, SenseOp
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "siat_brain_t2_complex_dev.npz"
@@ -61,6 +65,20 @@ def head_ssim(gt: np.ndarray, pred: np.ndarray, data_range: float | None = None)
         _, smap = structural_similarity(g.astype(np.float64), p.astype(np.float64), data_range=dr, full=True)
         out.append(float(smap[g > 0.1 * dr].mean()))
     return out
+
+
+def noise_floor(img: np.ndarray, mask: np.ndarray, seed: int, corner: int = 8) -> np.ndarray:
+    """What a perfect prior would still get wrong: the reference's thermal noise in the k-space the mask
+    leaves out cannot be predicted from anything measured. Returns the reference with that noise
+    redrawn (same statistics, so the same expected metrics as the true noise's error). The noise sigma
+    comes from the outer ``corner`` x ``corner`` corners of k-space, where there is no signal."""
+    k = fft2c(img)
+    c = corner
+    corners = np.concatenate([k[:c, :c].ravel(), k[:c, -c:].ravel(), k[-c:, :c].ravel(), k[-c:, -c:].ravel()])
+    sigma = np.sqrt(np.mean(np.abs(corners) ** 2) / 2)
+    rng = np.random.default_rng(seed)
+    noise = sigma * (rng.standard_normal(k.shape) + 1j * rng.standard_normal(k.shape))
+    return np.abs(ifft2c(k + (1 - mask) * noise))
 
 
 def load_prior(path: Path, raw: bool = False):
@@ -147,7 +165,8 @@ def main() -> None:
     for mask_kind in args.masks:
         for R in args.accelerations:
             curve = [k for k in args.sample_curve if k < args.samples]
-            recs: dict[str, list] = {"zero-filled": [], "cs-tv": [], **{m: [] for m in args.score_methods},
+            recs: dict[str, list] = {"noise floor": [], "zero-filled": [], "cs-tv": [],
+                                     **{m: [] for m in args.score_methods},
                                      **{f"{m}/{k}": [] for m in args.score_methods for k in curve}}
             achieved = []
             for i, (s, img) in enumerate(zip(args.slices, images)):
@@ -159,6 +178,8 @@ def main() -> None:
                 else:
                     A = MaskedFFT(mask)
                     y = A.forward(img)
+                if args.coils == 1:
+                    recs["noise floor"].append(noise_floor(img, mask, seed=s))
                 recs["zero-filled"].append(np.abs(reconstruct("zero-filled", A, y).image))
                 recs["cs-tv"].append(np.abs(reconstruct("cs-tv", A, y, lam=args.lam, iterations=100).image))
                 if i < n_sub:
