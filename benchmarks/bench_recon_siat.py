@@ -4,7 +4,7 @@
         [--score-slices 2] [--score-methods score-dds score-dds-warm score-pc score-ald] [--steps 20] [--dds-steps 30]
         [--warm-start 0.1] [--warm-steps 10]
         [--samples 4] [--sample-curve 1 2 4 8] [--accelerations 4 8] [--threads 2] [--run RUN --workspace WS]
-        [--coils 8]
+        [--coils 8] [--device cuda]
 
 Masks: random 1D (centre 0.08) and 2D Poisson-disc, seed = slice index. Metrics (fastMRI): NMSE,
 PSNR, SSIM on magnitudes, data range = the max of the slice's volume (its whole series, 10 slices);
@@ -100,13 +100,13 @@ def load_prior(path: Path, raw: bool = False):
     return ScorePrior(net.eval(), make_process(ck["process"], prediction_type=kind))
 
 
-def run_prior(run: str, workspace: Path | None, raw: bool = False):
+def run_prior(run: str, workspace: Path | None, raw: bool = False, device: str = "cpu"):
     """The prior of a product training run, loaded as the reconstruction job loads it."""
     from app.engine.recon.mri.score import load_prior as load_run_prior
     from app.engine.store import Workspace
 
     ws = Workspace.open(workspace) if workspace else None
-    prior = load_run_prior(run, workspace=ws, device="cpu", ema=not raw)
+    prior = load_run_prior(run, workspace=ws, device=device, ema=not raw)
     meta = next((r.meta for r in ws.runs() if r.id == run), {}) if ws is not None else {}
     print(f"prior: run {run} ({meta.get('step', '?')} steps, last loss {meta.get('loss')}, unit {prior.unit:g} x p99, "
           f"{'raw weights' if raw else 'EMA weights'})")
@@ -133,6 +133,7 @@ def main() -> None:
     ap.add_argument("--dds-steps", type=int, default=30, help="network evaluations per sample of score-dds")
     ap.add_argument("--samples", type=int, default=4, help="posterior samples; their mean is the reconstruction")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="where the --run prior samples: cpu, cuda, cuda:N, mps or auto")
     ap.add_argument("--coils", type=int, default=1, help="simulate this many receive coils (1: single-coil)")
     ap.add_argument("--per-slice", action="store_true",
                     help="print each slice's metrics as it is done (data range: the max of the slice's volume)")
@@ -153,7 +154,7 @@ def main() -> None:
         rows = [slice_metrics(gt[j], preds[j], data_range=ranges[j])[0] for j in range(n)]
         return rows, [head_ssim(gt[j:j + 1], preds[j][None], ranges[j])[0] for j in range(n)]
     if args.run:
-        prior = run_prior(args.run, args.workspace, args.raw)
+        prior = run_prior(args.run, args.workspace, args.raw, args.device)
     else:
         prior = load_prior(args.prior, args.raw) if args.prior.exists() else None
     rows, sub_rows = [], []
@@ -226,8 +227,10 @@ def main() -> None:
                   f"{np.mean(head):8.4f}±{np.std(head):.4f}")
     for m in args.score_methods:
         if score_secs[m]:
-            print(f"{m}: {np.mean(score_secs[m]):.1f} s per slice on CPU ({args.samples} samples, {steps_of[m]} steps, "
-                  f"{torch.get_num_threads()} thread(s)); corr(std, |error|) = {np.mean(corr[m]):.3f} ± "
+            where = "CPU" if prior.device.type == "cpu" else str(prior.device)
+            print(f"{m}: {np.mean(score_secs[m]):.1f} s per slice (median {np.median(score_secs[m]):.1f} s; the first "
+                  f"includes warm-up) on {where} ({args.samples} samples, {steps_of[m]} steps, "
+                  f"{torch.get_num_threads()} CPU thread(s)); corr(std, |error|) = {np.mean(corr[m]):.3f} ± "
                   f"{np.std(corr[m]):.3f} over {len(corr[m])} reconstructions")
 
 if __name__ == "__main__":
