@@ -131,12 +131,26 @@ def dataset_image_to_npz(workspace, dataset: str, index: int, out_dir: Path) -> 
 #: network evaluations a sampler needs per posterior sample: annealed Langevin and predictor-corrector
 #: anneal the noise slowly; decomposed diffusion moves to a data-consistent image at every step
 SCORE_DEFAULT_STEPS = {"score-ald": 100, "score-pc": 100, "score-dds": 30}
-#: decomposed diffusion started from the CS-TV image at sigma / alpha = 0.1 needs a third of the steps:
-#: on the 30 SIAT validation slices at R = 4 (Poisson-disc, 4 samples) it gave SSIM 0.876 / NMSE 0.0177
-#: in 10 steps (22 s per slice on 2 CPU threads) against 0.870 / 0.0185 in 30 steps from pure noise (65 s),
-#: and 0.853 / 0.0202 for CS-TV alone (benchmarks/bench_recon_siat.py --score-methods score-dds score-dds-warm)
-WARM_DEFAULT_STEPS = 10
-WARM_DEFAULT_LEVEL = 0.1
+#: masks that sample k-space in 2D (variable density): CS-TV removes most of their incoherent aliasing
+TWO_D_MASKS = ("poisson2d", "radial")
+
+
+def warm_default(mask_kind: str, acceleration: float) -> tuple[float, int]:
+    """The warm start's level sigma / alpha and step count for a mask: the more aliasing CS-TV leaves, the
+    higher decomposed diffusion has to start from it to wash it out (benchmarks/bench_recon_siat.py).
+
+    - 2D mask, R <= 5: 0.1 with 10 steps. On the 30 SIAT validation slices at R = 4 (Poisson-disc, 4
+      samples) SSIM 0.876 / NMSE 0.0177 (22 s per slice on 2 CPU threads), against 0.870 / 0.0185 in 30
+      steps from pure noise (65 s) and 0.853 / 0.0202 for CS-TV alone.
+    - 1D Cartesian mask, R <= 5: 0.3 with 15 steps. Random 1D R = 4, three slices: NMSE 0.0577 against
+      0.0590 from 0.1 and 0.0581 from noise (SSIM 0.768 for all three).
+    - R > 5: 0.5 with 20 steps. Poisson-disc R = 8, six slices: a start at 0.1 lost to pure noise (SSIM
+      0.770 against 0.782); on slice 120, 0.5 was level with noise (0.801 against 0.802) in 2/3 of the time."""
+    if acceleration > 5.0:
+        return 0.5, 20
+    if mask_kind in TWO_D_MASKS:
+        return 0.1, 10
+    return 0.3, 15
 
 
 def _fit_height(table: QTableWidget, max_rows: int = 6) -> None:
@@ -195,6 +209,8 @@ class ReconstructPanel(QWidget):
         for w in (self.mask_kind, self.accel, self.center, self.seed):
             sig = w.currentIndexChanged if isinstance(w, QComboBox) else w.valueChanged
             sig.connect(lambda *_: self.schedule_preview())
+        self.mask_kind.currentIndexChanged.connect(self._on_mask_changed)
+        self.accel.valueChanged.connect(self._on_mask_changed)
         ctx.jobs.job_finished.connect(self._on_any_job_finished)
         self.refresh_runs()
         self.refresh_datasets()
@@ -347,15 +363,17 @@ class ReconstructPanel(QWidget):
         self.warm.setObjectName("warmStart")
         self.warm.setChecked(True)
         self.warm.setToolTip("decomposed diffusion only: start from the CS-TV image (λ and iterations above) noised "
-                             "to this level instead of from pure noise; a third of the steps for the same or better "
-                             "quality with 2D variable-density masks. With 1D Cartesian masks CS-TV keeps much of the "
-                             "aliasing: start higher (0.3) or from noise")
+                             "to this level instead of from pure noise, in fewer steps. The level follows the mask "
+                             "unless you set it: 0.1 for 2D variable-density masks at R <= 5 (better than from "
+                             "noise in a third of the time); 0.3 for 1D Cartesian masks, where CS-TV keeps more "
+                             "aliasing; 0.5 above R = 5, where a low start keeps CS-TV's artefacts")
         self.warm_level = QDoubleSpinBox()
         self.warm_level.setObjectName("warmStartLevel")
         self.warm_level.setDecimals(3)
         self.warm_level.setRange(0.005, 20.0)
         self.warm_level.setSingleStep(0.05)
-        self.warm_level.setValue(WARM_DEFAULT_LEVEL)
+        self._warm_level_default = self._warm_default()[0]
+        self.warm_level.setValue(self._warm_level_default)
         wrow = QHBoxLayout()
         wrow.setContentsMargins(0, 0, 0, 0)
         wrow.addWidget(self.warm)
@@ -644,7 +662,18 @@ class ReconstructPanel(QWidget):
         return self.score_method.currentData() == "score-dds" and self.warm.isChecked()
 
     def _default_steps(self) -> int:
-        return WARM_DEFAULT_STEPS if self._warm_start() else SCORE_DEFAULT_STEPS[self.score_method.currentData()]
+        return self._warm_default()[1] if self._warm_start() else SCORE_DEFAULT_STEPS[self.score_method.currentData()]
+
+    def _warm_default(self) -> tuple[float, int]:
+        return warm_default(self.mask_kind.currentData(), self.accel.value())
+
+    def _on_mask_changed(self, *_) -> None:
+        """The warm start's level and steps follow the mask, unless the user set them by hand."""
+        new = self._warm_default()[0]
+        if abs(self.warm_level.value() - self._warm_level_default) < 1e-9:
+            self.warm_level.setValue(new)
+        self._warm_level_default = new
+        self._on_score_method()
 
     def _update_warm_row(self) -> None:
         self.warm_row.setEnabled(self.score_method.currentData() == "score-dds")

@@ -151,7 +151,11 @@ def test_measured_multicoil_kspace_without_a_reference_hides_the_reference_and_e
 
 
 def test_the_fast_sampler_brings_its_own_step_count_unless_the_user_set_one(panel):
-    from app.views.reconstruct_panel import SCORE_DEFAULT_STEPS, WARM_DEFAULT_LEVEL, WARM_DEFAULT_STEPS
+    from app.views.reconstruct_panel import SCORE_DEFAULT_STEPS, warm_default
+
+    WARM_DEFAULT_LEVEL, WARM_DEFAULT_STEPS = warm_default("poisson2d", 4.0)
+    panel.mask_kind.setCurrentIndex(panel.mask_kind.findData("poisson2d"))
+    panel.accel.setValue(4.0)
 
     assert panel.score_method.findData("score-dds") >= 0
     panel.use_score.setChecked(True)
@@ -179,6 +183,37 @@ def test_the_fast_sampler_brings_its_own_step_count_unless_the_user_set_one(pane
     assert panel.steps.value() == 7
     SHOTS.mkdir(parents=True, exist_ok=True)
     assert_not_blank(panel, SHOTS / "reconstruct_panel_dds_form.png")
+
+
+def test_the_warm_start_follows_the_mask_unless_the_user_set_it(panel):
+    from app.views.reconstruct_panel import warm_default
+
+    panel.use_score.setChecked(True)
+    panel.score_method.setCurrentIndex(panel.score_method.findData("score-dds"))
+    panel.mask_kind.setCurrentIndex(panel.mask_kind.findData("poisson2d"))
+    panel.accel.setValue(4.0)
+    low = warm_default("poisson2d", 4.0)
+    assert (panel.warm_level.value(), panel.steps.value()) == low
+    # a 1D Cartesian mask leaves more aliasing in CS-TV, a high acceleration more still: start higher
+    panel.mask_kind.setCurrentIndex(panel.mask_kind.findData("random"))
+    one_d = warm_default("random", 4.0)
+    assert one_d[0] > low[0] and (panel.warm_level.value(), panel.steps.value()) == one_d
+    panel.accel.setValue(8.0)
+    high = warm_default("random", 8.0)
+    assert high[0] > one_d[0] and (panel.warm_level.value(), panel.steps.value()) == high
+    spec = panel.method_spec("score-dds")
+    assert spec["warm_start"] == high[0] and spec["steps"] == high[1]
+    # the user's own level and steps stay when the mask changes
+    panel.warm_level.setValue(0.25)
+    panel.steps.setValue(12)
+    panel.accel.setValue(4.0)
+    panel.mask_kind.setCurrentIndex(panel.mask_kind.findData("poisson2d"))
+    assert (panel.warm_level.value(), panel.steps.value()) == (0.25, 12)
+    # from noise, the mask does not touch the sampler's steps
+    panel.warm.setChecked(False)
+    panel.steps.setValue(30)
+    panel.accel.setValue(8.0)
+    assert panel.steps.value() == 30
 
 
 def _train_complex_prior(workspace, tmp_path):
