@@ -143,7 +143,7 @@ def warm_default(mask_kind: str, acceleration: float) -> tuple[float, int]:
       samples) SSIM 0.876 / NMSE 0.0177 (22 s per slice on 2 CPU threads), against 0.870 / 0.0185 in 30
       steps from pure noise (65 s) and 0.853 / 0.0202 for CS-TV alone.
     - 1D Cartesian mask, R <= 5: 0.3 with 15 steps. Random 1D R = 4, three slices: NMSE 0.0577 against
-      0.0590 from 0.1 and 0.0581 from noise (SSIM 0.768 for all three).
+      0.0590 from 0.1 and 0.0581 from noise (SSIM 0.768, 0.768 and 0.766).
     - R > 5: 0.5 with 20 steps. Poisson-disc R = 8, six slices: a start at 0.1 lost to pure noise (SSIM
       0.770 against 0.782); on three slices a start at 0.5 was level with noise (SSIM 0.764 against 0.765,
       NMSE 0.0459 against 0.0462) in two thirds of its time, 0.1 / 0.3 fell short (0.751 / 0.759)."""
