@@ -163,9 +163,9 @@ def main() -> None:
     n_sub = min(args.score_slices, len(args.slices)) if prior is not None else 0
     steps_of = {m: {"score-dds": args.dds_steps, "score-dds-warm": args.warm_steps}.get(m, args.steps)
                 for m in args.score_methods}
+    curve = [k for k in args.sample_curve if k < args.samples]
     for mask_kind in args.masks:
         for R in args.accelerations:
-            curve = [k for k in args.sample_curve if k < args.samples]
             recs: dict[str, list] = {"noise floor": [], "zero-filled": [], "cs-tv": [],
                                      **{m: [] for m in args.score_methods},
                                      **{f"{m}/{k}": [] for m in args.score_methods for k in curve}}
