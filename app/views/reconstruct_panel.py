@@ -57,6 +57,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.engine.recon.mri.warm import AUTO, warm_default
 from app.views.widgets.comparison_grid import ComparisonGrid
 from app.views.widgets.image_view import ImageView
 from app.views.widgets.plots import PALETTE
@@ -131,27 +132,6 @@ def dataset_image_to_npz(workspace, dataset: str, index: int, out_dir: Path) -> 
 #: network evaluations a sampler needs per posterior sample: annealed Langevin and predictor-corrector
 #: anneal the noise slowly; decomposed diffusion moves to a data-consistent image at every step
 SCORE_DEFAULT_STEPS = {"score-ald": 100, "score-pc": 100, "score-dds": 30}
-#: masks that sample k-space in 2D (variable density): CS-TV removes most of their incoherent aliasing
-TWO_D_MASKS = ("poisson2d", "radial")
-
-
-def warm_default(mask_kind: str, acceleration: float) -> tuple[float, int]:
-    """The warm start's level sigma / alpha and step count for a mask: the more aliasing CS-TV leaves, the
-    higher decomposed diffusion has to start from it to wash it out (benchmarks/bench_recon_siat.py).
-
-    - 2D mask, R <= 5: 0.1 with 10 steps. On the 30 SIAT validation slices at R = 4 (Poisson-disc, 4
-      samples) SSIM 0.876 / NMSE 0.0177 (22 s per slice on 2 CPU threads), against 0.870 / 0.0185 in 30
-      steps from pure noise (65 s) and 0.853 / 0.0202 for CS-TV alone.
-    - 1D Cartesian mask, R <= 5: 0.3 with 15 steps. Random 1D R = 4, three slices: NMSE 0.0577 against
-      0.0590 from 0.1 and 0.0581 from noise (SSIM 0.768, 0.768 and 0.766).
-    - R > 5: 0.5 with 20 steps. Poisson-disc R = 8, six slices: a start at 0.1 lost to pure noise (SSIM
-      0.770 against 0.782); on three slices a start at 0.5 was level with noise (SSIM 0.764 against 0.765,
-      NMSE 0.0459 against 0.0462) in two thirds of its time, 0.1 / 0.3 fell short (0.751 / 0.759)."""
-    if acceleration > 5.0:
-        return 0.5, 20
-    if mask_kind in TWO_D_MASKS:
-        return 0.1, 10
-    return 0.3, 15
 
 
 def _fit_height(table: QTableWidget, max_rows: int = 6) -> None:
@@ -671,10 +651,13 @@ class ReconstructPanel(QWidget):
     def _on_mask_changed(self, *_) -> None:
         """The warm start's level and steps follow the mask, unless the user set them by hand."""
         new = self._warm_default()[0]
-        if abs(self.warm_level.value() - self._warm_level_default) < 1e-9:
+        if self._warm_level_is_default():
             self.warm_level.setValue(new)
         self._warm_level_default = new
         self._on_score_method()
+
+    def _warm_level_is_default(self) -> bool:
+        return abs(self.warm_level.value() - self._warm_level_default) < 1e-9
 
     def _update_warm_row(self) -> None:
         self.warm_row.setEnabled(self.score_method.currentData() == "score-dds")
@@ -960,17 +943,12 @@ class ReconstructPanel(QWidget):
                 out.append(cast(tok))
         return out
 
-    def run_sweep(self):
-        try:
-            slices = self._parse_numbers(self.sweep_slices.text(), int)
-            accels = self._parse_numbers(self.sweep_accels.text(), float)
-        except ValueError:
-            self.sweep_status.setText("Slices and accelerations are numbers separated by spaces.")
-            return None
+    def sweep_spec(self) -> dict:
+        """The recon-sweep spec of the form: the MRI tab's source, mask and methods over the sweep tab's slices
+        and accelerations. Raises ValueError when those are not numbers."""
+        slices = self._parse_numbers(self.sweep_slices.text(), int)
+        accels = self._parse_numbers(self.sweep_accels.text(), float)
         methods = self.selected_methods()
-        if not self.input_path or not methods:
-            self.sweep_status.setText("Choose a source file and methods in the MRI tab first.")
-            return None
         d = {"kind": "recon-sweep", "input": self.input_path, "slices": slices, "accelerations": accels,
              "method": methods, "mask": self.mask_kind.currentData(), "center_fraction": self.center.value(),
              "lam": self.cs_lam.value(), "iterations": self.cs_iter.value(), "seed": self.seed.value()}
@@ -978,6 +956,22 @@ class ReconstructPanel(QWidget):
             d.update(run=self.run_combo.currentData(), samples=min(self.samples.value(), 64), steps=self.steps.value())
         if "score-dds" in methods and self.warm.isChecked():
             d["warm_start"] = self.warm_level.value()
+            if self._warm_level_is_default() and self.steps.value() == self._score_steps_default:
+                # not set by hand: every acceleration of the sweep gets its own level and steps, as the MRI
+                # tab would give it (the form shows those of its own R only)
+                d["warm_start"] = AUTO
+                d.pop("steps")
+        return d
+
+    def run_sweep(self):
+        try:
+            d = self.sweep_spec()
+        except ValueError:
+            self.sweep_status.setText("Slices and accelerations are numbers separated by spaces.")
+            return None
+        if not self.input_path or not d["method"]:
+            self.sweep_status.setText("Choose a source file and methods in the MRI tab first.")
+            return None
         self.sweep_button.setEnabled(False)
         self.sweep_status.setText("Preparing the sweep…")
 
@@ -1025,7 +1019,11 @@ class ReconstructPanel(QWidget):
             r = t.rowCount()
             t.insertRow(r)
             s, p = row.get("ssim", {}), row.get("psnr", {})
-            vals = [row["method"], f"{row['acceleration']:g}", f"{s.get('mean', float('nan')):.4f} ± {s.get('std', 0):.4f}",
+            method = row["method"]
+            if row.get("steps") is not None:  # score-based: the steps (and warm start) this R was run with
+                warm = row.get("warm_start")
+                method += (f" · from CS-TV at σ {warm:g}" if warm is not None else "") + f" · {row['steps']} steps"
+            vals = [method, f"{row['acceleration']:g}", f"{s.get('mean', float('nan')):.4f} ± {s.get('std', 0):.4f}",
                     f"{p.get('mean', float('nan')):.2f}", str(row.get("best_slice")), str(row.get("worst_slice"))]
             for c, v in enumerate(vals):
                 t.setItem(r, c, QTableWidgetItem(v))

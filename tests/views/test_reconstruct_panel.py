@@ -203,12 +203,18 @@ def test_the_warm_start_follows_the_mask_unless_the_user_set_it(panel):
     assert high[0] > one_d[0] and (panel.warm_level.value(), panel.steps.value()) == high
     spec = panel.method_spec("score-dds")
     assert spec["warm_start"] == high[0] and spec["steps"] == high[1]
-    # the user's own level and steps stay when the mask changes
+    # a sweep over several accelerations gives each its own level and steps ("auto", resolved by the job)
+    panel.sweep_accels.setText("4 8")
+    sweep = panel.sweep_spec()
+    assert sweep["warm_start"] == "auto" and "steps" not in sweep and sweep["mask"] == "random"
+    # the user's own level and steps stay when the mask changes, and the sweep takes them as they are
     panel.warm_level.setValue(0.25)
     panel.steps.setValue(12)
     panel.accel.setValue(4.0)
     panel.mask_kind.setCurrentIndex(panel.mask_kind.findData("poisson2d"))
     assert (panel.warm_level.value(), panel.steps.value()) == (0.25, 12)
+    sweep = panel.sweep_spec()
+    assert sweep["warm_start"] == 0.25 and sweep["steps"] == 12
     # from noise, the mask does not touch the sampler's steps
     panel.warm.setChecked(False)
     panel.steps.setValue(30)

@@ -21,7 +21,7 @@ from pydantic import Field
 
 from app.engine.jobs import JobContext, Spec, UserError, register
 from app.engine.recon.mri.masks import MaskKind
-from app.engine.recon.mri.methods import SCORE_METHODS, WARM_START_HELP, Method, check_warm_start
+from app.engine.recon.mri.methods import SCORE_METHODS, WARM_START_HELP, Method, WarmStart, check_warm_start
 
 PREVIEW_EVERY_S = 0.5
 
@@ -44,7 +44,7 @@ class ReconSpec(Spec):
     run: str | None = Field(None, description="checkpoint (run id or path) for score-based methods")
     samples: int = Field(4, ge=1, le=256, description="posterior samples of score-based methods")
     steps: int = Field(100, ge=1, le=5000, description="noise levels of score-based methods")
-    warm_start: float | None = Field(None, gt=0.002, le=20.0, description=WARM_START_HELP)
+    warm_start: WarmStart = Field(None, description=WARM_START_HELP)
     seed: int = Field(0, description="seed of the mask, the noise and the posterior samples")
     noise_sigma: float = Field(0.0, ge=0.0, description="std of complex Gaussian noise added to simulated k-space")
     crop: int | None = Field(None, ge=8, description="centre crop (pixels) for the metrics; default none")
@@ -139,6 +139,7 @@ def run_recon(spec: ReconSpec, ctx: JobContext) -> dict:
     from app.engine.recon.mri.fft import fft2c
     from app.engine.recon.mri.io import load_recon_input
     from app.engine.recon.mri.methods import reconstruct
+    from app.engine.recon.mri.warm import resolve_warm_start
 
     methods = [str(getattr(m, "value", m)) for m in spec.method]
     check_warm_start(spec.warm_start, methods)
@@ -184,10 +185,15 @@ def run_recon(spec: ReconSpec, ctx: JobContext) -> dict:
                 last[0] = now
                 ctx.image(method, np.abs(img), "image")
 
+        warm, steps = spec.warm_start if method == "score-dds" else None, spec.steps
+        if warm is not None:
+            # "auto": the level and steps that follow the mask and R; a measured pattern's kind is unknown
+            warm, steps = resolve_warm_start(warm, spec.steps, "steps" in spec.model_fields_set,
+                                             "measured" if measured else str(spec.mask.value),
+                                             achieved if measured else spec.acceleration)
         rec = reconstruct(
             method, A, y, lam=spec.lam, iterations=spec.iterations, model=model, samples=spec.samples,
-            steps=spec.steps, noise_sigma=spec.noise_sigma, seed=spec.seed, callback=stream,
-            warm_start=spec.warm_start if method == "score-dds" else None,
+            steps=steps, noise_sigma=spec.noise_sigma, seed=spec.seed, callback=stream, warm_start=warm,
         )
         image = np.asarray(rec.image)
         if image.ndim == 3:  # several ESPIRiT map sets: combine by root-sum-of-squares
@@ -204,7 +210,8 @@ def run_recon(spec: ReconSpec, ctx: JobContext) -> dict:
                 ctx.scalar(f"{method}/{k}", 0, v)
         if rec.std is not None:
             ctx.image(f"{method} uncertainty", rec.std, "uncertainty")
-            if reference is not None and rec.std.shape == reference.shape:
+            # one sample has no spread (std 0 everywhere): no correlation to report then
+            if reference is not None and rec.std.shape == reference.shape and np.ptp(rec.std) > 0:
                 err = np.abs(np.abs(image) - reference).ravel()
                 entry["std_error_correlation"] = float(np.corrcoef(rec.std.ravel(), err)[0, 1])
         if inp.kspace.ndim == 2 and method in ("zero-filled", *SCORE_METHODS) and spec.noise_sigma == 0:

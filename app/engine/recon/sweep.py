@@ -25,7 +25,7 @@ from pydantic import Field
 from app.engine.data.attributes import npz_attribute_arrays
 from app.engine.jobs import JobContext, Spec, UserError, register
 from app.engine.recon.mri.masks import MaskKind
-from app.engine.recon.mri.methods import SCORE_METHODS, WARM_START_HELP, Method, check_warm_start
+from app.engine.recon.mri.methods import SCORE_METHODS, WARM_START_HELP, Method, WarmStart, check_warm_start
 
 SUBGROUP_KEYS = ("series", "anatomy", "scanner", "sex", "age_group")
 N_RINGS = 16
@@ -48,7 +48,7 @@ class ReconSweepSpec(Spec):
     run: str | None = Field(None, description="checkpoint for score-based methods")
     samples: int = Field(2, ge=1, le=64, description="posterior samples (score-based)")
     steps: int = Field(100, ge=1, le=5000, description="noise levels (score-based)")
-    warm_start: float | None = Field(None, gt=0.002, le=20.0, description=WARM_START_HELP)
+    warm_start: WarmStart = Field(None, description=WARM_START_HELP)
     seed: int = Field(0, description="seed of the masks (slice k uses seed + k) and samples")
     flag_ssim_drop: float = Field(0.05, gt=0.0, lt=1.0, description="flag subgroups whose mean SSIM is this far below the rest")
     out: str | None = Field(None, description="output folder (default: the job's folder)")
@@ -120,6 +120,7 @@ def run_recon_sweep(spec: ReconSweepSpec, ctx: JobContext) -> dict:
     from app.engine.recon.job import build_operator, prepare_measurements
     from app.engine.recon.mri.io import load_recon_input
     from app.engine.recon.mri.methods import reconstruct
+    from app.engine.recon.mri.warm import resolve_warm_start
 
     methods = [str(getattr(m, "value", m)) for m in spec.method]
     check_warm_start(spec.warm_start, methods)
@@ -164,14 +165,18 @@ def run_recon_sweep(spec: ReconSweepSpec, ctx: JobContext) -> dict:
             A, _ = build_operator(inp, y, mask)
             for method in methods:
                 ctx.check()
+                # "auto": each acceleration gets the warm start's level and steps for it (warm.warm_default)
+                warm, steps = resolve_warm_start(spec.warm_start if method == "score-dds" else None, spec.steps,
+                                                 "steps" in spec.model_fields_set, spec.mask.value, acc)
                 rec = reconstruct(method, A, y, lam=spec.lam, iterations=spec.iterations, model=model,
-                                  samples=spec.samples, steps=spec.steps, seed=spec.seed,
-                                  warm_start=spec.warm_start if method == "score-dds" else None)
+                                  samples=spec.samples, steps=steps, seed=spec.seed, warm_start=warm)
                 img = np.asarray(rec.image)
                 mag = np.abs(img)
                 m = image_metrics(ref_mag, mag)
                 row = {"slice": s, "method": method, "acceleration": acc, "achieved": round(achieved, 4), **m,
                        "seconds": round(rec.seconds, 3)}
+                if method in SCORE_METHODS:
+                    row.update(steps=steps, warm_start=warm)
                 for key, vals in attrs.items():
                     row[key] = vals[s].item() if hasattr(vals[s], "item") else vals[s]
                 rows.append(row)
@@ -191,9 +196,12 @@ def run_recon_sweep(spec: ReconSweepSpec, ctx: JobContext) -> dict:
             sel = [r for r in rows if r["method"] == method and r["acceleration"] == acc]
             key = f"{method} R={acc:g}"
             best, worst = maps_keep[(key, "best")], maps_keep[(key, "worst")]
-            table.append({"method": method, "acceleration": acc, **aggregate(sel),
-                          "best_slice": best[1], "worst_slice": worst[1],
-                          "radial_error": np.mean(ring[key], axis=0).tolist()})
+            entry = {"method": method, "acceleration": acc, **aggregate(sel),
+                     "best_slice": best[1], "worst_slice": worst[1],
+                     "radial_error": np.mean(ring[key], axis=0).tolist()}
+            if method in SCORE_METHODS:  # the same for every slice of one (method, R)
+                entry.update(steps=sel[0]["steps"], warm_start=sel[0]["warm_start"])
+            table.append(entry)
     subgroups = [g for key in attrs for g in subgroup_report(rows, key, spec.flag_ssim_drop)]
     flagged = [g for g in subgroups if g["flagged"]]
     for g in flagged:

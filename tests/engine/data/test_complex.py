@@ -217,6 +217,7 @@ def test_a_prior_trains_on_random_crops_with_random_phases_and_loads_with_the_da
                                                                                           tmp_path, capsys,
                                                                                           monkeypatch):
     from app.engine.recon.mri.score import load_prior
+    from app.engine.recon.mri.warm import warm_default
 
     res = _result(run_collect(TrainSpec(dataset="siatc", epochs=1, crop_size=32, hflip=True, **TINY),
                               workspace=workspace))
@@ -255,6 +256,16 @@ def test_a_prior_trains_on_random_crops_with_random_phases_and_loads_with_the_da
     # started from the CS-TV image, as asked
     assert out_json["methods"]["score-dds"]["warm_start"] == {"from": "cs-tv", "sigma": 0.1, "lam": 0.005, "iterations": 20}
     assert (tmp_path / "recon" / "score-dds_recon.png").exists()
+    # radsynth recon-sweep --warm-start auto: each acceleration starts at its own level, with its own steps
+    code = main(["recon-sweep", "--workspace", str(workspace.root), "--input", str(src), "--slices", "0",
+                 "--method", "cs-tv", "score-dds", "--mask", "poisson2d", "--accelerations", "4", "8",
+                 "--run", res["run"], "--samples", "1", "--warm-start", "auto", "--iterations", "20",
+                 "--out", str(tmp_path / "sweep"), "--json", "--quiet"])
+    sweep = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0, sweep
+    used = {r["acceleration"]: (r["warm_start"], r["steps"]) for r in sweep["table"] if r["method"] == "score-dds"}
+    assert used == {4.0: warm_default("poisson2d", 4.0), 8.0: warm_default("poisson2d", 8.0)}
+    assert used[4.0] != used[8.0] and all("steps" not in r for r in sweep["rows"] if r["method"] == "cs-tv")
     # generating from it exports magnitudes, on the dataset's display scale
     out = tmp_path / "samples"
     ev = run_collect(SampleSpec(run=res["run"], n_images=2, steps=2, format="npz", out=str(out), preview_every=1),

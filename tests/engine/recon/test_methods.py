@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from app.engine.metrics.image import psnr, ssim
 from app.engine.recon.mri.fft import fft2c
@@ -52,3 +53,18 @@ def test_cs_tv_streams_intermediate_images(siat_slice):
     seen = []
     reconstruct("cs-tv", A, A.forward(siat_slice), iterations=20, callback=lambda s, t, im: seen.append((s, t, im.shape)))
     assert [s for s, _, _ in seen] == [10, 20] and seen[-1][2] == siat_slice.shape
+
+
+def test_an_auto_warm_start_follows_the_mask_and_r_and_keeps_steps_that_were_given():
+    from app.engine.recon.mri.warm import resolve_warm_start, warm_default
+
+    assert resolve_warm_start("auto", 100, False, "poisson2d", 4.0) == warm_default("poisson2d", 4.0) == (0.1, 10)
+    assert resolve_warm_start("auto", 100, False, "random", 4.0) == (0.3, 15)
+    assert resolve_warm_start("auto", 100, False, "radial", 8.0) == (0.5, 20)
+    # a pattern measured with the data (kind unknown) gets the safer, higher start of the 1D masks
+    assert resolve_warm_start("auto", 100, False, "measured", 4.0) == (0.3, 15)
+    assert resolve_warm_start("auto", 7, True, "poisson2d", 4.0) == (0.1, 7)  # steps given: kept
+    assert resolve_warm_start(0.2, 12, True, "poisson2d", 8.0) == (0.2, 12)  # a number is used as it is
+    assert resolve_warm_start(None, 30, False, "random", 8.0) == (None, 30)  # from noise: the steps asked
+    with pytest.raises(ValueError, match="auto"):
+        resolve_warm_start("high", 30, False, "random", 4.0)

@@ -11,8 +11,10 @@ import dataclasses
 import enum
 import time
 from collections.abc import Callable
+from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import Field
 
 from app.engine.jobs import UserError
 from app.engine.recon.mri.operators import LinearOperator
@@ -35,10 +37,13 @@ DEFAULT_LAM = 0.005
 SAMPLERS = {"score-ald": "ald", "score-pc": "pc", "score-dds": "dds"}
 #: what the recon and sweep jobs say about their ``warm_start`` option
 WARM_START_HELP = ("score-dds: start from the CS-TV image noised to this level sigma/alpha (network units) instead of "
-                   "from noise, with fewer steps (0.1 with 10 steps on SIAT)")
+                   "from noise, with fewer steps (0.1 with 10 steps on SIAT); 'auto': the level and steps that follow "
+                   "the mask and R (0.1 / 10 for 2D masks, 0.3 / 15 for 1D, 0.5 / 20 above R = 5)")
+#: the recon and sweep jobs' ``warm_start`` field: a level, "auto" (``warm.resolve_warm_start``) or none
+WarmStart = Annotated[float, Field(gt=0.002, le=20.0)] | Literal["auto"] | None
 
 
-def check_warm_start(warm_start: float | None, methods: list[str]) -> None:
+def check_warm_start(warm_start: float | str | None, methods: list[str]) -> None:
     """A warm start is asked of score-dds; one given without it would silently do nothing."""
     if warm_start is not None and "score-dds" not in methods:
         raise UserError(f"--warm-start applies to score-dds, which is not among the methods ({', '.join(methods)})")
