@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import sqlite3
 import time
 import uuid
@@ -31,7 +32,7 @@ from app.engine.jobs import UserError
 
 ENV_VAR = "RADSYNTH_WORKSPACE"
 DB_NAME = "radsynth.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: jobs.pid and jobs.host
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -65,7 +66,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     created   REAL NOT NULL,
     finished  REAL,
     result    TEXT,
-    message   TEXT
+    message   TEXT,
+    pid       INTEGER,               -- the process that runs the job, on
+    host      TEXT                   -- this machine (see mark_interrupted_jobs)
 );
 CREATE TABLE IF NOT EXISTS studies (
     id       TEXT PRIMARY KEY,
@@ -152,6 +155,22 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _job_process_runs(pid: int, created: float) -> bool:
+    """Whether process ``pid``, which recorded a job at time ``created``, still runs. A process of that
+    number started after the job was recorded is another one (the number was reused, e.g. after a reboot).
+    psutil reads the start time portably (/proc on Linux, sysctl on macOS, the process API on Windows)."""
+    import psutil
+
+    try:
+        proc = psutil.Process(int(pid))
+        # start times have a resolution of a clock tick (10 ms on Linux): 1 s of slack
+        return proc.create_time() <= created + 1.0 and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:  # runs, under another user
+        return True
+
+
 class Workspace:
     """A workspace folder and its SQLite registry. Safe to use from several threads."""
 
@@ -173,9 +192,19 @@ class Workspace:
         try:
             con = ws.connect()
             try:  # executescript runs its own transaction; every statement is IF NOT EXISTS
-                con.executescript(
-                    _SCHEMA + f"INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');"
-                )
+                con.executescript(_SCHEMA)
+                # a workspace of schema 1 has no jobs.pid / jobs.host: added empty (its running jobs, if any,
+                # are then taken as interrupted, as schema 1 did)
+                have = {r[1] for r in con.execute("PRAGMA table_info(jobs)")}
+                for column, kind in (("pid", "INTEGER"), ("host", "TEXT")):
+                    if column not in have:
+                        try:
+                            con.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
+                        except sqlite3.OperationalError as exc:  # another process added it just now
+                            if "duplicate column" not in str(exc):
+                                raise
+                con.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)",
+                            (str(SCHEMA_VERSION),))
             finally:
                 con.close()
         except sqlite3.DatabaseError as exc:
@@ -380,8 +409,9 @@ class Workspace:
     def record_job_start(self, job_id: str, kind: str, spec: dict, transport: str = "local") -> None:
         with self.transaction() as con:
             con.execute(
-                "INSERT OR REPLACE INTO jobs(id, kind, spec, state, transport, created) VALUES (?,?,?,?,?,?)",
-                (job_id, kind, json.dumps(spec), "running", transport, time.time()),
+                "INSERT OR REPLACE INTO jobs(id, kind, spec, state, transport, created, pid, host)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                (job_id, kind, json.dumps(spec), "running", transport, time.time(), os.getpid(), socket.gethostname()),
             )
 
     def record_job_end(self, job_id: str, state: str, result: dict | None = None, message: str | None = None) -> None:
@@ -409,11 +439,21 @@ class Workspace:
         ]
 
     def mark_interrupted_jobs(self) -> int:
-        """Jobs still 'running' from a previous process are marked failed (the app restarted)."""
+        """Jobs still 'running' whose process has stopped are marked failed (the app or the command line was
+        closed or crashed while they ran); returns how many. A job whose process still runs is left alone:
+        ``radsynth train`` in a terminal while the app opens the same workspace is not "interrupted". Nor is
+        one recorded on another machine (a workspace on a shared drive), whose process cannot be seen from
+        here. Rows from before schema 2 have no process and are taken as interrupted."""
+        host = socket.gethostname()
+        rows = self.query("SELECT id, created, pid, host FROM jobs WHERE state = 'running'")
+        stopped = [r["id"] for r in rows
+                   if r["pid"] is None or (r["host"] == host and not _job_process_runs(r["pid"], r["created"]))]
+        if not stopped:
+            return 0
         with self.transaction() as con:
             cur = con.execute(
                 "UPDATE jobs SET state = 'failed', message = 'interrupted: the application stopped while it ran',"
-                " finished = ? WHERE state = 'running'",
-                (time.time(),),
+                f" finished = ? WHERE state = 'running' AND id IN ({','.join('?' * len(stopped))})",
+                (time.time(), *stopped),
             )
             return cur.rowcount

@@ -85,3 +85,60 @@ def test_a_corrupt_database_file_gets_a_clear_error(tmp_path):
     (root / "radsynth.sqlite").write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(UserError, match="not a usable RadSynth workspace"):
         Workspace.open(root)
+
+
+def test_only_jobs_whose_process_has_stopped_are_marked_interrupted(workspace, tmp_path):
+    """A job recorded by another process that still runs (``radsynth train`` in a terminal while the app opens
+    the workspace) stays 'running'; once that process has gone it is marked failed. Real processes, real file."""
+    import subprocess
+    import sys
+
+    code = ("import sys, time; from app.engine.store import Workspace; "
+            "Workspace.open(sys.argv[1]).record_job_start(sys.argv[2], 'train', {'dataset': 'x'}); "
+            "print('recorded', flush=True); time.sleep(60)")
+    live = subprocess.Popen([sys.executable, "-c", code, str(workspace.root), "live-job"], stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert live.stdout.readline().strip() == "recorded"
+        subprocess.run([sys.executable, "-c", code.replace("time.sleep(60)", "pass"), str(workspace.root),
+                        "gone-job"], check=True, capture_output=True)
+        states = {j.id: j.state for j in workspace.jobs()}
+        assert states == {"live-job": "running", "gone-job": "running"}
+        assert workspace.mark_interrupted_jobs() == 1
+        jobs = {j.id: j for j in workspace.jobs()}
+        assert jobs["live-job"].state == "running"
+        assert jobs["gone-job"].state == "failed" and "interrupted" in jobs["gone-job"].message
+    finally:
+        live.kill()
+        live.wait()
+    # the process has stopped now: the next start of the app marks its job too
+    assert workspace.mark_interrupted_jobs() == 1
+    assert {j.id: j.state for j in workspace.jobs()}["live-job"] == "failed"
+    # a job whose process number belongs to a process started after it (reused after a reboot): not its process
+    workspace.record_job_start("reused", "eda", {})
+    assert workspace.mark_interrupted_jobs() == 0  # this test's own process, still running
+    with workspace.transaction() as con:
+        con.execute("UPDATE jobs SET created = 1.0 WHERE id = 'reused'")  # recorded in 1970
+    assert workspace.mark_interrupted_jobs() == 1
+
+
+def test_a_schema_1_workspace_gets_the_job_process_columns_and_its_running_jobs_are_interrupted(tmp_path):
+    root = tmp_path / "old"
+    root.mkdir()
+    con = sqlite3.connect(root / "radsynth.sqlite")
+    con.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('schema_version', '1');
+        CREATE TABLE jobs (id TEXT PRIMARY KEY, kind TEXT NOT NULL, spec TEXT NOT NULL, state TEXT NOT NULL,
+                           transport TEXT NOT NULL, created REAL NOT NULL, finished REAL, result TEXT, message TEXT);
+        INSERT INTO jobs VALUES ('old-job', 'eda', '{}', 'running', 'local', 1.0, NULL, NULL, NULL);
+        INSERT INTO jobs VALUES ('old-done', 'eda', '{}', 'done', 'local', 1.0, 2.0, '{"ok": 1}', NULL);
+    """)
+    con.close()
+    ws = Workspace.open(root)
+    assert {"pid", "host"} <= {r[1] for r in sqlite3.connect(ws.db_path).execute("PRAGMA table_info(jobs)")}
+    assert ws.query("SELECT value FROM meta WHERE key = 'schema_version'")[0]["value"] == "2"
+    assert ws.mark_interrupted_jobs() == 1
+    jobs = {j.id: j for j in ws.jobs()}
+    assert jobs["old-job"].state == "failed" and jobs["old-done"].state == "done" and jobs["old-done"].result == {"ok": 1}
+    Workspace.open(root)  # opening again finds the columns in place

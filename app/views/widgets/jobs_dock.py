@@ -49,7 +49,8 @@ def format_eta(seconds: float | None) -> str:
 def job_summary(kind: str, spec: dict) -> str:
     """A short human description of a job from its spec."""
     bits = []
-    for key in ("name", "dataset", "process", "sampler", "run", "checkpoint", "source", "method"):
+    # a preset before the process: the spec as submitted holds the process default that the preset replaces
+    for key in ("name", "dataset", "preset", "process", "sampler", "run", "checkpoint", "source", "method"):
         v = spec.get(key)
         if v:
             s = str(v)
