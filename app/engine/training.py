@@ -39,6 +39,7 @@ import numpy as np
 from pydantic import Field
 
 from app.engine.jobs import JobCancelled, JobContext, Spec, UserError, register
+from app.engine.run_history import ScalarLog
 
 PRESETS_DIR = Path(__file__).resolve().parents[2] / "resources" / "presets"
 
@@ -401,6 +402,7 @@ class Trainer:
             self.run_id = None
             self.run_dir = None
         self.spec = spec
+        self.history: ScalarLog | None = None  # the run's scalars.jsonl, written by the main rank
         self.last_checkpoint: Path | None = None
         self.checkpoints: list[str] = []
         self.preview_warned = False
@@ -508,8 +510,19 @@ class Trainer:
     def run(self) -> dict:
         import torch
 
-        with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []):
-            return self._run()
+        try:
+            with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if torch.cuda.is_available()
+                                       else []):
+                return self._run()
+        finally:
+            if self.history is not None:
+                self.history.close()
+
+    def scalar(self, name: str, step: int, value: float) -> None:
+        """A scalar for the live curves (an event) and for the run's history file (``run_history``)."""
+        self.ctx.scalar(name, step, value)
+        if self.history is not None:
+            self.history.write(name, step, value)
 
     def _run(self) -> dict:
         import torch
@@ -571,6 +584,7 @@ class Trainer:
         if dist.main:
             self.ws.update_run(self.run_id, state="running")
             self.ctx.artifact("run", self.run_dir)
+            self.history = ScalarLog(self.run_dir, warn=lambda text: self.log(text, "warning"))
             self.log(
                 f"run {self.run_id}: {process!r}, U-Net {count_parameters(net) / 1e6:.2f} M parameters, "
                 f"{n_train} {'complex ' if self.complex else ''}images at {self.data_size}x{self.data_size}"
@@ -642,8 +656,8 @@ class Trainer:
                     pos.losses.append(last_loss)
                     if dist.main:
                         if pos.step % spec.log_every == 0:
-                            self.ctx.scalar("loss", pos.step, float(np.mean(pos.losses)))
-                            self.ctx.scalar("lr", pos.step, sched.get_last_lr()[0])
+                            self.scalar("loss", pos.step, float(np.mean(pos.losses)))
+                            self.scalar("lr", pos.step, sched.get_last_lr()[0])
                             pos.losses = []
                         self.ctx.progress(pos.step, progress_total, f"epoch {pos.epoch + 1}/{spec.epochs}")
                 if pos.batch >= steps_per_epoch:
@@ -854,9 +868,9 @@ class Trainer:
                 _, sigma = self.process.alpha_sigma(t.reshape(1))
                 results[f"val_loss/sigma={float(sigma[0]):.3g}"] = total / max(n, 1)
         for name, v in results.items():
-            self.ctx.scalar(name, pos.step, v)
+            self.scalar(name, pos.step, v)
         mean = float(np.mean(list(results.values())))
-        self.ctx.scalar("val_loss", pos.step, mean)
+        self.scalar("val_loss", pos.step, mean)
         self.log(f"epoch {pos.epoch}: val_loss {mean:.4f} (" + ", ".join(
             f"{k.split('/')[1]}: {v:.3g}" for k, v in results.items()) + ")")
         return results

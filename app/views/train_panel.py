@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.engine.run_history import read_history
 from app.views.widgets.image_view import ImageView
 from app.views.widgets.jobs_dock import format_eta
 from app.views.widgets.plots import CurvePlot
@@ -62,6 +63,25 @@ def noise_level_label(name: str) -> str:
 
 def is_training_loss(name: str) -> bool:
     return "loss" in name and not is_validation(name)
+
+
+#: how often the panel reads a run's history file while that run trains in another process
+FOLLOW_MS = 2000
+
+
+def _latest_preview(run_dir: Path):
+    """The newest preview grid of a run (``previews/epoch-NNNN.png``) as an array, or None."""
+    import numpy as np
+    from PIL import Image
+
+    files = sorted((Path(run_dir) / "previews").glob("epoch-*.png"))
+    if not files:
+        return None
+    try:
+        with Image.open(files[-1]) as im:
+            return np.asarray(im.convert("L"), np.float32) / 255.0
+    except OSError:
+        return None
 
 
 class TrainPanel(QWidget):
@@ -146,6 +166,7 @@ class TrainPanel(QWidget):
         pl.setContentsMargins(0, 0, 0, 0)
         self.status = QLabel("No training running.")
         self.status.setObjectName("trainStatus")
+        self.status.setWordWrap(True)
         pl.addWidget(self.status)
         self.preview = ImageView(title="Previews")
         self.preview.setObjectName("previewView")
@@ -176,6 +197,17 @@ class TrainPanel(QWidget):
         right.setSizes([330, 420])
         split.addWidget(right)
         split.setSizes([380, 980])
+
+        # a selected run's curves come from its history file; one training in another process (radsynth
+        # train in a terminal) is followed by reading the file's new lines every FOLLOW_MS
+        self._history_run: str | None = None  # the run whose history file is followed
+        self._history_offset = 0
+        self._last_step = 0
+        self._plotted_run: str | None = None  # the run whose curves the plots hold (live or from its history)
+        self._history_reading = False
+        self._follow = QTimer(self)
+        self._follow.setInterval(FOLLOW_MS)
+        self._follow.timeout.connect(self._follow_history)
 
         self._fill_presets()
         self.refresh_runs()
@@ -262,6 +294,7 @@ class TrainPanel(QWidget):
             self._update_buttons()
             return
         ws = self.ctx.workspace
+        self._show_history(run_id)
 
         def load():
             from app.engine.checkpoints import list_checkpoints
@@ -270,6 +303,95 @@ class TrainPanel(QWidget):
 
         run_in_thread(load, lambda cks, r=run_id: self._show_checkpoints(r, cks),
                       lambda msg, tb: self.checkpoints.addItem(f"(checkpoints unreadable: {msg})"))
+
+    # -- a selected run's history ------------------------------------------------------------------
+    def _live(self) -> bool:
+        """This panel's own training runs: the curves are its live events', whatever run is selected."""
+        return self.handle is not None and not self.handle.is_final
+
+    def _show_history(self, run_id: str) -> None:
+        """Draw the selected run's logged curves and its latest preview (``run_history``); follow the file
+        while the run is training in another process."""
+        if self._live() or run_id == self._plotted_run:  # its curves are there already (e.g. just trained)
+            return
+        self._follow.stop()
+        self._plotted_run = run_id
+        self._history_run, self._history_offset = run_id, 0
+        self.loss_plot.clear()
+        self.val_plot.clear()
+        self.preview.clear()
+        ws = self.ctx.workspace
+
+        def load():
+            rec = ws.run(run_id)
+            points, offset = read_history(rec.path, 0)
+            return rec.state, points, offset, _latest_preview(rec.path)
+
+        run_in_thread(load, lambda res, r=run_id: self._on_history(r, *res),
+                      lambda msg, tb: self.status.setText(f"Run {run_id}: its history is unreadable: {msg}"))
+
+    def _on_history(self, run_id: str, state: str, points, offset: int, preview) -> None:
+        if run_id != self.runs.currentData() or self._live():
+            return
+        self._history_offset = offset
+        self.loss_plot.add_points(points)
+        self.val_plot.add_points(points)
+        self.loss_plot.flush()
+        self.val_plot.flush()
+        if preview is not None:
+            self.preview.set_image(preview)
+        steps = self._last_step = max((p[1] for p in points), default=0)
+        if state == "running":
+            self.status.setText(f"Run {run_id} is training in another process (e.g. radsynth train): its curves "
+                                + (f"follow its history, step {steps} so far." if points else
+                                   "appear here as it logs them."))
+            self._follow.start()
+        elif points:
+            self.status.setText(f"Run {run_id} ({state}): its curves up to step {steps}.")
+        else:
+            self.status.setText(f"Run {run_id} ({state}) has no loss history to show (trained before runs "
+                                "kept one).")
+
+    def _follow_history(self) -> None:
+        run_id = self._history_run
+        if self._history_reading:  # the last read is still on its way
+            return
+        if run_id is None or run_id != self.runs.currentData() or self._live():
+            self._follow.stop()
+            return
+        self._history_reading = True
+        ws, offset = self.ctx.workspace, self._history_offset
+
+        def load():
+            rec = ws.run(run_id)
+            points, new_offset = read_history(rec.path, offset)
+            return rec.state, points, new_offset, _latest_preview(rec.path) if points else None
+
+        def show(res, r=run_id):
+            self._history_reading = False
+            state, points, new_offset, preview = res
+            if r != self.runs.currentData() or self._live():
+                return
+            self._history_offset = new_offset
+            if points:
+                self._last_step = max(self._last_step, max(p[1] for p in points))
+                self.loss_plot.add_points(points)
+                self.val_plot.add_points(points)
+                self.loss_plot.flush()  # a few points every FOLLOW_MS: drawn now, not at the next tick
+                self.val_plot.flush()
+                self.status.setText(f"Run {r} is training in another process (e.g. radsynth train): its curves "
+                                    f"follow its history, step {self._last_step} so far.")
+            if preview is not None:
+                self.preview.set_image(preview)
+            if state != "running":  # finished there: this was the last read
+                self._follow.stop()
+                self.status.setText(f"Run {r} ({state}): its curves up to step {self._last_step}.")
+                self.refresh_runs(select=r)
+
+        def failed(msg, tb):
+            self._history_reading = False
+
+        run_in_thread(load, show, failed)
 
     def _show_checkpoints(self, run_id: str, cks) -> None:
         if run_id != self.runs.currentData():
@@ -320,7 +442,8 @@ class TrainPanel(QWidget):
         self.loss_plot.clear()
         self.val_plot.clear()
         self.preview.clear()
-        self.run_id = resume_run
+        self._follow.stop()
+        self.run_id = self._plotted_run = resume_run
         h = self.ctx.jobs.submit(spec)
         self.handle = h
         h.scalars.connect(self._on_scalars)
@@ -367,7 +490,7 @@ class TrainPanel(QWidget):
     def _on_artifact(self, kind: str, path: str) -> None:
         m = _RUN_IN_PATH.search(path)
         if m and m.group(1) != self.run_id:
-            self.run_id = m.group(1)
+            self.run_id = self._plotted_run = m.group(1)
             self.refresh_runs(select=self.run_id)
         elif kind == "checkpoint" and self.run_id and self.runs.currentData() == self.run_id:
             self._on_run_selected()

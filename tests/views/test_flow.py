@@ -168,3 +168,43 @@ def test_a_class_conditional_run_offers_its_class_names_and_guidance_in_the_gene
     qtbot.waitUntil(lambda: gen.results.count() == 2, timeout=10000)
     assert gen.export_button.isEnabled()  # the results can be exported at once
     assert_not_blank(gen, SHOTS / "panel_generate_conditional.png")
+
+
+def test_a_run_training_elsewhere_is_drawn_from_its_history_and_followed_until_it_ends(main_window, workspace,
+                                                                                        qtbot):
+    """A run trained by another process (radsynth train in a terminal): selecting it draws its logged curves,
+    new lines appear as they are written, and following stops when the run is done. A run selected later
+    is drawn from its history too."""
+    from app.engine.run_history import ScalarLog
+
+    panel = main_window.show_panel("train")
+    panel._follow.setInterval(50)
+    rec = workspace.create_run("ddpm", {"dataset": "x"}, dataset="x")
+    workspace.update_run(rec.id, state="running")
+    log = ScalarLog(rec.path)
+    for step in (1, 2, 3):
+        log.write("loss", step, 1.0 / step)
+    log.write("val_loss/sigma=0.5", 3, 0.4)
+    log.write("val_loss", 3, 0.5)
+    panel.refresh_runs(select=rec.id)
+    qtbot.waitUntil(lambda: panel.loss_plot.points("loss") == 3, timeout=10000)
+    assert panel.val_plot.points("val_loss") == 1 and panel.val_plot.points("val_loss/sigma=0.5") == 1
+    assert "another process" in panel.status.text() and panel._follow.isActive()
+    log.write("loss", 4, 0.2)
+    log.write("loss", 5, 0.1)
+    qtbot.waitUntil(lambda: panel.loss_plot.points("loss") == 5, timeout=10000)
+    assert "step 5" in panel.status.text()
+    log.write("loss", 6, 0.05)
+    log.close()
+    workspace.update_run(rec.id, state="done")
+    qtbot.waitUntil(lambda: not panel._follow.isActive(), timeout=10000)
+    assert panel.loss_plot.points("loss") == 6 and "(done)" in panel.runs.currentText()
+    assert "(done): its curves up to step 6" in panel.status.text()
+    assert_not_blank(panel, SHOTS / "panel_train_followed_run.png")
+
+    # another finished run: its own curves replace these; one without a history says so
+    other = workspace.create_run("ddpm", {"dataset": "x"}, dataset="x")
+    workspace.update_run(other.id, state="done")
+    panel.refresh_runs(select=other.id)
+    qtbot.waitUntil(lambda: "no loss history" in panel.status.text(), timeout=10000)
+    assert panel.loss_plot.total_points() == 0 and not panel._follow.isActive()

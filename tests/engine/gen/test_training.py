@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from app.engine.checkpoints import list_checkpoints, load_checkpoint
 from app.engine.data.cache import CacheWriter
 from app.engine.jobs import Cancelled, Done, Failed, Image, Scalar, UserError, run_collect
+from app.engine.run_history import read_history
 from app.engine.training import TrainSpec, list_presets, load_preset, resolve_spec
 from tests.conftest import shared_file
 
@@ -73,6 +74,8 @@ def test_training_registers_the_run_reports_losses_and_writes_loadable_checkpoin
     per_level = {e.name for e in scalars if e.name.startswith("val_loss/sigma=")}
     assert len(per_level) == 3
     assert [e.step for e in scalars if e.name == "val_loss"] == [4, 8]
+    # the same scalars are kept in the run's history file, for the Training panel to draw later
+    assert read_history(rec.path)[0] == sorted(((e.name, e.step, e.value) for e in scalars), key=lambda p: p[1])
     grids = [e for e in events if isinstance(e, Image) and e.kind == "grid"]
     assert len(grids) == 2 and np.isfinite(grids[0].array).all()
 
