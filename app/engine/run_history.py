@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 FILE_NAME = "scalars.jsonl"
@@ -84,3 +85,11 @@ def read_history(run_dir: Path, offset: int = 0) -> tuple[list[tuple[str, int, f
     if offset == 0:
         ordered = sorted(((n, s, v) for (n, s), v in points.items()), key=lambda p: p[1])
     return ordered, offset + end
+
+
+def history_age(run_dir: Path) -> float | None:
+    """Seconds since the run's history was last written, or None without one."""
+    try:
+        return max(0.0, time.time() - (Path(run_dir) / FILE_NAME).stat().st_mtime)
+    except OSError:
+        return None

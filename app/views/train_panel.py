@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.engine.run_history import read_history
+from app.engine.run_history import history_age, read_history
 from app.views.widgets.image_view import ImageView
 from app.views.widgets.jobs_dock import format_eta
 from app.views.widgets.plots import CurvePlot
@@ -67,6 +67,8 @@ def is_training_loss(name: str) -> bool:
 
 #: how often the panel reads a run's history file while that run trains in another process
 FOLLOW_MS = 2000
+#: a "running" run whose history has not grown for this long may have lost its process (a crash)
+STALE_S = 600.0
 
 
 def _latest_preview(run_dir: Path):
@@ -325,12 +327,12 @@ class TrainPanel(QWidget):
         def load():
             rec = ws.run(run_id)
             points, offset = read_history(rec.path, 0)
-            return rec.state, points, offset, _latest_preview(rec.path)
+            return rec.state, points, offset, _latest_preview(rec.path), history_age(rec.path)
 
         run_in_thread(load, lambda res, r=run_id: self._on_history(r, *res),
                       lambda msg, tb: self.status.setText(f"Run {run_id}: its history is unreadable: {msg}"))
 
-    def _on_history(self, run_id: str, state: str, points, offset: int, preview) -> None:
+    def _on_history(self, run_id: str, state: str, points, offset: int, preview, age: float | None) -> None:
         if run_id != self.runs.currentData() or self._live():
             return
         self._history_offset = offset
@@ -341,7 +343,12 @@ class TrainPanel(QWidget):
         if preview is not None:
             self.preview.set_image(preview)
         steps = self._last_step = max((p[1] for p in points), default=0)
-        if state == "running":
+        if state == "running" and age is not None and age > STALE_S:
+            # a run whose process crashed stays "running" in the registry; its history tells
+            self.status.setText(f"Run {run_id} is marked running but has logged nothing for {age / 60:.0f} min: "
+                                f"its process may have stopped (up to step {steps}; resume it to go on).")
+            self._follow.start()
+        elif state == "running":
             self.status.setText(f"Run {run_id} is training in another process (e.g. radsynth train): its curves "
                                 + (f"follow its history, step {steps} so far." if points else
                                    "appear here as it logs them."))

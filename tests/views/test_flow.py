@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -201,6 +202,16 @@ def test_a_run_training_elsewhere_is_drawn_from_its_history_and_followed_until_i
     assert panel.loss_plot.points("loss") == 6 and "(done)" in panel.runs.currentText()
     assert "(done): its curves up to step 6" in panel.status.text()
     assert_not_blank(panel, SHOTS / "panel_train_followed_run.png")
+
+    # a run left "running" by a process that crashed: its history stopped growing long ago
+    stale = workspace.create_run("ddpm", {"dataset": "x"}, dataset="x")
+    workspace.update_run(stale.id, state="running")
+    ScalarLog(stale.path).write("loss", 1, 1.0)
+    hour_ago = time.time() - 3600
+    os.utime(stale.path / "scalars.jsonl", (hour_ago, hour_ago))
+    panel.refresh_runs(select=stale.id)
+    qtbot.waitUntil(lambda: "may have stopped" in panel.status.text(), timeout=10000)
+    assert "60 min" in panel.status.text()
 
     # another finished run: its own curves replace these; one without a history says so
     other = workspace.create_run("ddpm", {"dataset": "x"}, dataset="x")
