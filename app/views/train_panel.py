@@ -207,6 +207,7 @@ class TrainPanel(QWidget):
         self._last_step = 0
         self._plotted_run: str | None = None  # the run whose curves the plots hold (live or from its history)
         self._history_reading = False
+        self._elsewhere = False  # the selected run trains in another process now: not to be resumed here too
         self._follow = QTimer(self)
         self._follow.setInterval(FOLLOW_MS)
         self._follow.timeout.connect(self._follow_history)
@@ -317,6 +318,7 @@ class TrainPanel(QWidget):
         if self._live() or run_id == self._plotted_run:  # its curves are there already (e.g. just trained)
             return
         self._follow.stop()
+        self._elsewhere = False
         self._plotted_run = run_id
         self._history_run, self._history_offset = run_id, 0
         self.loss_plot.clear()
@@ -352,12 +354,14 @@ class TrainPanel(QWidget):
             self.status.setText(f"Run {run_id} is training in another process (e.g. radsynth train): its curves "
                                 + (f"follow its history, step {steps} so far." if points else
                                    "appear here as it logs them."))
+            self._elsewhere = True
             self._follow.start()
         elif points:
             self.status.setText(f"Run {run_id} ({state}): its curves up to step {steps}.")
         else:
             self.status.setText(f"Run {run_id} ({state}) has no loss history to show (trained before runs "
                                 "kept one).")
+        self._update_buttons()
 
     def _follow_history(self) -> None:
         run_id = self._history_run
@@ -388,12 +392,15 @@ class TrainPanel(QWidget):
                 self.val_plot.flush()
                 self.status.setText(f"Run {r} is training in another process (e.g. radsynth train): its curves "
                                     f"follow its history, step {self._last_step} so far.")
+                self._elsewhere = True
             if preview is not None:
                 self.preview.set_image(preview)
             if state != "running":  # finished there: this was the last read
                 self._follow.stop()
+                self._elsewhere = False
                 self.status.setText(f"Run {r} ({state}): its curves up to step {self._last_step}.")
                 self.refresh_runs(select=r)
+            self._update_buttons()
 
         def failed(msg, tb):
             self._history_reading = False
@@ -522,4 +529,4 @@ class TrainPanel(QWidget):
         self.start_button.setEnabled(self.form is not None and self.form.is_valid and not running)
         self.stop_button.setEnabled(running)
         has_ckpt = any(self.checkpoints.item(i).data(Qt.UserRole) for i in range(self.checkpoints.count()))
-        self.resume_button.setEnabled(not running and has_ckpt)
+        self.resume_button.setEnabled(not running and has_ckpt and not self._elsewhere)

@@ -19,9 +19,10 @@ def test_the_history_is_read_whole_sorted_with_the_last_value_of_a_repeated_step
     log.close()
     points, offset = read_history(tmp_path)
     assert [(n, s) for n, s, _ in points if n == "loss"] == [("loss", 1), ("loss", 2), ("loss", 3)]
-    assert dict(((n, s), v) for n, s, v in points)[("loss", 2)] == 0.75
+    values = {(n, s): v for n, s, v in points}
+    assert values[("loss", 2)] == 0.75
     assert ("val_loss", 3, 0.5) in points
-    assert np.isnan(dict(((n, s), v) for n, s, v in points)[("lr", 4)])  # stored as null, read back as NaN
+    assert np.isnan(values[("lr", 4)])  # stored as null, read back as NaN
     assert offset == (tmp_path / FILE_NAME).stat().st_size
 
 

@@ -191,6 +191,7 @@ def test_a_run_training_elsewhere_is_drawn_from_its_history_and_followed_until_i
     qtbot.waitUntil(lambda: panel.loss_plot.points("loss") == 3, timeout=10000)
     assert panel.val_plot.points("val_loss") == 1 and panel.val_plot.points("val_loss/sigma=0.5") == 1
     assert "another process" in panel.status.text() and panel._follow.isActive()
+    assert panel._elsewhere and not panel.resume_button.isEnabled()  # not resumed here while it trains there
     log.write("loss", 4, 0.2)
     log.write("loss", 5, 0.1)
     qtbot.waitUntil(lambda: panel.loss_plot.points("loss") == 5, timeout=10000)
@@ -200,7 +201,7 @@ def test_a_run_training_elsewhere_is_drawn_from_its_history_and_followed_until_i
     workspace.update_run(rec.id, state="done")
     qtbot.waitUntil(lambda: not panel._follow.isActive(), timeout=10000)
     assert panel.loss_plot.points("loss") == 6 and "(done)" in panel.runs.currentText()
-    assert "(done): its curves up to step 6" in panel.status.text()
+    assert "(done): its curves up to step 6" in panel.status.text() and not panel._elsewhere
     assert_not_blank(panel, SHOTS / "panel_train_followed_run.png")
 
     # a run left "running" by a process that crashed: its history stopped growing long ago
