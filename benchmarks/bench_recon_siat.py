@@ -26,7 +26,7 @@ recon`` does multi-coil data: SENSE with ESPIRiT maps estimated from the undersa
 
 ``--run RUN --workspace WS`` takes the prior from a training run of the product instead, the way the
 Reconstruction panel and ``radsynth recon --run`` load it. Series 0-11 for training, 12-14 for
-validation, an hour on 2 CPU cores:
+validation, 80 minutes on 2 CPU cores (800 epochs):
 
     python -c "import numpy as np; z = np.load('../shared/data/siat_brain_t2_complex_dev.npz'); \
         np.savez('/tmp/siat_split.npz', train_images=z['images'][:120], val_images=z['images'][120:])"
