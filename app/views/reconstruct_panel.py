@@ -955,12 +955,13 @@ class ReconstructPanel(QWidget):
         if any(m.startswith("score-") for m in methods):
             d.update(run=self.run_combo.currentData(), samples=min(self.samples.value(), 64), steps=self.steps.value())
         if "score-dds" in methods and self.warm.isChecked():
-            d["warm_start"] = self.warm_level.value()
             if self._warm_level_is_default() and self.steps.value() == self._score_steps_default:
                 # not set by hand: every acceleration of the sweep gets its own level and steps, as the MRI
                 # tab would give it (the form shows those of its own R only)
                 d["warm_start"] = AUTO
-                d.pop("steps")
+                del d["steps"]
+            else:
+                d["warm_start"] = self.warm_level.value()
         return d
 
     def run_sweep(self):

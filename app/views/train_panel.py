@@ -71,19 +71,28 @@ FOLLOW_MS = 2000
 STALE_S = 600.0
 
 
-def _latest_preview(run_dir: Path):
-    """The newest preview grid of a run (``previews/epoch-NNNN.png``) as an array, or None."""
+def _latest_preview(run_dir: Path, known: str | None = None):
+    """(name, array) of the newest preview grid of a run (``previews/epoch-NNNN.png``); the array is None
+    when there is none, or when it is still ``known`` (already shown: not decoded again)."""
     import numpy as np
     from PIL import Image
 
     files = sorted((Path(run_dir) / "previews").glob("epoch-*.png"))
-    if not files:
-        return None
+    if not files or files[-1].name == known:
+        return known, None
     try:
         with Image.open(files[-1]) as im:
-            return np.asarray(im.convert("L"), np.float32) / 255.0
+            return files[-1].name, np.asarray(im.convert("L"), np.float32) / 255.0
     except OSError:
-        return None
+        return known, None
+
+
+def _read_run(ws, run_id: str, offset: int, known_preview: str | None):
+    """What the panel shows of a run it does not train itself, read off the UI thread: (state, history points
+    from ``offset``, next offset, (preview name, preview array or None), seconds since the history grew)."""
+    rec = ws.run(run_id)
+    points, next_offset = read_history(rec.path, offset)
+    return rec.state, points, next_offset, _latest_preview(rec.path, known_preview), history_age(rec.path)
 
 
 class TrainPanel(QWidget):
@@ -202,10 +211,10 @@ class TrainPanel(QWidget):
 
         # a selected run's curves come from its history file; one training in another process (radsynth
         # train in a terminal) is followed by reading the file's new lines every FOLLOW_MS
-        self._history_run: str | None = None  # the run whose history file is followed
-        self._history_offset = 0
-        self._last_step = 0
         self._plotted_run: str | None = None  # the run whose curves the plots hold (live or from its history)
+        self._history_offset = 0  # where the next read of its history file starts
+        self._last_step = 0
+        self._preview_file: str | None = None  # its preview shown last (not decoded again)
         self._history_reading = False
         self._elsewhere = False  # the selected run trains in another process now: not to be resumed here too
         self._follow = QTimer(self)
@@ -319,82 +328,70 @@ class TrainPanel(QWidget):
             return
         self._follow.stop()
         self._elsewhere = False
-        self._plotted_run = run_id
-        self._history_run, self._history_offset = run_id, 0
+        self._plotted_run, self._history_offset, self._last_step, self._preview_file = run_id, 0, 0, None
         self.loss_plot.clear()
         self.val_plot.clear()
         self.preview.clear()
         ws = self.ctx.workspace
-
-        def load():
-            rec = ws.run(run_id)
-            points, offset = read_history(rec.path, 0)
-            return rec.state, points, offset, _latest_preview(rec.path), history_age(rec.path)
-
-        run_in_thread(load, lambda res, r=run_id: self._on_history(r, *res),
+        run_in_thread(lambda: _read_run(ws, run_id, 0, None), lambda res, r=run_id: self._on_history(r, *res),
                       lambda msg, tb: self.status.setText(f"Run {run_id}: its history is unreadable: {msg}"))
+
+    def _add_history(self, offset: int, points, preview) -> None:
+        """Points and the preview read from the run's files: drawn now (a few at a time, not at the next tick)."""
+        self._history_offset = offset
+        if points:
+            self._last_step = max(self._last_step, max(p[1] for p in points))
+            self.loss_plot.add_points(points)
+            self.val_plot.add_points(points)
+            self.loss_plot.flush()
+            self.val_plot.flush()
+        self._preview_file, image = preview
+        if image is not None:
+            self.preview.set_image(image)
+
+    def _say_training_elsewhere(self, run_id: str) -> None:
+        self._elsewhere = True
+        self.status.setText(f"Run {run_id} is training in another process (e.g. radsynth train): its curves "
+                            + (f"follow its history, step {self._last_step} so far." if self._last_step else
+                               "appear here as it logs them."))
 
     def _on_history(self, run_id: str, state: str, points, offset: int, preview, age: float | None) -> None:
         if run_id != self.runs.currentData() or self._live():
             return
-        self._history_offset = offset
-        self.loss_plot.add_points(points)
-        self.val_plot.add_points(points)
-        self.loss_plot.flush()
-        self.val_plot.flush()
-        if preview is not None:
-            self.preview.set_image(preview)
-        steps = self._last_step = max((p[1] for p in points), default=0)
+        self._add_history(offset, points, preview)
         if state == "running" and age is not None and age > STALE_S:
             # a run whose process crashed stays "running" in the registry; its history tells
             self.status.setText(f"Run {run_id} is marked running but has logged nothing for {age / 60:.0f} min: "
-                                f"its process may have stopped (up to step {steps}; resume it to go on).")
+                                f"its process may have stopped (up to step {self._last_step}; resume it to go on).")
             self._follow.start()
         elif state == "running":
-            self.status.setText(f"Run {run_id} is training in another process (e.g. radsynth train): its curves "
-                                + (f"follow its history, step {steps} so far." if points else
-                                   "appear here as it logs them."))
-            self._elsewhere = True
+            self._say_training_elsewhere(run_id)
             self._follow.start()
         elif points:
-            self.status.setText(f"Run {run_id} ({state}): its curves up to step {steps}.")
+            self.status.setText(f"Run {run_id} ({state}): its curves up to step {self._last_step}.")
         else:
             self.status.setText(f"Run {run_id} ({state}) has no loss history to show (trained before runs "
                                 "kept one).")
         self._update_buttons()
 
     def _follow_history(self) -> None:
-        run_id = self._history_run
+        run_id = self._plotted_run
         if self._history_reading:  # the last read is still on its way
             return
         if run_id is None or run_id != self.runs.currentData() or self._live():
             self._follow.stop()
             return
         self._history_reading = True
-        ws, offset = self.ctx.workspace, self._history_offset
-
-        def load():
-            rec = ws.run(run_id)
-            points, new_offset = read_history(rec.path, offset)
-            return rec.state, points, new_offset, _latest_preview(rec.path) if points else None
+        ws, offset, known = self.ctx.workspace, self._history_offset, self._preview_file
 
         def show(res, r=run_id):
             self._history_reading = False
-            state, points, new_offset, preview = res
+            state, points, new_offset, preview, _age = res
             if r != self.runs.currentData() or self._live():
                 return
-            self._history_offset = new_offset
+            self._add_history(new_offset, points, preview)
             if points:
-                self._last_step = max(self._last_step, max(p[1] for p in points))
-                self.loss_plot.add_points(points)
-                self.val_plot.add_points(points)
-                self.loss_plot.flush()  # a few points every FOLLOW_MS: drawn now, not at the next tick
-                self.val_plot.flush()
-                self.status.setText(f"Run {r} is training in another process (e.g. radsynth train): its curves "
-                                    f"follow its history, step {self._last_step} so far.")
-                self._elsewhere = True
-            if preview is not None:
-                self.preview.set_image(preview)
+                self._say_training_elsewhere(r)
             if state != "running":  # finished there: this was the last read
                 self._follow.stop()
                 self._elsewhere = False
@@ -405,7 +402,7 @@ class TrainPanel(QWidget):
         def failed(msg, tb):
             self._history_reading = False
 
-        run_in_thread(load, show, failed)
+        run_in_thread(lambda: _read_run(ws, run_id, offset, known), show, failed)
 
     def _show_checkpoints(self, run_id: str, cks) -> None:
         if run_id != self.runs.currentData():

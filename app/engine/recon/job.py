@@ -185,12 +185,11 @@ def run_recon(spec: ReconSpec, ctx: JobContext) -> dict:
                 last[0] = now
                 ctx.image(method, np.abs(img), "image")
 
-        warm, steps = spec.warm_start if method == "score-dds" else None, spec.steps
-        if warm is not None:
-            # "auto": the level and steps that follow the mask and R; a measured pattern's kind is unknown
-            warm, steps = resolve_warm_start(warm, spec.steps, "steps" in spec.model_fields_set,
-                                             "measured" if measured else str(spec.mask.value),
-                                             achieved if measured else spec.acceleration)
+        # "auto": the level and steps that follow the mask and R; a measured pattern's kind is unknown
+        warm, steps = resolve_warm_start(spec.warm_start if method == "score-dds" else None, spec.steps,
+                                         "steps" in spec.model_fields_set,
+                                         "measured" if measured else str(spec.mask.value),
+                                         achieved if measured else spec.acceleration)
         rec = reconstruct(
             method, A, y, lam=spec.lam, iterations=spec.iterations, model=model, samples=spec.samples,
             steps=steps, noise_sigma=spec.noise_sigma, seed=spec.seed, callback=stream, warm_start=warm,
