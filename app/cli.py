@@ -22,8 +22,6 @@ import signal
 import sys
 import threading
 import time
-import types
-import typing
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -49,69 +47,43 @@ class UsageError(Exception):
 # ---------------------------------------------------------------------------------------------
 
 
-def _unwrap_optional(ann):
-    origin = typing.get_origin(ann)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(ann) if a is not type(None)]
-        if len(args) == 1:
-            return args[0]
-    return ann
-
-
-def _describe(ann) -> tuple[str, list | None]:
-    """(shape, choices): shape is 'bool', 'list', 'json' or 'scalar'."""
-    ann = _unwrap_optional(ann)
-    origin = typing.get_origin(ann)
-    if ann is bool:
-        return "bool", None
-    if origin is typing.Literal:
-        return "scalar", [str(a) for a in typing.get_args(ann)]
-    if origin in (list, tuple, set) or ann in (list, tuple):
-        return "list", None
-    if origin is dict or ann is dict or (isinstance(ann, type) and hasattr(ann, "model_fields")):
-        return "json", None
-    import enum
-
-    if isinstance(ann, type) and issubclass(ann, enum.Enum):
-        return "scalar", [str(m.value) for m in ann]
-    return "scalar", None
-
-
 def build_parser(verb: str, spec_cls) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=f"radsynth {verb}",
-        description=(spec_cls.cli_help or spec_cls.__doc__ or "").strip().splitlines()[0] if (spec_cls.cli_help or spec_cls.__doc__) else None,
-    )
+    """The verb's parser, one flag per field of ``app.engine.specs.fields.describe(spec_cls)``."""
+    from app.engine.specs.fields import describe
+
+    text = (spec_cls.cli_help or spec_cls.__doc__ or "").strip()
+    p = argparse.ArgumentParser(prog=f"radsynth {verb}", description=text.splitlines()[0] if text else None)
     p.add_argument("--config", type=Path, help="spec as JSON (flags override its fields)")
     p.add_argument("--workspace", type=Path, help="workspace folder (default: $RADSYNTH_WORKSPACE or the user data dir)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or log lines")
-    aliases_for: dict[str, list[str]] = {}
-    for alias, field_name in spec_cls.cli_aliases.items():
-        aliases_for.setdefault(field_name, []).append(alias)
-    for name in spec_cls.cli_positional:
-        info = spec_cls.model_fields[name]
-        p.add_argument(name, nargs="?", default=None, help=info.description)
-    for name, info in spec_cls.model_fields.items():
-        if name == "kind" or name in spec_cls.cli_positional:
+    fields = describe(spec_cls)
+    for f in fields:
+        if f.positional:
+            p.add_argument(f.name, nargs="?", default=None, help=f.description)
+    for f in fields:
+        if f.positional:
             continue
-        shape, choices = _describe(info.annotation)
-        flags = [f"--{name.replace('_', '-')}"] + [f"--{a}" for a in aliases_for.get(name, [])]
-        default = None if info.is_required() else info.get_default(call_default_factory=True)
-        help_text = (info.description or "") + ("" if info.is_required() else f" (default: {default})")
-        kw: dict = {"dest": name, "default": None, "help": help_text}
-        if shape == "bool":
+        kw: dict = {"dest": f.name, "default": None, "help": f.help()}
+        if f.shape == "bool":
             kw["action"] = argparse.BooleanOptionalAction
-        elif shape == "list":
+        elif f.shape == "list":
             kw["nargs"] = "+"
-        elif choices:
-            kw["choices"] = choices
-            kw["metavar"] = "{" + "|".join(choices) + "}"
-        p.add_argument(*flags, **kw)
+            if f.choices:
+                kw["choices"] = [str(c) for c in f.choices]
+                kw["metavar"] = "{" + "|".join(map(str, f.choices)) + "}"
+        elif f.shape == "choice":
+            kw["choices"] = [str(c) for c in f.choices]
+            kw["metavar"] = "{" + "|".join(map(str, f.choices)) + "}"
+        elif f.role is not None and not f.role.prefix:
+            kw["metavar"] = {"input": "PATH", "output": "OUT", "ref": "NAME", "name": "NAME"}[f.role.role]
+        p.add_argument(*f.flags, **kw)
     return p
 
 
 def spec_from_args(spec_cls, ns: argparse.Namespace):
+    from app.engine.specs.fields import describe
+
     data: dict = {}
     if ns.config is not None:
         try:
@@ -126,23 +98,20 @@ def spec_from_args(spec_cls, ns: argparse.Namespace):
     if data.get("kind", kind) != kind:
         raise UsageError(f"config file {ns.config} is a {data.get('kind')!r} spec, not {kind!r}")
     data["kind"] = kind
-    for name, info in spec_cls.model_fields.items():
-        if name == "kind":
-            continue
-        value = getattr(ns, name, None)
+    for f in describe(spec_cls):
+        value = getattr(ns, f.name, None)
         if value is None:
             continue
-        shape, _ = _describe(info.annotation)
-        if shape == "json" and isinstance(value, str):
+        if f.shape == "json" and isinstance(value, str):
             try:
                 value = json.loads(value)
             except json.JSONDecodeError:
-                raise UsageError(f"--{name.replace('_', '-')} expects JSON, got {value!r}") from None
-        data[name] = value
+                raise UsageError(f"--{f.name.replace('_', '-')} expects JSON, got {value!r}") from None
+        data[f.name] = value
     try:
         return spec_cls.model_validate(data)
     except ValidationError as exc:
-        from app.engine.jobs import format_validation_error
+        from app.engine.specs.base import format_validation_error
 
         raise UsageError(format_validation_error(exc)) from None
 
@@ -212,17 +181,17 @@ class TerminalReporter:
 
 
 def _resolve_verb(argv: list[str]) -> tuple[str, list[str]]:
-    from app.engine.jobs import KIND_MODULES
+    from app.engine.specs.base import SPEC_MODULES
 
-    if len(argv) >= 2 and f"{argv[0]}-{argv[1]}" in KIND_MODULES:
+    if len(argv) >= 2 and f"{argv[0]}-{argv[1]}" in SPEC_MODULES:
         return f"{argv[0]}-{argv[1]}", argv[2:]
     return argv[0], argv[1:]
 
 
 def _usage() -> str:
-    from app.engine.jobs import KIND_MODULES
+    from app.engine.specs.base import SPEC_MODULES
 
-    verbs = sorted(k.replace("-", " ", 1) if k.startswith("study-") else k for k in KIND_MODULES)
+    verbs = sorted(k.replace("-", " ", 1) if k.startswith("study-") else k for k in SPEC_MODULES)
     return (
         "usage: radsynth VERB [options]   (radsynth VERB --help for a verb's options)\n\n"
         f"job verbs: {', '.join(verbs)}\n"

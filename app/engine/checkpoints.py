@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.engine.jobs import UserError
+from app.engine.errors import UserError
 
 MODEL_FILE, EMA_FILE, STATE_FILE, SPEC_FILE, META_FILE = (
     "model.safetensors", "ema.safetensors", "state.pt", "spec.json", "meta.json")
@@ -31,7 +31,7 @@ class LoadedModel:
 
     net: Any  # app.engine.nets.unet.UNet, eval mode, on ``device``
     process: Any  # app.engine.diffusion.base.Process
-    spec: Any  # app.engine.training.TrainSpec
+    spec: Any  # app.engine.specs.train.TrainSpec
     class_names: list[str]
     image_size: int
     channels: int
@@ -127,12 +127,23 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _has_run(workspace, run_id: str) -> bool:
+    try:
+        _workspace(workspace).run(run_id)
+        return True
+    except Exception:
+        return False
+
+
 def resolve_checkpoint(ref: str | Path, workspace=None, epoch: int | None = None) -> tuple[Path, str | None]:
     """(checkpoint folder, run id or None) for a run id (latest, or the given epoch) or a folder path."""
     p = Path(ref)
-    if p.is_dir() and (p / META_FILE).exists():
+    # a run id of the given workspace is that run, whatever folder of that name the working folder holds
+    plain = isinstance(ref, str) and "/" not in ref and "\\" not in ref
+    registered = plain and workspace is not None and _has_run(workspace, ref)
+    if not registered and p.is_dir() and (p / META_FILE).exists():
         return p, None
-    if p.is_dir() and (p / "checkpoints").is_dir():  # a run folder
+    if not registered and p.is_dir() and (p / "checkpoints").is_dir():  # a run folder
         run_dir, run_id = p, p.name
     else:
         if isinstance(ref, Path) or "/" in str(ref) or "\\" in str(ref):
@@ -159,7 +170,7 @@ def load_checkpoint(ref: str | Path, workspace=None, ema: bool = True, device: s
     from app.engine.devices import resolve_device
     from app.engine.diffusion.base import make_process
     from app.engine.nets.unet import NetConfig, UNet
-    from app.engine.training import TrainSpec
+    from app.engine.specs.train import TrainSpec
 
     folder, run_id = resolve_checkpoint(ref, workspace, epoch)
     meta = _read_meta(folder)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.engine.jobs import UserError
+from app.engine.errors import UserError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 

@@ -16,15 +16,14 @@ import json
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import Field
 
-from app.engine.jobs import JobContext, Spec, UserError, register
+from app.engine.jobs import JobContext, UserError, register
+from app.engine.specs.generate import ExportOnnxSpec
+from app.engine.specs.options import EXPORT_FORMATS, ExportFormat  # noqa: F401
 
-EXPORT_FORMATS = ("png", "png16", "dicom", "npz", "hdf5")
-ExportFormat = Literal["png", "png16", "dicom", "npz", "hdf5"]
 
 #: DICOM Secondary Capture Image Storage (PS3.4 B.5).
 SECONDARY_CAPTURE_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.7"
@@ -399,18 +398,6 @@ def read_dicom_provenance(path_or_ds) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
-class ExportOnnxSpec(Spec):
-    """Export a trained network to ONNX (dynamic batch) for serving elsewhere, checked with onnxruntime."""
-
-    kind: Literal["export-onnx"] = "export-onnx"
-    run: str = Field(..., description="training run id in the workspace, or a checkpoint folder")
-    epoch: int | None = Field(None, ge=0, description="the run's checkpoint of this epoch (default: the latest)")
-    ema: bool = Field(True, description="export the EMA weights (else the raw weights)")
-    out: str | None = Field(None, description="output .onnx file (default: model.onnx in the job's folder)")
-    opset: int = Field(17, ge=14, le=23, description="ONNX opset version")
-    verify: bool = Field(True, description="run the exported model with onnxruntime and compare with PyTorch")
-
-    cli_help: ClassVar[str] = "export a trained network to ONNX"
 
 
 def export_onnx(net, path: str | Path, opset: int = 17) -> dict:

@@ -18,7 +18,6 @@ import dataclasses
 import errno
 import importlib
 import io
-import json
 import os
 import re
 import shutil
@@ -27,48 +26,25 @@ import traceback
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
+
+from app.engine.errors import JobCancelled, UserError, disk_full_text
+from app.engine.specs.base import SPEC_MODULES, Spec, format_validation_error, parse_spec, spec_class
+
+__all__ = ["Spec", "UserError", "JobCancelled", "spec_class", "parse_spec", "format_validation_error", "register",
+           "runner", "run", "run_collect", "JobContext", "KIND_MODULES", "SPEC_MODULES", "Progress", "Log", "Scalar",
+           "Image", "Artifact", "Done", "Failed", "Cancelled", "Event", "TERMINAL"]
 
 # --------------------------------------------------------------------------------------------
 # Specs
 # --------------------------------------------------------------------------------------------
 
 
-class Spec(BaseModel):
-    """Base class of every job spec: strict about unknown fields, JSON round-trippable.
-
-    Subclasses declare ``kind: Literal["name"] = "name"`` as their first field. Optional class
-    variables shape the generated command line (see ``app/cli.py``):
-
-    - ``cli_positional``: field names taken as positional arguments, in order;
-    - ``cli_aliases``: extra flag names, e.g. ``{"class": "class_label", "n": "n_images"}``;
-    - ``cli_help``: one line shown by ``radsynth --help``.
-    """
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
-
-    cli_positional: ClassVar[tuple[str, ...]] = ()
-    cli_aliases: ClassVar[dict[str, str]] = {}
-    cli_help: ClassVar[str] = ""
-    #: True for jobs that use the heavy compute device (training, sampling, score-based recon).
-    heavy: ClassVar[bool] = False
-
-    def to_json(self) -> str:
-        return self.model_dump_json(indent=2)
-
-
-class UserError(Exception):
-    """An error whose message is meant for the user as it is (bad input, missing file...).
-
-    ``run`` reports it without the exception class name; the traceback still goes to a Log event.
-    """
-
-
-class JobCancelled(Exception):
-    """Raised by ``JobContext.check`` when the caller asked the job to stop."""
+# Spec, UserError and JobCancelled live in leaf modules (``app.engine.specs``, ``app.engine.errors``) so that
+# specs import no engine code; they are re-exported here, the job spine's one import for runners.
 
 
 # --------------------------------------------------------------------------------------------
@@ -199,7 +175,6 @@ KIND_MODULES: dict[str, str] = {
     "selftest": "app.engine.selftest",
 }
 
-_SPECS: dict[str, type[Spec]] = {}
 _RUNNERS: dict[str, Callable[[Spec, JobContext], dict | None]] = {}
 
 
@@ -210,48 +185,23 @@ def register(spec_cls: type[Spec]):
         raise TypeError(f"{spec_cls.__name__} needs a field kind: Literal['name'] = 'name'")
 
     def deco(fn):
-        _SPECS[kind] = spec_cls
         _RUNNERS[kind] = fn
         return fn
 
     return deco
 
 
-def spec_class(kind: str) -> type[Spec]:
-    """The spec class of a job kind, importing its module on first use."""
-    if kind not in _SPECS:
+def runner(kind: str) -> Callable[[Spec, JobContext], dict | None]:
+    """The runner of a job kind, importing the engine module that registers it on first use."""
+    if kind not in _RUNNERS:
+        spec_class(kind)  # an unknown kind: UserError naming the known ones
         module = KIND_MODULES.get(kind)
         if module is None:
-            raise UserError(f"unknown job kind {kind!r}; known kinds: {', '.join(sorted(KIND_MODULES))}")
+            raise RuntimeError(f"job kind {kind!r} has a spec but no runner module in KIND_MODULES")
         importlib.import_module(module)
-        if kind not in _SPECS:
+        if kind not in _RUNNERS:
             raise RuntimeError(f"module {module} does not register a runner for job kind {kind!r}")
-    return _SPECS[kind]
-
-
-def parse_spec(data: dict | str | Path) -> Spec:
-    """Validate a spec from a dict, a JSON string, or a JSON file; ``kind`` selects the class."""
-    if isinstance(data, Path):
-        try:
-            data = json.loads(data.read_text())
-        except FileNotFoundError:
-            raise UserError(f"spec file {data} does not exist") from None
-        except json.JSONDecodeError as exc:
-            raise UserError(f"spec file {data} is not valid JSON: {exc}") from None
-    elif isinstance(data, str):
-        data = json.loads(data)
-    if not isinstance(data, dict) or "kind" not in data:
-        raise UserError("a spec is a JSON object with a 'kind' field")
-    return spec_class(data["kind"]).model_validate(data)
-
-
-def format_validation_error(exc: ValidationError) -> str:
-    """One line per bad field: ``field: message``."""
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(spec)"
-        lines.append(f"{loc}: {err['msg']}")
-    return "; ".join(lines)
+    return _RUNNERS[kind]
 
 
 # --------------------------------------------------------------------------------------------
@@ -361,9 +311,7 @@ def run(
         return event
 
     try:
-        spec_class(kind)  # imports the module that registers the runner
-        runner = _RUNNERS[kind]
-        result = runner(spec, ctx)
+        result = runner(kind)(spec, ctx)
         return finish(Done(to_jsonable(result or {})))
     except JobCancelled:
         return finish(Cancelled())
@@ -422,12 +370,6 @@ def disk_full_message(exc: BaseException, ctx: JobContext | None = None) -> str 
     if full_file is None:
         return None
     return disk_full_text(f" while writing {full_file}" if full_file else "")
-
-
-def disk_full_text(where: str = "") -> str:
-    """The one wording of a full disk, for the job layer and for writers that check before writing."""
-    return (f"the disk is full (no space left on device){where}. Free some space and run the job again; "
-            "what was saved before this job is unchanged.")
 
 
 def run_collect(spec: Spec, should_stop: Callable[[], bool] = lambda: False, **kw) -> list[Event]:

@@ -29,17 +29,14 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import io
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import Field
 
-from app.engine.jobs import JobContext, Spec, UserError, register
+from app.engine.jobs import JobContext, UserError, register
 from app.engine.metrics.nn import (
     MEASURES,
     PIXEL_MEASURES,
@@ -52,10 +49,9 @@ from app.engine.metrics.nn import (
     pixel_candidates,
     refine_pairs,
 )
+from app.engine.specs.evaluate import AuditSpec
+from app.engine.specs.options import DEFAULT_RULE_MEASURES, RULE_MODES, RuleMode  # noqa: F401
 
-RuleMode = Literal["calibrated", "percentile", "absolute"]
-RULE_MODES = ("calibrated", "percentile", "absolute")
-DEFAULT_RULE_MEASURES = ("l2", "ncc", "l2_coarse", "ncc_coarse", "ssim")
 #: used only when no held-out set exists (uncalibrated; the report says so). Distance units.
 DEFAULT_ABSOLUTE = {"l2": 0.03, "ncc": 0.02, "l2_coarse": 0.02, "ncc_coarse": 0.01, "ssim": 0.05}
 
@@ -553,37 +549,6 @@ rule {report.rule.mode} (margin {report.rule.margin}, z {report.rule.z}, ratio {
 # --------------------------------------------------------------------------------------------
 
 
-class AuditSpec(Spec):
-    """Memorization audit: nearest training images of every generated image, calibrated flags, a report."""
-
-    kind: Literal["audit"] = "audit"
-    generated: str = Field(..., description="generated images: folder of PNG/DICOM, an NPZ, or a workspace dataset name[:split]")
-    train: str = Field(..., description="training images: workspace dataset name[:split], folder or NPZ")
-    holdout: str | None = Field(None, description="held-out real images the model never saw (calibrates the threshold); "
-                                "default: the val / test split when --train is a workspace dataset")
-    out: str | None = Field(None, description="report folder (default: the job folder in the workspace)")
-    rule: RuleMode | None = Field(None, description="calibrated (robust floor x margin) | percentile | absolute "
-                                  "(default: calibrated, or percentile / absolute when --percentile / --threshold is given)")
-    percentile: float | None = Field(None, ge=0, le=100, description="flag below margin x this percentile of held-out distances")
-    threshold: float | None = Field(None, ge=0, description="absolute distance threshold on --measure (distance: l2 RMS, or 1 - similarity)")
-    thresholds: dict[str, float] | None = Field(None, description="absolute distance thresholds per measure, JSON")
-    measure: Literal["l2", "ncc", "l2_coarse", "ncc_coarse", "ssim", "cosine"] = Field("ncc", description="measure of --threshold")
-    measures: list[Literal["l2", "ncc", "l2_coarse", "ncc_coarse", "ssim", "cosine"]] = Field(
-        list(DEFAULT_RULE_MEASURES), description="measures whose flags count (an image is flagged if any flags it)")
-    margin: float | None = Field(None, gt=0, description="factor on the calibrated floor / percentile (default 0.5; 1 with --percentile)")
-    z: float = Field(3.0, ge=0, description="robust floor: median - z MAD of log held-out distances")
-    ratio: float = Field(0.5, ge=0, le=1, description="also flag below the floor when nearest < ratio x second-nearest (0: off)")
-    max_memorization_rate: float = Field(0.0, ge=0, le=1, description="the audit passes when at most this fraction is flagged")
-    extractor: str = Field("radiomics", description="features for the cosine measure: radiomics | inception | none")
-    size: int | None = Field(None, ge=8, le=4096, description="resize all sets to this size (default: as stored; sizes must match)")
-    k: int = Field(5, ge=1, le=64, description="candidates per search for the shift-tolerant scoring and SSIM")
-    shift_radius: int = Field(2, ge=0, le=8, description="search translations of up to this many pixels")
-    ssim: bool = Field(True, description="score SSIM on the candidates")
-    clean_out: str | None = Field(None, description="also write the set without flagged images here (NPZ through the exporter)")
-    max_pairs: int = Field(48, ge=0, le=10_000, description="flagged pairs drawn in the report")
-    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
-
-    cli_help: ClassVar[str] = "memorization audit of generated images against the training set"
 
 
 def _resolve_sets(spec: AuditSpec, ctx: JobContext):

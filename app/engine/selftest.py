@@ -7,24 +7,13 @@ to fail at a step (``fail_at``) to show how a failing job is reported.
 from __future__ import annotations
 
 import time
-from typing import Literal
 
 import numpy as np
-from pydantic import Field
 
-from app.engine.jobs import JobContext, Spec, UserError, register
+from app.engine.jobs import JobContext, UserError, register
+from app.engine.specs.selftest import SelfTestSpec
 
 
-class SelfTestSpec(Spec):
-    """Check the compute device: N timed matrix products, with progress and a preview image."""
-
-    kind: Literal["selftest"] = "selftest"
-    steps: int = Field(20, ge=1, le=100_000, description="number of steps")
-    size: int = Field(64, ge=8, le=8192, description="matrix size")
-    delay: float = Field(0.0, ge=0, le=60, description="seconds to sleep per step (to test cancellation)")
-    device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
-    fail_at: int = Field(-1, description="raise an error at this step (-1: never)")
-    seed: int = 0
 
 
 @register(SelfTestSpec)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 import socket
 import sqlite3
@@ -28,7 +27,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.engine.jobs import UserError
+from app.engine.errors import UserError
+from app.engine.specs.paths import NAME_RE
 
 ENV_VAR = "RADSYNTH_WORKSPACE"
 DB_NAME = "radsynth.sqlite"
@@ -80,7 +80,7 @@ CREATE TABLE IF NOT EXISTS studies (
 );
 """
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+_NAME_RE = NAME_RE  # the one rule for workspace names (app.engine.specs.paths)
 
 
 def default_workspace_dir() -> Path:

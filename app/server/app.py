@@ -36,7 +36,7 @@ from pydantic import ValidationError
 from app.engine import jobs as J
 from app.server.auth import TokenGate
 from app.server.jobqueue import FINAL, JobQueue
-from app.server.paths import DataRoots, PathRefused, confine_spec_paths
+from app.server.paths import DataRoots, PathRefused, SpecConfiner
 from app.server.uploads import UnsafeArchive, UploadTooLarge, extract_archive, save_stream
 
 UPLOAD_PATH = "/api/datasets/upload"
@@ -122,8 +122,9 @@ def _error(status: int, message: str, loc: list | None = None) -> JSONResponse:
     return JSONResponse({"detail": detail, "message": message}, status_code=status)
 
 
-def validate_spec(data, roots: DataRoots) -> J.Spec | JSONResponse:
-    """A spec from request JSON, or a 422 response whose ``detail`` names the bad field(s)."""
+def validate_spec(data, confiner: SpecConfiner) -> J.Spec | JSONResponse:
+    """A spec from request JSON with every path confined, or a 422 response whose ``detail`` names the bad
+    field(s): checked at submit, before anything runs."""
     if not isinstance(data, dict):
         return _error(422, "kind: a spec is a JSON object with a 'kind' field", ["kind"])
     kind = data.get("kind")
@@ -136,18 +137,13 @@ def validate_spec(data, roots: DataRoots) -> J.Spec | JSONResponse:
     except ImportError as exc:
         return _error(422, f"kind: job kind {kind!r} is not available on this server ({exc})", ["kind"])
     try:
-        spec = cls.model_validate(data)
+        confiner.check_raw(cls, data)
+        spec = confiner.confine(cls.model_validate(data))
+    except PathRefused as exc:
+        return _error(422, str(exc), [getattr(exc, "field", "")])
     except ValidationError as exc:
         errors = [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         return JSONResponse({"detail": errors, "message": J.format_validation_error(exc)}, status_code=422)
-    try:
-        spec, _ = confine_spec_paths(spec, roots)
-    except PathRefused as exc:
-        field_name = str(exc).split(" ", 1)[0].rstrip(":")
-        return _error(422, str(exc), [field_name])
-    except ValidationError as exc:
-        return JSONResponse({"detail": exc.errors(include_url=False), "message": J.format_validation_error(exc)},
-                            status_code=422)
     return spec
 
 
@@ -192,6 +188,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     upload_root = workspace.root / "uploads"
     (upload_root / ".incoming").mkdir(parents=True, exist_ok=True)
     roots = DataRoots(list(config.data_roots) + [upload_root], workspace.root)
+    confiner = SpecConfiner(roots, workspace)
     jobs = JobQueue(workspace, config.max_concurrent)
     max_extract = config.max_extract_bytes or 4 * config.max_upload_bytes
     token_file = config.token_file.resolve() if config.token_file else None
@@ -275,7 +272,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             part.unlink(missing_ok=True)
         reply = {"name": name, "path": str(dest), "bytes": size, "files": len(files), "job_id": None}
         if ingest:
-            spec = validate_spec({"kind": "ingest", "source": str(dest), "name": name, **extra}, roots)
+            spec = validate_spec({"kind": "ingest", "source": str(dest), "name": name, **extra}, confiner)
             if isinstance(spec, JSONResponse):
                 return spec
             reply["job_id"] = jobs.submit(spec).id
@@ -286,7 +283,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         data = await read_json(request)
         if isinstance(data, JSONResponse):
             return data
-        spec = validate_spec(data, roots)
+        spec = validate_spec(data, confiner)
         if isinstance(spec, JSONResponse):
             return spec
         if job_id is not None:

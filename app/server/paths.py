@@ -1,4 +1,4 @@
-"""Data roots: every file path a remote client names is resolved inside the configured roots.
+"""Data roots and spec confinement: every path a remote client names is resolved inside the server's folders.
 
 A client names files either relative to a root (``"mri/case1.dcm"`` or ``"<root name>/mri/..."``)
 or as an absolute path that must lie inside a root (or the server's workspace for checkpoints and
@@ -8,7 +8,6 @@ job outputs). Resolution follows symlinks (``Path.resolve``) before the containm
 
 from __future__ import annotations
 
-import typing
 from pathlib import Path, PurePosixPath
 
 from app.engine.jobs import Spec, UserError
@@ -63,59 +62,175 @@ class DataRoots:
         return candidate
 
 
-#: spec field names taken as file paths by their name when the annotation does not say so
-_PATHY_NAMES = ("path", "source", "input", "out", "output", "file", "dir", "folder", "checkpoint", "run",
-                "reference", "root", "archive")
+# ----------------------------------------------------------------------------------------------
+# confinement of job specs by their fields' path roles
+# ----------------------------------------------------------------------------------------------
+
+#: where outputs that a client names may go: these folders of the server's workspace
+OUTPUT_AREAS = ("outputs", "jobs")
 
 
-def _is_path_annotation(ann) -> bool:
-    if ann is Path:
-        return True
-    return any(_is_path_annotation(a) for a in typing.get_args(ann))
+def _refused(field: str, value, reason: str) -> PathRefused:
+    exc = PathRefused(f"{field} {value!r}: {reason}")
+    exc.field = field
+    return exc
 
 
-def _is_pathy_field(name: str, ann) -> bool:
-    if _is_path_annotation(ann):
-        return True
-    lowered = name.lower()
-    return any(lowered == n or lowered.endswith("_" + n) or lowered.startswith(n + "_") for n in _PATHY_NAMES)
+class SpecConfiner:
+    """Confines every path of a job spec to the server's folders, by the path roles of its fields.
 
+    - an **input** (``InputFile``, ``ImageSetRef``...) resolves, symlinks followed, to an existing file or
+      folder inside a data root or the workspace; a relative path is taken inside a data root
+      (``"<root name>/rest"``, else the first root), never against the server's working folder; a plain
+      name that the workspace registers (a dataset ``name[:split]``, a run id) stays that name;
+    - an **output** resolves inside the workspace's ``outputs/`` or ``jobs/`` folder (a relative path is
+      taken inside ``outputs/``), never inside a data root, and never names an existing file or a folder
+      that already holds files (it would overwrite what the job did not create);
+    - a **workspace reference** (``DatasetRef``, ``RunRef``, ``StudyRef``) is a plain name the workspace has;
+    - everywhere: an empty value, a NUL byte, ``~`` / ``~user`` and ``..`` are refused.
 
-def confine_spec_paths(spec: Spec, roots: DataRoots) -> tuple[Spec, list[str]]:
-    """Resolve every path-like field of a spec inside the data roots (or the workspace).
-
-    Returns the spec with absolute, resolved paths and the list of fields changed. Raises
-    PathRefused with the field named when a path is outside. Values that are not strings (numbers,
-    None) and names of registered datasets (no '/' and not an existing file) are left alone.
+    Each refusal is a PathRefused whose ``field`` names the field, which the server answers with 422.
     """
-    updates: dict = {}
-    for name, info in type(spec).model_fields.items():
-        if name == "kind" or not _is_pathy_field(name, info.annotation):
-            continue
-        value = getattr(spec, name)
-        values = value if isinstance(value, (list, tuple)) else [value]
-        out = []
-        changed = False
-        for v in values:
-            if isinstance(v, Path):
-                v = str(v)
-            if not isinstance(v, str) or not v:
-                out.append(v)
+
+    def __init__(self, roots: DataRoots, workspace):
+        self.roots = roots
+        self.workspace = workspace
+        self.ws_root = Path(workspace.root).resolve()
+
+    # -- before validation ---------------------------------------------------------------------
+    def check_raw(self, spec_cls, data: dict) -> None:
+        """Refuse ``~`` in the request itself: validation would expand it to the server user's home."""
+        from app.engine.specs.fields import role_fields
+
+        for f in role_fields(spec_cls):
+            value = data.get(f.name)
+            for v in (value if isinstance(value, list) else [value]):
+                if not isinstance(v, str):
+                    continue
+                if f.role.prefix:
+                    if not v.startswith(f.role.prefix):
+                        continue
+                    v = v[len(f.role.prefix):]
+                if v.strip().startswith("~"):
+                    raise _refused(f.name, v, "home folders ('~') are not used on a server: name a file under a "
+                                   "data root, relative to it")
+
+    # -- after validation ----------------------------------------------------------------------
+    def confine(self, spec: Spec) -> Spec:
+        """The spec with every path resolved and checked; PathRefused naming the field otherwise."""
+        from app.engine.specs.fields import role_fields
+
+        updates: dict = {}
+        for f in role_fields(type(spec)):
+            value = getattr(spec, f.name)
+            if value is None:
                 continue
-            looks_like_path = "/" in v or "\\" in v or v.startswith(".") or Path(v).suffix != ""
-            if not looks_like_path:
-                out.append(v)  # a bare name (a dataset, a run id): resolved by the job in the workspace
+            values = list(value) if f.many else [value]
+            new = [self._one(f, str(getattr(v, "value", v))) for v in values]
+            if new != [str(v) for v in values]:
+                updates[f.name] = new if f.many else new[0]
+        if not updates:
+            return spec
+        data = spec.model_dump()
+        data.update(updates)
+        return type(spec).model_validate(data)
+
+    def _one(self, f, value: str) -> str:
+        role = f.role
+        if role.prefix:
+            if not value.startswith(role.prefix):
+                return value
+            return role.prefix + self._path(f, value[len(role.prefix):], "input" if role.role == "input" else role.role)
+        if role.role == "name":
+            return value  # checked by the spec's own validator (a plain workspace name, or empty: derived)
+        self._common(f.name, value)
+        if role.role == "ref":
+            self._plain(f.name, value, role.refs)
+            if not self._registered(role.refs, value, splits=False):
+                raise _refused(f.name, value, f"no {' or '.join(role.refs)} of that name in the server's workspace")
+            return value
+        if role.refs and self._is_plain(value) and self._registered(role.refs, value):
+            return value
+        return self._path(f, value, role.role)
+
+    def _path(self, f, value: str, role: str) -> str:
+        self._common(f.name, value)
+        return str(self._input(f.name, value, f.role.target) if role == "input" else self._output(f.name, value, f.role.target))
+
+    # -- checks ----------------------------------------------------------------------------------
+    @staticmethod
+    def _common(field: str, value: str) -> None:
+        if not value.strip():
+            raise _refused(field, value, "an empty path")
+        if "\x00" in value:
+            raise _refused(field, value, "a NUL byte in the path")
+        if value.strip().startswith("~"):
+            raise _refused(field, value, "home folders ('~') are not used on a server")
+        if ".." in PurePosixPath(value.replace("\\", "/")).parts:
+            raise _refused(field, value, "'..' is not allowed in paths sent to the server")
+
+    @staticmethod
+    def _is_plain(value: str) -> bool:
+        return "/" not in value and "\\" not in value
+
+    def _plain(self, field: str, value: str, refs) -> None:
+        if not self._is_plain(value):
+            raise _refused(field, value, f"a {' or '.join(refs)} is named, not given as a path")
+
+    def _registered(self, refs, value: str, splits: bool = True) -> bool:
+        """Whether the workspace has the object ``value`` names; ``splits``: a dataset as ``name[:split]``."""
+        from app.engine.specs.paths import split_ref
+
+        ws = self.workspace
+        for ref in refs:
+            try:
+                if ref == "dataset" and ws.has_dataset(split_ref(value)[0] if splits else value):
+                    return True
+                if ref == "run" and ws.query("SELECT id FROM runs WHERE id = ?", (value,)):
+                    return True
+                if ref == "study" and ws.query("SELECT id FROM studies WHERE id = ? OR name = ?", (value, value)):
+                    return True
+            except Exception:  # a table that does not exist yet (no study ever made): not registered
                 continue
-            resolved = roots.resolve(v, allow_workspace=True, what=name)
-            out.append(str(resolved))
-            changed = True
-        if changed:
-            new = out if isinstance(value, (list, tuple)) else out[0]
-            if isinstance(value, Path) or _is_path_annotation(info.annotation) and not isinstance(value, (list, tuple)):
-                new = Path(new)
-            updates[name] = new
-    if not updates:
-        return spec, []
-    data = spec.model_dump()
-    data.update(updates)
-    return type(spec).model_validate(data), list(updates)
+        return False
+
+    def _input(self, field: str, value: str, target: str) -> Path:
+        raw = Path(value)
+        if raw.is_absolute():
+            candidate = raw.resolve()
+        elif not self.roots.roots:
+            raise _refused(field, value, "the server has no data roots (--data-root) to find a relative path in")
+        else:
+            parts = PurePosixPath(value.replace("\\", "/")).parts
+            if parts and parts[0] in self.roots.by_name and len(parts) > 1:
+                base, rest = self.roots.by_name[parts[0]], parts[1:]
+            else:
+                base, rest = self.roots.roots[0], parts
+            candidate = base.joinpath(*rest).resolve()
+        if not self.roots._inside(candidate, allow_workspace=True):
+            allowed = ", ".join(str(r) for r in self.roots.roots) or "none"
+            raise _refused(field, value, f"outside the server's data roots ({allowed}) and its workspace")
+        if not candidate.exists():
+            raise _refused(field, value, "no such file or folder under the server's data roots")
+        if target == "file" and not candidate.is_file():
+            raise _refused(field, value, "a folder where a file is expected")
+        if target == "folder" and not candidate.is_dir():
+            raise _refused(field, value, "a file where a folder is expected")
+        return candidate
+
+    def _output(self, field: str, value: str, target: str) -> Path:
+        raw = Path(value)
+        candidate = (raw if raw.is_absolute() else self.ws_root / OUTPUT_AREAS[0] / raw).resolve()
+        areas = [self.ws_root / a for a in OUTPUT_AREAS]
+        if not any(candidate.is_relative_to(a) and candidate != a for a in areas):
+            raise _refused(field, value, f"outputs go inside the server's workspace, under {', '.join(map(str, areas))} "
+                           "(a relative path is taken under outputs/)")
+        if any(candidate == r or candidate.is_relative_to(r) for r in self.roots.roots):
+            raise _refused(field, value, "inside a data root: the server never writes where its source data lie")
+        if candidate.is_file() or candidate.is_symlink():
+            raise _refused(field, value, "the file exists: the job would replace what it did not create")
+        if candidate.is_dir() and any(candidate.iterdir()):
+            raise _refused(field, value, "the folder already holds files: name a new or empty folder")
+        if candidate.exists() and not candidate.is_dir():
+            raise _refused(field, value, "exists and is not a folder")
+        return candidate

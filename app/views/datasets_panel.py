@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 def _spec_class(kind: str):
     """The engine's spec class of a job kind, or None (with the reason) while it is not available."""
-    from app.engine.jobs import spec_class
+    from app.engine.specs import spec_class
 
     try:
         return spec_class(kind), None

@@ -1,6 +1,6 @@
 """Generation panel: pick a checkpoint, set the sampler, watch the estimate sharpen, browse, compare, export.
 
-The sampler settings are a SpecForm of ``app.engine.sampling.job.SampleSpec`` (the checkpoint
+The sampler settings are a SpecForm of ``app.engine.specs.generate.SampleSpec`` (the checkpoint
 fields are set by the run / checkpoint / EMA pickers above it). While the job runs, the current
 denoising estimate (``pred_x0`` image events, thinned by the JobHandle) is shown live; when it
 ends, its images are read off the GUI thread into the results grid, with images per second.
@@ -92,7 +92,7 @@ class GeneratePanel(QWidget):
         self._t_start = 0.0
         self.error = None
         try:
-            from app.engine.sampling.job import SampleSpec
+            from app.engine.specs.generate import SampleSpec
 
             self.spec_cls = SampleSpec
         except Exception as exc:

@@ -352,7 +352,7 @@ class MainWindow(QMainWindow):
     def _create_demo(self) -> None:
         """The demo dataset, made by a job (never on the GUI thread) on an empty workspace."""
         try:
-            from app.engine.jobs import spec_class
+            from app.engine.specs import spec_class
 
             spec = spec_class("demo")()
         except Exception as exc:

@@ -1,6 +1,6 @@
 """Training panel: the TrainSpec form with presets, live loss curves and previews, stop / resume, checkpoints.
 
-The form is generated from ``app.engine.training.TrainSpec`` (SpecForm), so every field the
+The form is generated from ``app.engine.specs.train.TrainSpec`` (SpecForm), so every field the
 engine has is here with its bounds and description, and pydantic's messages show next to the
 field. Live: the training loss (log-scale toggle), validation losses per noise level where the
 process reports them (scalar names starting with ``val``), the preview grid as previews arrive
@@ -104,7 +104,7 @@ class TrainPanel(QWidget):
         self.preview_updates = 0
         self.error: str | None = None
         try:
-            from app.engine import training
+            from app.engine.specs import train as training  # the spec, its presets and resume rules (no torch)
 
             self.training = training
             self.spec_cls = training.TrainSpec

@@ -32,9 +32,11 @@ def free_port() -> int:
 
 
 class LiveServer:
-    def __init__(self, workspace: Path, token_file: Path, data_root: Path, extra: list[str] | None = None):
+    def __init__(self, workspace: Path, token_file: Path, data_root: Path, extra: list[str] | None = None,
+                 env: dict | None = None, cwd: Path | None = None, log_dir: Path | None = None):
         self.workspace, self.token_file, self.data_root = workspace, token_file, data_root
         self.extra = extra or []
+        self.env, self.cwd, self.log_dir = env or {}, cwd or ROOT, log_dir or workspace.parent
         self.proc: subprocess.Popen | None = None
         self.port = 0
 
@@ -48,14 +50,15 @@ class LiveServer:
 
     def start(self) -> LiveServer:
         self.port = free_port()
-        env = dict(os.environ, RADSYNTH_THREADS="1", PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-        self.log = open(self.workspace.parent / f"server-{self.port}.log", "wb")
+        env = dict(os.environ, RADSYNTH_THREADS="1", PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1",
+                   PYTHONPATH=str(ROOT), **self.env)
+        self.log = open(self.log_dir / f"server-{self.port}.log", "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port), "--workspace", str(self.workspace),
              "--token-file", str(self.token_file), "--data-root", str(self.data_root),
              *(["--data-root", str(SHARED_DATA)] if SHARED_DATA.is_dir() else []),
              "--max-upload-mb", str(UPLOAD_LIMIT_MB), *self.extra],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+            cwd=self.cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # wait until /api/info answers (not a timed assertion)
             if self.proc.poll() is not None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.engine.jobs import UserError
+from app.engine.errors import UserError
 
 UNKNOWN = "unknown"
 #: DICOM keyword -> attribute name; nothing else is ever read from a header for attributes

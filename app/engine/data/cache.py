@@ -32,7 +32,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from app.engine.jobs import UserError, disk_full_text
+from app.engine.errors import UserError, disk_full_text
 
 FORMAT_VERSION = 1
 SPLITS = {"train": 0, "val": 1, "test": 2}

@@ -16,17 +16,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Literal
 
 import numpy as np
-from pydantic import Field
 from scipy.ndimage import gaussian_filter
 
-from app.engine.jobs import JobContext, Spec, register
+from app.engine.jobs import JobContext, register
+from app.engine.specs.data import DEMO_NAME, DemoSpec  # noqa: F401 (DEMO_NAME: the demo's dataset name)
 
 CLASS_NAMES = ["healthy", "lesion"]
 DEMO_SOURCE = "synthetic phantoms (procedurally generated, not patient data)"
-DEMO_NAME = "demo-phantoms"
 
 
 @dataclasses.dataclass
@@ -190,21 +188,6 @@ def phantom_slices(n_images: int = 512, size: int = 64, seed: int = 0, slices_pe
     )
 
 
-class DemoSpec(Spec):
-    """Create the built-in demo dataset of synthetic brain-like MR phantoms (no patient data)."""
-
-    kind: Literal["demo"] = "demo"
-    name: str = Field(DEMO_NAME, description="dataset name in the workspace")
-    n_images: int = Field(512, ge=8, le=100_000, description="number of slices to generate")
-    size: int = Field(64, ge=32, le=512, description="image size in pixels (square)")
-    seed: int = Field(0, description="random seed (same seed, same phantoms and splits)")
-    slices_per_patient: int = Field(8, ge=1, le=64, description="slices contributed by each phantom patient")
-    val_fraction: float = Field(0.1, ge=0, lt=1, description="fraction of images (whole patients) for validation")
-    test_fraction: float = Field(0.1, ge=0, lt=1, description="fraction of images (whole patients) for testing")
-    replace: bool = Field(False, description="replace a dataset of the same name")
-
-    cli_aliases = {"n": "n_images"}
-    cli_help = "create the synthetic phantom demo dataset"
 
 
 def write_demo_dataset(workspace, spec: DemoSpec | None = None, ctx: JobContext | None = None):
@@ -216,7 +199,7 @@ def write_demo_dataset(workspace, spec: DemoSpec | None = None, ctx: JobContext 
     spec = spec or DemoSpec()
     check_name(spec.name, "dataset name")
     if workspace.has_dataset(spec.name) and not spec.replace:
-        from app.engine.jobs import UserError
+        from app.engine.errors import UserError
 
         raise UserError(f"a dataset named {spec.name!r} already exists; pass --replace to overwrite it")
     t0 = time.perf_counter()

@@ -12,31 +12,18 @@ dict that is easy to plot.
 from __future__ import annotations
 
 import json
-from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import Field
 
 from app.engine.data.attributes import value_counts
 from app.engine.data.cache import ImageDataset
 from app.engine.imaging import make_grid, save_png
-from app.engine.jobs import JobContext, Spec, UserError, register
+from app.engine.jobs import JobContext, UserError, register
+from app.engine.specs.data import EdaSpec
 
 CHUNK = 256
 
 
-class EdaSpec(Spec):
-    """Explore a dataset: sample grid, intensity histogram, classes, mean/std images, class SSIM."""
-
-    kind: Literal["eda"] = "eda"
-    dataset: str = Field(..., description="dataset name in the workspace")
-    split: Literal["all", "train", "val", "test"] = Field("all", description="which split to describe")
-    bins: int = Field(64, ge=4, le=1024, description="histogram bins over [-1, 1]")
-    n_samples: int = Field(16, ge=1, le=256, description="images in the sample grid")
-    seed: int = Field(0, description="seed for choosing the sample images")
-
-    cli_positional: ClassVar[tuple[str, ...]] = ("dataset",)
-    cli_help: ClassVar[str] = "dataset statistics: samples, histogram, classes, mean/std images, class SSIM"
 
 
 def _sample_indices(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -28,7 +28,7 @@ from app.engine.data.cache import SPLITS, ImageDataset
 from app.engine.data.labels import Labeler, class_order
 from app.engine.data.preprocess import fit_size, normalize_frame
 from app.engine.data.readers import IMAGE_EXTENSIONS, Frame, SkipFile, detect_format, list_files, read_file
-from app.engine.jobs import UserError
+from app.engine.errors import UserError
 
 SPLIT_NAMES = ("train", "val", "test", "all")
 #: files in an image folder that are not images and are left alone (manifests, notes)
@@ -79,6 +79,13 @@ def _open_workspace(workspace):
     return workspace
 
 
+def _has_dataset(workspace, name: str) -> bool:
+    try:
+        return bool(name) and _open_workspace(workspace).has_dataset(name)
+    except Exception:  # a name the registry refuses (no valid dataset name) is no dataset
+        return False
+
+
 def load_image_set(
     ref: str | Path,
     workspace=None,
@@ -98,7 +105,11 @@ def load_image_set(
     if limit is not None and int(limit) < 1:
         raise UserError(f"limit {limit} must be at least 1")
     path = Path(ref).expanduser()
-    if not path.exists():
+    # A plain name that a dataset of the given workspace has is that dataset, whatever files the working
+    # folder holds: the server confines such names to the workspace and must not see a file instead.
+    plain = isinstance(ref, str) and "/" not in ref and "\\" not in ref
+    registered = plain and workspace is not None and _has_dataset(workspace, _split_ref(ref)[0])
+    if registered or not path.exists():
         if isinstance(ref, Path) or "/" in str(ref) or "\\" in str(ref):
             raise UserError(f"{ref} does not exist")
         name, ref_split = _split_ref(str(ref))

@@ -29,10 +29,8 @@ import time
 import traceback
 from collections import Counter
 from pathlib import Path
-from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
 
 from app.engine.data.attributes import AttributeReader, columns_of, screen, value_counts
 from app.engine.data.cache import SPLITS, CacheWriter
@@ -48,67 +46,14 @@ from app.engine.data.preprocess import (
 )
 from app.engine.data.readers import SkipFile, detect_format, list_files, read_file
 from app.engine.data.splits import grouped_split, split_counts
-from app.engine.jobs import JobCancelled, JobContext, Spec, UserError, register
+from app.engine.jobs import JobCancelled, JobContext, UserError, register
+from app.engine.specs.data import IngestSpec
+from app.engine.specs.options import MODALITIES  # noqa: F401
 
 SALT_KEY = "patient_id_salt"
-MODALITIES = ("auto", "mr", "ct", "cr", "dx", "mg", "us", "pt", "nm", "xa", "ot")
 REPORT_NAME = "ingest_report.json"
 
 
-class IngestSpec(Spec):
-    """Import a file or folder of medical images as a dataset (cache, labels, grouped splits)."""
-
-    kind: Literal["ingest"] = "ingest"
-    source: str = Field(..., description="file or folder to import (DICOM, PNG/JPEG/TIFF, NIfTI, fastMRI HDF5, NPZ)")
-    name: str = Field("", description="dataset name (default: derived from the source's name)")
-    size: int = Field(128, ge=8, le=2048, description="image size in pixels (square)")
-    labels: str = Field("auto", description="auto | subfolders | csv:FILE (columns file,label) | none")
-    modality: Literal[MODALITIES] = Field("auto", description="auto (from the files) or force mr | ct | cr | dx | ...")
-    normalize: str = Field(
-        "percentile",
-        description="minmax | percentile (0.5-99.5) | ct-window:brain|subdural|stroke|soft|mediastinum|liver|lung|bone"
-        " | ct-window:C,W | dicom-window | bit-depth | auto",
-    )
-    axis: int = Field(2, ge=0, le=2, description="slicing axis for volumes (NIfTI), in canonical RAS+ order")
-    group_by: Literal["auto", "patient", "series", "folder", "file"] = Field(
-        "auto", description="what keeps images together in one split: auto (patient, else series/volume, else file)"
-    )
-    val_fraction: float = Field(0.1, ge=0, lt=1, description="fraction of images (whole groups) for validation")
-    test_fraction: float = Field(0.1, ge=0, lt=1, description="fraction of images (whole groups) for testing")
-    seed: int = Field(0, description="seed of the split")
-    keep_aspect: bool = Field(True, description="pad to a square before resizing (else stretch)")
-    min_size: int = Field(16, ge=1, description="skip images smaller than this many pixels on a side")
-    skip_blank: bool = Field(True, description="skip constant (blank) images and slices")
-    replace: bool = Field(False, description="replace a dataset of the same name")
-    complex: bool = Field(
-        False, description="keep complex MR images as 2 channels (real, imaginary), for reconstruction priors: "
-        "complex NPZ / NPY or fully sampled k-space (NPZ, fastMRI HDF5; multi-coil combined with ESPIRiT "
-        "maps); scaled by 2x the 99th percentile of the magnitude "
-        "(normalize is not used), centre-cropped or zero-padded to size (not resampled)"
-    )
-
-    cli_positional: ClassVar[tuple[str, ...]] = ("source",)
-    cli_help: ClassVar[str] = "import images (DICOM, PNG/TIFF, NIfTI, fastMRI HDF5, NPZ) as a dataset"
-
-    @field_validator("normalize")
-    @classmethod
-    def _check_normalize(cls, v: str) -> str:
-        parse_normalize(v)
-        return v
-
-    @field_validator("labels")
-    @classmethod
-    def _check_labels(cls, v: str) -> str:
-        if v in ("auto", "subfolders", "none") or (v.startswith("csv:") and len(v) > 4):
-            return v
-        raise ValueError(f"labels {v!r} is not one of auto, subfolders, csv:FILE, none")
-
-    @field_validator("test_fraction")
-    @classmethod
-    def _check_fractions(cls, v: float, info) -> float:
-        if v + info.data.get("val_fraction", 0.0) >= 1:
-            raise ValueError("val_fraction + test_fraction must be below 1")
-        return v
 
 
 # ------------------------------------------------------------------------------------------------

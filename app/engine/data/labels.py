@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from app.engine.jobs import UserError
+from app.engine.errors import UserError
 
 SIDECAR_NAMES = ("labels.csv",)
 

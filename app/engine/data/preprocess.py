@@ -20,44 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from app.engine.data.readers import Frame
-
-#: standard CT display windows (centre, width) in HU (Radiopaedia "Windowing (CT)")
-CT_WINDOWS: dict[str, tuple[float, float]] = {
-    "brain": (40.0, 80.0),
-    "subdural": (75.0, 215.0),
-    "stroke": (40.0, 40.0),
-    "soft": (50.0, 400.0),
-    "mediastinum": (50.0, 350.0),
-    "liver": (60.0, 150.0),
-    "lung": (-600.0, 1500.0),
-    "bone": (400.0, 1800.0),
-}
-NORMALIZE_MODES = ("minmax", "percentile", "ct-window:<name>|ct-window:C,W", "dicom-window", "bit-depth", "auto")
-PERCENTILES = (0.5, 99.5)
-
-
-def parse_normalize(value: str) -> tuple[str, tuple[float, float] | None]:
-    """(mode, window) for a normalisation name; ValueError naming the allowed values otherwise."""
-    v = str(value).strip().lower()
-    if v in ("minmax", "percentile", "dicom-window", "bit-depth", "auto"):
-        return v, None
-    if v.startswith("ct-window:"):
-        arg = v.split(":", 1)[1]
-        if arg in CT_WINDOWS:
-            return "ct-window", CT_WINDOWS[arg]
-        try:
-            c, w = (float(x) for x in arg.split(","))
-        except ValueError:
-            raise ValueError(
-                f"normalize {value!r}: after 'ct-window:' give one of {', '.join(CT_WINDOWS)} or 'C,W' in HU"
-            ) from None
-        if w <= 0:
-            raise ValueError(f"normalize {value!r}: the window width must be positive")
-        return "ct-window", (c, w)
-    raise ValueError(
-        f"normalize {value!r} is not one of minmax, percentile, dicom-window, bit-depth, auto, "
-        f"ct-window:{{{'|'.join(CT_WINDOWS)}}} or ct-window:C,W"
-    )
+from app.engine.specs.options import CT_WINDOWS, NORMALIZE_MODES, PERCENTILES, parse_normalize  # noqa: F401
 
 
 def _span(x: np.ndarray, lo: float, hi: float) -> np.ndarray:

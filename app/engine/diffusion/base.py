@@ -47,7 +47,7 @@ from typing import Any, ClassVar, Protocol
 
 import torch
 
-from app.engine.jobs import UserError
+from app.engine.errors import UserError
 
 # --------------------------------------------------------------------------------------------
 # Small types

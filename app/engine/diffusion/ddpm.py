@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import torch
 
 from app.engine.diffusion.base import PredictionType, Process
-from app.engine.jobs import UserError
+from app.engine.errors import UserError
 
 
 class BetaSchedule(StrEnum):

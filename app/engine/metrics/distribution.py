@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
-from app.engine.jobs import UserError
+from app.engine.errors import UserError
 
 
 def _check(f: np.ndarray, what: str, min_n: int = 2) -> np.ndarray:

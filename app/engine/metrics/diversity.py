@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.engine.jobs import UserError
+from app.engine.errors import UserError
 
 #: Wang, Simoncelli & Bovik 2003 (Asilomar), the five scale weights of MS-SSIM
 MS_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)

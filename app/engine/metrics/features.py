@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from app.engine.jobs import UserError
+from app.engine.errors import UserError
+from app.engine.specs.options import EXTRACTORS
 
-EXTRACTORS = ("radiomics", "inception", "domain")
 INCEPTION_ENV = "RADSYNTH_INCEPTION_WEIGHTS"
 
 

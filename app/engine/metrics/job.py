@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import Field
 
-from app.engine.jobs import JobContext, Spec, UserError, register
-from app.engine.metrics.nn import check_images, check_same_size
+from app.engine.jobs import JobContext, UserError, register
+from app.engine.metrics.nn import check_same_size
+from app.engine.specs.evaluate import EvaluateSpec
 
 
 def evaluate_sets(ref: np.ndarray, rows: dict[str, np.ndarray], extractor, *, kid_subsets: int = 50,
@@ -56,38 +55,6 @@ def evaluate_sets(ref: np.ndarray, rows: dict[str, np.ndarray], extractor, *, ki
     return out
 
 
-class EvaluateSpec(Spec):
-    """Evaluate a generated image set against real images (FID, KID, precision/recall, diversity, spectra)."""
-
-    kind: Literal["evaluate"] = "evaluate"
-    real: str = Field(..., description="real images: workspace dataset name[:split], folder or NPZ")
-    generated: str = Field(..., description="generated images: folder of PNG/DICOM, NPZ or dataset name[:split]")
-    holdout: str | None = Field(None, description="real held-out images for the floor row (default: the dataset's "
-                                "val/test split, else a seeded half of --real)")
-    extractor: Literal["radiomics", "inception", "domain"] = Field("radiomics", description="feature extractor")
-    inception_weights: str | None = Field(None, description="local InceptionV3 FID weights file (for --extractor inception)")
-    size: int | None = Field(None, ge=8, le=4096, description="resize every set to this size (default: as stored)")
-    limit: int | None = Field(None, ge=2, description="use at most this many images per set")
-    noise_sigma: float = Field(0.3, ge=0, description="sigma of the pixel-noise baseline")
-    kid_subsets: int = Field(50, ge=1, le=1000, description="KID subsets")
-    kid_subset_size: int = Field(1000, ge=2, description="KID subset size (capped by the set sizes)")
-    ms_ssim_pairs: int = Field(200, ge=1, le=100_000, description="random pairs for MS-SSIM diversity")
-    clusters: int = Field(20, ge=2, le=1000, description="k-means clusters of the mode-collapse check")
-    per_class: bool = Field(True, description="also per class when both sets carry labels")
-    utility: bool = Field(False, description="downstream utility: train a classifier on real vs real + generated "
-                          "images and test both on the held-out real images (needs class labels on all three sets; "
-                          "minutes on a CPU, hence off by default)")
-    utility_epochs: int = Field(5, ge=1, le=1000, description="epochs of each utility classifier")
-    utility_width: int = Field(16, ge=2, le=256, description="base width of the ResNet-18-style utility classifier")
-    utility_bootstrap: int = Field(1000, ge=20, le=100_000, description="bootstrap resamples of the AUC confidence intervals")
-    utility_test: str | None = Field(None, description="held-out real test images of the utility classifier "
-                                     "(default: the held-out set); its subgroup attributes (a workspace dataset's, from "
-                                     "DICOM headers or a labels CSV; an NPZ's attr_<name> arrays) give per-subgroup results")
-    out: str | None = Field(None, description="report folder (default: the job folder)")
-    seed: int = Field(0, description="seed of subsets, pairs, splits and noise")
-    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
-
-    cli_help: ClassVar[str] = "evaluate generated images against real images"
 
 
 def _split_holdout(spec: EvaluateSpec, ctx: JobContext):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.engine.jobs import UserError
+from app.engine.errors import UserError
 
 
 def resnet18_small(num_classes: int, width: int = 16):

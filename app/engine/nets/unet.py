@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
-from app.engine.jobs import UserError
+from app.engine.errors import UserError
 
 
 class NetConfig(BaseModel):

@@ -14,46 +14,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import Field
 
-from app.engine.jobs import JobContext, Spec, UserError, register
-from app.engine.recon.mri.masks import MaskKind
-from app.engine.recon.mri.methods import SCORE_METHODS, WARM_START_HELP, Method, WarmStart, check_warm_start
+from app.engine.jobs import JobContext, UserError, register
+from app.engine.specs.options import SCORE_METHODS
+from app.engine.specs.recon import ReconSpec
 
 PREVIEW_EVERY_S = 0.5
 
 
-class ReconSpec(Spec):
-    """Reconstruct an undersampled MRI slice with one or more methods and score it."""
-
-    kind: Literal["recon"] = "recon"
-    input: str = Field(..., description="complex image / k-space file (.npz, .npy, fastMRI .h5)")
-    slice: int = Field(0, ge=0, description="slice index in the file")
-    mask: MaskKind = Field(MaskKind.random, description="undersampling mask (ignored for already undersampled k-space)")
-    acceleration: float = Field(4.0, ge=1.0, le=64.0, description="acceleration factor R")
-    center_fraction: float = Field(0.08, gt=0.0, lt=1.0, description="fully sampled centre fraction")
-    method: list[Method] = Field(
-        default_factory=lambda: [Method.zero_filled, Method.cs_tv], min_length=1,
-        description="methods to run and compare: zero-filled cs-tv cs-wavelet score-ald score-pc score-dds",
-    )
-    lam: float | None = Field(None, gt=0.0, description="regularisation weight of CS methods (default 0.005)")
-    iterations: int = Field(100, ge=1, le=10000, description="iterations of CS methods")
-    run: str | None = Field(None, description="checkpoint (run id or path) for score-based methods")
-    samples: int = Field(4, ge=1, le=256, description="posterior samples of score-based methods")
-    steps: int = Field(100, ge=1, le=5000, description="noise levels of score-based methods")
-    warm_start: WarmStart = Field(None, description=WARM_START_HELP)
-    seed: int = Field(0, description="seed of the mask, the noise and the posterior samples")
-    noise_sigma: float = Field(0.0, ge=0.0, description="std of complex Gaussian noise added to simulated k-space")
-    crop: int | None = Field(None, ge=8, description="centre crop (pixels) for the metrics; default none")
-    dicom: bool = Field(False, description="also write the reconstructions as DICOM (derived MR images)")
-    out: str | None = Field(None, description="output folder (default: the job's folder in the workspace)")
-    device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
-
-    cli_aliases: ClassVar[dict[str, str]] = {"methods": "method"}
-    heavy: ClassVar[bool] = True
 
 
 def display_range(reference, recon) -> float:
@@ -142,7 +112,6 @@ def run_recon(spec: ReconSpec, ctx: JobContext) -> dict:
     from app.engine.recon.mri.warm import resolve_warm_start
 
     methods = [str(getattr(m, "value", m)) for m in spec.method]
-    check_warm_start(spec.warm_start, methods)
     model = None
     if any(m in SCORE_METHODS for m in methods):
         if not spec.run:

@@ -17,42 +17,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
-from pydantic import Field
 
 from app.engine.data.attributes import npz_attribute_arrays
-from app.engine.jobs import JobContext, Spec, UserError, register
-from app.engine.recon.mri.masks import MaskKind
-from app.engine.recon.mri.methods import SCORE_METHODS, WARM_START_HELP, Method, WarmStart, check_warm_start
+from app.engine.jobs import JobContext, UserError, register
+from app.engine.specs.options import SCORE_METHODS
+from app.engine.specs.recon import ReconSweepSpec
 
 SUBGROUP_KEYS = ("series", "anatomy", "scanner", "sex", "age_group")
 N_RINGS = 16
 
 
-class ReconSweepSpec(Spec):
-    """Error analysis: methods x accelerations over slices, with radial k-space error and subgroups."""
-
-    kind: Literal["recon-sweep"] = "recon-sweep"
-    input: str = Field(..., description="complex image / k-space file (.npz, .npy, fastMRI .h5)")
-    slices: list[int] = Field(default_factory=lambda: [0], min_length=1, description="slice indices")
-    accelerations: list[float] = Field(default_factory=lambda: [2.0, 4.0, 6.0, 8.0], min_length=1,
-                                       description="acceleration factors")
-    method: list[Method] = Field(default_factory=lambda: [Method.zero_filled, Method.cs_tv], min_length=1,
-                                 description="methods to compare")
-    mask: MaskKind = Field(MaskKind.random, description="undersampling mask")
-    center_fraction: float = Field(0.08, gt=0.0, lt=1.0, description="fully sampled centre fraction")
-    lam: float | None = Field(None, gt=0.0, description="regularisation of CS methods")
-    iterations: int = Field(100, ge=1, le=10000, description="iterations of CS methods")
-    run: str | None = Field(None, description="checkpoint for score-based methods")
-    samples: int = Field(2, ge=1, le=64, description="posterior samples (score-based)")
-    steps: int = Field(100, ge=1, le=5000, description="noise levels (score-based)")
-    warm_start: WarmStart = Field(None, description=WARM_START_HELP)
-    seed: int = Field(0, description="seed of the masks (slice k uses seed + k) and samples")
-    flag_ssim_drop: float = Field(0.05, gt=0.0, lt=1.0, description="flag subgroups whose mean SSIM is this far below the rest")
-    out: str | None = Field(None, description="output folder (default: the job's folder)")
-    device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
 
 
 def radial_error(reference: np.ndarray, recon: np.ndarray, n_rings: int = N_RINGS) -> np.ndarray:
@@ -123,7 +99,6 @@ def run_recon_sweep(spec: ReconSweepSpec, ctx: JobContext) -> dict:
     from app.engine.recon.mri.warm import resolve_warm_start
 
     methods = [str(getattr(m, "value", m)) for m in spec.method]
-    check_warm_start(spec.warm_start, methods)
     model = None
     if any(m in SCORE_METHODS for m in methods):
         if not spec.run:

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import torch
 
-from app.engine.jobs import UserError
+from app.engine.errors import UserError
 from app.engine.sampling.base import Denoiser, ImageNoise, Monitor, Sampler, clip_prediction
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from app.engine.jobs import UserError
+from app.engine.errors import UserError
 from app.engine.sampling.ancestral import AncestralSampler
 from app.engine.sampling.base import (
     SAMPLER_PROCESS_SUPPORT,

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from app.engine.diffusion.base import Prediction, Process, batch_times
-from app.engine.jobs import JobCancelled, UserError
+from app.engine.errors import JobCancelled, UserError
 
 # --------------------------------------------------------------------------------------------
 # Per-image noise

@@ -9,51 +9,15 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import ClassVar, Literal
 
-from pydantic import Field
 
 from app.engine.export import EXPORT_FORMATS, export_images
-from app.engine.jobs import JobContext, Spec, UserError, register
+from app.engine.jobs import JobContext, UserError, register
+from app.engine.specs.generate import SampleSpec
+from app.engine.specs.options import SamplerName  # noqa: F401
 
-SamplerName = Literal["ddim", "dpmpp2m", "heun", "ancestral", "pc", "langevin", "euler"]
 
 
-class SampleSpec(Spec):
-    """Generate synthetic images from a trained model and export them marked as synthetic."""
-
-    kind: Literal["sample"] = "sample"
-    run: str = Field(..., description="training run id in the workspace, or a checkpoint folder")
-    epoch: int | None = Field(None, ge=0, description="use the run's checkpoint of this epoch (default: the latest)")
-    ema: bool = Field(True, description="sample from the EMA weights (else the raw weights)")
-    n_images: int = Field(16, ge=1, le=1_000_000, description="number of images to generate")
-    sampler: SamplerName = Field(
-        "ddim", description="ddim | dpmpp2m | heun (fast, 10-50 steps) | ancestral | pc | langevin (ncsn) | euler (flow)"
-    )
-    steps: int = Field(50, ge=1, le=100_000, description="sampler steps (noise levels for langevin)")
-    seed: int = Field(0, ge=0, le=2**63 - 1, description="seed: the same seed gives the same images on any device")
-    class_label: list[int | str] | None = Field(
-        None, description="class (index or name) for every image, or one per image; empty: unconditional"
-    )
-    guidance: float = Field(0.0, ge=0, le=100, description="classifier-free guidance scale w (0: none)")
-    eta: float = Field(0.0, ge=0, le=1, description="ddim: stochasticity (0 deterministic, 1 ancestral)")
-    snr: float = Field(0.16, gt=0, le=10, description="pc: signal-to-noise ratio of the Langevin corrector")
-    n_steps_each: int | None = Field(
-        None, ge=0, le=1000, description="pc: corrector steps per time (default 1); langevin: steps per level (default 5)"
-    )
-    batch_size: int = Field(64, ge=1, le=4096, description="images per batch (does not change the images)")
-    device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
-    format: Literal["png", "png16", "dicom", "npz", "hdf5"] = Field(
-        "png", description="png (8 bit) | png16 | dicom (Secondary Capture) | npz | hdf5"
-    )
-    out: str | None = Field(None, description="output folder (default: the job's folder in the workspace /samples)")
-    half: bool = Field(False, description="run the network in half precision (fp16 on CUDA, bf16 on CPU)")
-    compile: bool = Field(False, description="torch.compile the network (slow start, faster on long runs)")
-    preview_every: int = Field(5, ge=0, le=100_000, description="preview grid of the clean-image estimate every N steps (0: off)")
-
-    cli_aliases: ClassVar[dict[str, str]] = {"n": "n_images", "class": "class_label"}
-    cli_help: ClassVar[str] = "generate synthetic images from a trained model"
-    heavy: ClassVar[bool] = True
 
 
 def resolve_class_labels(given: list[int | str] | None, class_names: list[str], n: int) -> list[int] | None:

@@ -1,10 +1,11 @@
 """SpecForm: a form generated from a job's pydantic Spec class, so forms never drift from the engine.
 
-Field type -> widget: ``bool`` -> check box; ``Literal[...]`` / Enum -> combo box; ``int`` ->
+The fields come from ``app.engine.specs.fields.describe``, the description the CLI and the server use too.
+Field shape -> widget: ``bool`` -> check box; ``Literal[...]`` / Enum -> combo box; ``int`` ->
 spin box over the field's ``ge/gt/le/lt`` bounds; ``float`` -> spin box when bounded to a
-moderate range, else a text box that accepts ``2e-4``; ``str`` / ``Path`` -> text box (a combo
-when the panel supplies ``choices``); ``X | None`` -> text box where empty means None; lists,
-tuples and dicts -> JSON text. The field's description is the tooltip; the pydantic validation
+moderate range, else a text box that accepts ``2e-4``; ``str`` -> text box (a combo when the
+panel supplies ``choices``), with a Browse button when its role is an input or output path;
+``X | None`` -> text box where empty means None; lists, tuples and dicts -> JSON text. The field's description is the tooltip; the pydantic validation
 error of a field is shown in red under it, on every edit.
 
     form = SpecForm(TrainSpec, exclude=("resume",), choices={"dataset": ["demo-phantoms"]})
@@ -17,12 +18,8 @@ error of a field is shown in red under it, on every edit.
 
 from __future__ import annotations
 
-import enum
 import json
 import math
-import types
-import typing
-from pathlib import Path
 
 from pydantic import ValidationError
 from PySide6.QtCore import Signal
@@ -30,15 +27,19 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
+    QFileDialog,
     QFormLayout,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
     QSpinBox,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-_NONE = object()
+from app.engine.specs.fields import Bounds, FieldDesc, describe  # noqa: F401 (Bounds: the forms' bound type)
+
 INT_LIMIT = 2**31 - 1
 FLOAT_DECIMALS = 5
 
@@ -50,98 +51,74 @@ def _nice_step(span: float) -> float:
     return next(m * p for m in (1, 2, 5, 10) if m * p >= raw)
 
 
-class Bounds(typing.NamedTuple):
-    lo: float | None
-    hi: float | None
-    lo_strict: bool = False
-    hi_strict: bool = False
-
-    def text(self) -> str:
-        """``0 < x ≤ 10`` style, as pydantic checks it."""
-        parts = []
-        if self.lo is not None:
-            parts.append(f"{self.lo:g} {'<' if self.lo_strict else '≤'}")
-        parts.append("x")
-        if self.hi is not None:
-            parts.append(f"{'<' if self.hi_strict else '≤'} {self.hi:g}")
-        return " ".join(parts) if len(parts) > 1 else ""
-
-
-def _bounds(field, integer: bool = False) -> Bounds:
-    """The field's ``ge/gt/le/lt`` bounds. For an integer field the strict ones become inclusive
-    (``gt=0`` -> lowest 1); for a float field they stay as they are and stay strict (``gt=0`` on a
-    float allows 0.001 but not 0) — the widget keeps the strictness, see ``_FieldEditor``."""
-    lo = hi = None
-    lo_strict = hi_strict = False
-    for m in field.metadata:
-        for attr, is_lo, strict in (("ge", True, False), ("gt", True, True), ("le", False, False),
-                                    ("lt", False, True)):
-            v = getattr(m, attr, None)
-            if v is None:
-                continue
-            if integer:
-                v = int(math.floor(v)) + 1 if (strict and is_lo) else (
-                    int(math.ceil(v)) - 1 if strict else (int(math.ceil(v)) if is_lo else int(math.floor(v))))
-                strict = False
-            else:
-                v = float(v)
-            if is_lo:
-                lo, lo_strict = v, strict
-            else:
-                hi, hi_strict = v, strict
-    return Bounds(lo, hi, lo_strict, hi_strict)
-
-
-def _unwrap_optional(ann):
-    origin = typing.get_origin(ann)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(ann) if a is not type(None)]
-        if len(args) == 1 and len(args) < len(typing.get_args(ann)):
-            return args[0], True
-    return ann, False
-
-
 def _pretty(name: str) -> str:
     return name.replace("_", " ")
 
 
-class _FieldEditor:
-    """One field's widget with typed get / set."""
+class _PathEdit(QWidget):
+    """A text box with a Browse button, for a field whose role is an input or output path."""
 
-    def __init__(self, name: str, field, choices: list[str] | None, on_change):
-        self.name = name
-        self.field = field
-        ann, self.optional = _unwrap_optional(field.annotation)
-        self.ann = ann
-        origin = typing.get_origin(ann)
+    def __init__(self, line: QLineEdit, role):
+        super().__init__()
+        self.line, self.role = line, role
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(4)
+        lay.addWidget(line, 1)
+        self.browse = QToolButton()
+        self.browse.setText("Browse…")
+        self.browse.setObjectName(f"browse_{line.objectName().removeprefix('field_')}")
+        self.browse.setToolTip(f"choose the {role.describe()}")
+        self.browse.clicked.connect(self._choose)
+        lay.addWidget(self.browse)
+
+    def _choose(self) -> None:
+        start = self.line.text().removeprefix(self.role.prefix) or ""
+        if self.role.role == "output" and self.role.target == "file":
+            path, _ = QFileDialog.getSaveFileName(self, "Save as", start)
+        elif self.role.target == "folder" or (self.role.role == "output"):
+            path = QFileDialog.getExistingDirectory(self, "Choose a folder", start)
+        else:
+            path, _ = QFileDialog.getOpenFileName(self, "Choose a file", start)
+        if path:
+            self.line.setText(self.role.prefix + path)
+
+
+class _FieldEditor:
+    """One field's widget with typed get / set, built from its ``FieldDesc`` (``app.engine.specs.fields``)."""
+
+    def __init__(self, desc: FieldDesc, choices: list[str] | None, on_change):
+        self.name = name = desc.name
+        self.desc = desc
+        self.optional = desc.optional
         self.kind = "text"
-        desc = field.description or ""
-        self.bounds = b = _bounds(field, integer=ann is int)
+        self.bounds = b = desc.bounds
         lo, hi = b.lo, b.hi
-        default = field.get_default(call_default_factory=True) if not field.is_required() else None
-        if origin is typing.Literal:
-            self.kind = "choice"
-            self.options = ([None] if self.optional else []) + list(typing.get_args(ann))
-            w = QComboBox()
-            w.addItems(["(default)" if o is None else str(o) for o in self.options])
-            w.currentIndexChanged.connect(on_change)
-        elif isinstance(ann, type) and issubclass(ann, enum.Enum):
+        default = desc.default
+        container = None
+        if desc.shape == "choice" and desc.enum is not None:
             self.kind = "enum"
-            self.options = list(ann)
+            self.options = list(desc.enum)
             w = QComboBox()
             w.addItems([str(o.value) for o in self.options])
             w.currentIndexChanged.connect(on_change)
-        elif ann is bool and not self.optional:
+        elif desc.shape == "choice":
+            self.kind = "choice"
+            self.options = ([None] if self.optional else []) + list(desc.choices)
+            w = QComboBox()
+            w.addItems(["(default)" if o is None else str(o) for o in self.options])
+            w.currentIndexChanged.connect(on_change)
+        elif desc.shape == "bool" and not self.optional:
             self.kind = "bool"
             w = QCheckBox()
             w.toggled.connect(on_change)
-        elif ann is bool:  # bool | None: the field's own default, on or off
+        elif desc.shape == "bool":  # bool | None: the field's own default, on or off
             self.kind = "choice"
             self.options = [None, True, False]
             w = QComboBox()
             w.addItems(["(default)", "on", "off"])
             w.currentIndexChanged.connect(on_change)
-        elif (ann is int and not self.optional and (lo is None or lo >= -INT_LIMIT)
+        elif (desc.shape == "int" and not self.optional and (lo is None or lo >= -INT_LIMIT)
               and (hi is None or hi <= INT_LIMIT)):
             # QSpinBox is 32-bit: a field whose range goes beyond it (a 64-bit seed) falls through
             # to a text box, so a large value is never silently clamped
@@ -150,7 +127,7 @@ class _FieldEditor:
             w.setRange(int(lo) if lo is not None else -INT_LIMIT, int(min(hi, INT_LIMIT)) if hi is not None else INT_LIMIT)
             w.setAccelerated(True)
             w.valueChanged.connect(on_change)
-        elif (ann is float and not self.optional and lo is not None and hi is not None and hi - lo <= 1e6
+        elif (desc.shape == "float" and not self.optional and lo is not None and hi is not None and hi - lo <= 1e6
               and (default is None or default == 0 or abs(default) >= 1e-2)):
             self.kind = "float"
             w = QDoubleSpinBox()
@@ -160,25 +137,31 @@ class _FieldEditor:
             w.setRange(lo + eps if b.lo_strict else lo, hi - eps if b.hi_strict else hi)
             w.setSingleStep(_nice_step(hi - lo))
             w.valueChanged.connect(on_change)
-        elif choices is not None and ann in (str, Path):
+        elif choices is not None and desc.shape == "str":
             self.kind = "str-choice"
             w = QComboBox()
             w.setEditable(True)
             w.addItems([str(c) for c in choices])
             w.currentTextChanged.connect(on_change)
         else:
-            self.kind = "json" if origin in (list, tuple, dict, set) or ann in (list, tuple, dict) else "text"
-            self.scalar = ann if ann in (int, float, str, bool) or ann is Path else None
+            self.kind = "json" if desc.shape in ("list", "json") else "text"
+            self.scalar = {"int": int, "float": float}.get(desc.shape, str) if not desc.mixed else None
             w = QLineEdit()
             if self.optional:
                 w.setPlaceholderText("(none)")
             w.textChanged.connect(on_change)
         self.widget = w
-        tip = desc
+        tip = desc.description
         if b.text():
             tip += f"  ({b.text()})"
+        if desc.role is not None:
+            tip += f"  [{desc.role.describe()}]"
         w.setToolTip(tip.strip())
         w.setObjectName(f"field_{name}")
+        if self.kind == "text" and desc.role is not None and desc.role.is_path and not desc.many:
+            container = _PathEdit(w, desc.role)
+        #: what the form lays out: the widget, or the widget with its Browse button
+        self.container = container or w
         self.error = QLabel("")
         self.error.setProperty("role", "error")
         self.error.setWordWrap(True)
@@ -271,25 +254,27 @@ class SpecForm(QWidget):
         self.spec_error.setWordWrap(True)
         self.spec_error.setVisible(False)
         lay.addWidget(self.spec_error)
-        for name, field in spec_cls.model_fields.items():
-            if name == "kind" or name in exclude or (only is not None and name not in only):
-                if not field.is_required():
-                    self._hidden[name] = field.get_default(call_default_factory=True)
+        for desc in describe(spec_cls):
+            name = desc.name
+            if name in exclude or (only is not None and name not in only):
+                if not desc.required:
+                    self._hidden[name] = desc.default
                 continue
-            ed = _FieldEditor(name, field, choices.get(name), self._on_edit)
+            ed = _FieldEditor(desc, choices.get(name), self._on_edit)
             self.editors[name] = ed
             label = QLabel(_pretty(name))
-            label.setToolTip(field.description or "")
+            label.setToolTip(desc.description)
+            label.setObjectName(f"label_{name}")
             box = QWidget()
             bl = QVBoxLayout(box)
             bl.setContentsMargins(0, 0, 0, 0)
             bl.setSpacing(1)
-            bl.addWidget(ed.widget)
+            bl.addWidget(ed.container)
             bl.addWidget(ed.error)
             self.form.addRow(label, box)
-            if not field.is_required():
+            if not desc.required:
                 self._loading = True
-                ed.set(field.get_default(call_default_factory=True))
+                ed.set(desc.default)
                 self._loading = False
         self.validate()
 

@@ -134,10 +134,12 @@ def test_reconstructions_are_written_as_derived_dicom_that_reads_back(tmp_path, 
     assert np.allclose(back, mag, atol=mag.max() / 65535)
 
 
-def test_a_warm_start_without_score_dds_is_refused_by_name(tmp_path, capsys, siat_slice):
+def test_a_warm_start_without_score_dds_is_refused_by_name_before_the_job_runs(tmp_path, capsys, siat_slice):
     src = tmp_path / "one.npz"
     np.savez(src, images=siat_slice[None])
     code = main(["recon", "--input", str(src), "--method", "zero-filled", "cs-tv", "--warm-start", "0.1",
                  "--out", str(tmp_path / "o"), "--json", "--quiet"])
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert code == 1 and "--warm-start" in result["error"] and "score-dds" in result["error"]
+    # the spec refuses it (exit 2, bad arguments), so a form says so while the user types
+    assert code == 2 and "--warm-start" in result["error"] and "score-dds" in result["error"]
+    assert not (tmp_path / "o").exists()

@@ -14,36 +14,15 @@ the clean slice (data range = its max), NPZ and PNG outputs.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import Field
 
-from app.engine.jobs import JobContext, Spec, UserError, register
+from app.engine.jobs import JobContext, UserError, register
+from app.engine.specs.recon import CTReconSpec
 
 CT_METHODS = ("fbp", "backprojection", "noisy", "score")
 
 
-class CTReconSpec(Spec):
-    """Reconstruct a sparse-view CT slice or denoise a noisy one; score against the clean slice."""
-
-    kind: Literal["ct-recon"] = "ct-recon"
-    input: str = Field(..., description="NPZ with volume_hu / image_hu (HU), or a CT DICOM file")
-    slice: int = Field(0, ge=0, description="slice index of the volume")
-    task: Literal["sparse-view", "denoise"] = Field("sparse-view", description="sparse-view | denoise")
-    views: int = Field(60, ge=2, le=2000, description="number of projection angles over 180 degrees (sparse-view)")
-    noise_hu: float = Field(50.0, gt=0.0, le=2000.0, description="std of the added Gaussian noise in HU (denoise)")
-    method: list[Literal["fbp", "backprojection", "noisy", "score"]] = Field(
-        default_factory=lambda: ["fbp"], min_length=1, description="fbp backprojection noisy score"
-    )
-    run: str | None = Field(None, description="checkpoint of a 1-channel CT prior for the score method")
-    samples: int = Field(2, ge=1, le=64, description="posterior samples (score)")
-    steps: int = Field(100, ge=1, le=5000, description="reverse-process steps (score)")
-    seed: int = Field(0, description="seed of the noise and the samples")
-    out: str | None = Field(None, description="output folder (default: the job's folder)")
-    device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
-
-    heavy: ClassVar[bool] = True
 
 
 def load_ct_slice(path: str | Path, index: int) -> np.ndarray:

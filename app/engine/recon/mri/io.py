@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.engine.jobs import UserError
+from app.engine.errors import UserError
 from app.engine.recon.mri.fft import fft2c, ifft2c, rss
 from app.engine.recon.mri.masks import center_is_sampled
 

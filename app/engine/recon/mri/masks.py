@@ -12,26 +12,19 @@ calibration region that sensitivity estimation and the learned methods need.
 
 from __future__ import annotations
 
-import enum
 import functools
 
 import numpy as np
 
-from app.engine.jobs import UserError
+from app.engine.errors import UserError
+from app.engine.specs.options import MASK_KINDS, MaskKind  # noqa: F401
 
 #: golden angle for radial spokes, 180 deg / golden ratio (Winkelmann et al., IEEE TMI 2007, eq. 1)
 GOLDEN_ANGLE = np.pi * (np.sqrt(5) - 1) / 2 * 1.0  # 111.246 deg expressed on [0, pi)
 
 
-class MaskKind(str, enum.Enum):
-    random = "random"
-    equispaced = "equispaced"
-    gaussian1d = "gaussian1d"
-    poisson2d = "poisson2d"
-    radial = "radial"
 
 
-MASK_KINDS = tuple(m.value for m in MaskKind)
 
 
 def _check(shape, acceleration: float, center_fraction: float) -> tuple[int, int]:

@@ -7,56 +7,24 @@ shape), and for the score-based methods the posterior samples' per-pixel standar
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import time
 from collections.abc import Callable
-from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import Field
 
-from app.engine.jobs import UserError
+from app.engine.errors import UserError
 from app.engine.recon.mri.operators import LinearOperator
+from app.engine.recon.mri.result import Reconstruction
+from app.engine.specs.options import DEFAULT_LAM, METHODS, SCORE_METHODS, WARM_START_HELP, Method, WarmStart  # noqa: F401
+from app.engine.specs.recon import check_warm_start  # noqa: F401
 
 
-class Method(str, enum.Enum):
-    zero_filled = "zero-filled"
-    cs_tv = "cs-tv"
-    cs_wavelet = "cs-wavelet"
-    score_ald = "score-ald"
-    score_pc = "score-pc"
-    score_dds = "score-dds"
 
 
-METHODS = tuple(m.value for m in Method)
-SCORE_METHODS = ("score-ald", "score-pc", "score-dds")
-#: regularisation weight of the CS methods (and of the CS-TV image a warm start begins from)
-DEFAULT_LAM = 0.005
 #: the sampler of each score-based method (``score.posterior_sample``'s ``corrector``)
 SAMPLERS = {"score-ald": "ald", "score-pc": "pc", "score-dds": "dds"}
-#: what the recon and sweep jobs say about their ``warm_start`` option
-WARM_START_HELP = ("score-dds: start from the CS-TV image noised to this level sigma/alpha (network units) instead of "
-                   "from noise, with fewer steps (0.1 with 10 steps on SIAT); 'auto': the level and steps that follow "
-                   "the mask and R (0.1 / 10 for 2D masks, 0.3 / 15 for 1D, 0.5 / 20 above R = 5)")
-#: the recon and sweep jobs' ``warm_start`` field: a level, "auto" (``warm.resolve_warm_start``) or none
-WarmStart = Annotated[float, Field(gt=0.002, le=20.0)] | Literal["auto"] | None
 
 
-def check_warm_start(warm_start: float | str | None, methods: list[str]) -> None:
-    """A warm start is asked of score-dds; one given without it would silently do nothing."""
-    if warm_start is not None and "score-dds" not in methods:
-        raise UserError(f"--warm-start applies to score-dds, which is not among the methods ({', '.join(methods)})")
-
-
-@dataclasses.dataclass
-class Reconstruction:
-    method: str
-    image: np.ndarray  # complex, A.ishape (posterior mean for score-based methods)
-    std: np.ndarray | None = None  # per-pixel std of the posterior samples' magnitudes
-    samples: np.ndarray | None = None  # (N, ...) complex posterior samples
-    seconds: float = 0.0
-    info: dict = dataclasses.field(default_factory=dict)
 
 
 def zero_filled(A: LinearOperator, y) -> np.ndarray:

@@ -49,7 +49,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from app.engine.jobs import UserError
+from app.engine.errors import UserError
+from app.engine.recon.mri.result import Reconstruction
 from app.engine.recon.mri.fft import fft2c, ifft2c
 from app.engine.recon.mri.operators import LinearOperator, MaskedFFT, SenseOp
 
@@ -319,15 +320,13 @@ def posterior_sample(
     ``x0_clip``: bound on |x0_hat| in network units (None: no bound).
     ``init`` / ``start_sigma`` ("dds" only): start from a first estimate (a complex image, e.g. CS-TV's)
     noised to sigma / alpha = ``start_sigma`` (network units) instead of from pure noise (``_dds``).
-    Returns a ``methods.Reconstruction`` (mean image, std of magnitudes, samples).
+    Returns a ``result.Reconstruction`` (mean image, std of magnitudes, samples).
 
     Annealed Langevin wants ~50 levels or more: with 20 (level ratio 2.1) a prior trained for only
     206 CPU steps left the excess noise in place and the samples sat at the x0 bound (NMSE ~5 on a
     SIAT slice, 0.058 with 50 levels on a 64x64 crop where zero-filled had 0.054); the exact
     Gaussian prior is fine with 50 (tests/engine/recon/test_score_oracle.py).
     """
-    from app.engine.recon.mri.methods import Reconstruction
-
     if corrector not in ("ald", "pc", "dds"):
         raise ValueError(f"corrector must be 'ald', 'pc' or 'dds', got {corrector!r}")
     if not 0.0 <= eta <= 1.0:
