@@ -151,7 +151,14 @@ class SpecConfiner:
             return value
         if role.refs and self._is_plain(value) and self._registered(role.refs, value):
             return value
-        return self._path(f, value, role.role)
+        try:
+            return self._path(f, value, role.role)
+        except PathRefused as exc:
+            if role.refs and self._is_plain(value) and "no such file" in str(exc):
+                words = " or ".join(role.refs)
+                raise _refused(f.name, value, f"neither a {words} in the server's workspace nor a file or folder "
+                               "under its data roots") from None
+            raise
 
     def _path(self, f, value: str, role: str) -> str:
         self._common(f.name, value)

@@ -109,6 +109,7 @@ def format_validation_error(exc: ValidationError) -> str:
     """One line per bad field: ``field: message``."""
     lines = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(spec)"
-        lines.append(f"{loc}: {err['msg'].removeprefix('Value error, ')}")
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{loc}: {msg}" if loc else msg)
     return "; ".join(lines)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator
 
 from app.engine.specs.base import Spec
 from app.engine.specs.options import (
@@ -25,10 +25,16 @@ def check_warm_start(warm_start: float | str | None, methods: list[str]) -> None
 
 
 class _WarmStartChecked:
-    @model_validator(mode="after")
-    def _warm_start_needs_dds(self):
-        check_warm_start(self.warm_start, [m.value for m in self.method])
-        return self
+    """A field check (not a model check) so that the error names ``warm_start`` and a form shows it there;
+    ``method`` is declared before ``warm_start``, so it is validated first."""
+
+    @field_validator("warm_start")
+    @classmethod
+    def _warm_start_needs_dds(cls, v, info):
+        methods = info.data.get("method")
+        if methods is not None:
+            check_warm_start(v, [getattr(m, "value", m) for m in methods])
+        return v
 
 
 class ReconSpec(_WarmStartChecked, Spec):
