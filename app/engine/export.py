@@ -24,7 +24,6 @@ from app.engine.jobs import JobContext, UserError, register
 from app.engine.specs.generate import ExportOnnxSpec
 from app.engine.specs.options import EXPORT_FORMATS, ExportFormat  # noqa: F401
 
-
 #: DICOM Secondary Capture Image Storage (PS3.4 B.5).
 SECONDARY_CAPTURE_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.7"
 #: The private creator of the tag block that holds the full provenance JSON in each DICOM file.

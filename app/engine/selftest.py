@@ -14,8 +14,6 @@ from app.engine.jobs import JobContext, UserError, register
 from app.engine.specs.selftest import SelfTestSpec
 
 
-
-
 @register(SelfTestSpec)
 def run_selftest(spec: SelfTestSpec, ctx: JobContext) -> dict:
     import torch

@@ -40,9 +40,9 @@ from pathlib import Path
 import numpy as np
 
 from app.engine.jobs import JobContext, UserError, register
-from app.engine.store import Workspace, check_name
 from app.engine.specs.options import GoalRule, StudyMode
 from app.engine.specs.study import StudyCreateSpec, StudyExportSpec, StudyImportSpec, StudyStatsSpec
+from app.engine.store import Workspace, check_name
 
 BLINDED_FILE = "blinded.h5"
 PACKAGE_FORMAT = "radsynth-study-package/1"

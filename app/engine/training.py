@@ -39,6 +39,7 @@ import numpy as np
 
 from app.engine.jobs import JobCancelled, JobContext, UserError, register
 from app.engine.run_history import ScalarLog
+
 # presets and the spec's resume rules are spec facts (the Training panel reads them without the engine)
 from app.engine.specs.train import (  # noqa: F401 (list_presets, load_preset: re-exported for scripts)
     PRESETS_DIR,

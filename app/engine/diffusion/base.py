@@ -326,6 +326,23 @@ def process_class(name: str) -> type[Process]:
     return getattr(importlib.import_module(module), cls)
 
 
+def time_at_log_snr(process: Process, target, lo: float | None = None, hi: float | None = None,
+                    iterations: int = 60) -> torch.Tensor:
+    """The times t in [lo, hi] (default [t_min, t_max]) where ``process.log_snr(t)`` equals ``target``
+    (a number or a tensor of them), float64. The one inversion of a noise schedule in the engine: the
+    log-SNR decreases with t for every process, so bisection finds it, to float32 resolution of the
+    times the process is evaluated at (alpha / sigma are computed in float32, as the samplers do)."""
+    target = torch.as_tensor(target, dtype=torch.float64)
+    t_lo = torch.full_like(target, float(process.t_min if lo is None else lo))
+    t_hi = torch.full_like(target, float(process.t_max if hi is None else hi))
+    for _ in range(int(iterations)):
+        mid = 0.5 * (t_lo + t_hi)
+        cleaner = process.log_snr(mid.float().reshape(-1)).reshape(mid.shape).double() > target
+        t_lo = torch.where(cleaner, mid, t_lo)
+        t_hi = torch.where(cleaner, t_hi, mid)
+    return 0.5 * (t_lo + t_hi)
+
+
 def make_process(name: str, **options: Any) -> Process:
     """Build a process by name with its options; options set to None take their defaults.
 

@@ -33,7 +33,6 @@ from app.engine.errors import UserError
 from app.engine.specs.options import MEASURES, PIXEL_MEASURES  # noqa: F401 (the measures named here)
 
 
-
 def coarse_factor(h: int, w: int) -> int:
     """Downsampling factor of the coarse scale: images of about 32 px (at least 2x smaller)."""
     return max(2, int(round(min(h, w) / 32)))

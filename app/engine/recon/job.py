@@ -116,12 +116,10 @@ def run_recon(spec: ReconSpec, ctx: JobContext) -> dict:
     if any(m in SCORE_METHODS for m in methods):
         if not spec.run:
             raise UserError(f"methods {', '.join(m for m in methods if m in SCORE_METHODS)} need a checkpoint: give --run RUN")
-        from app.engine.recon.mri.score import load_prior
+        from app.engine.recon.prior import load_prior
 
-        # a run id is looked up in the job's workspace (--workspace), also when --out sends the files elsewhere;
-        # a checkpoint folder needs no workspace
-        workspace = None if Path(spec.run).is_dir() else ctx.workspace
-        model = load_prior(spec.run, workspace=workspace, device=spec.device)
+        # a run id is looked up in the job's workspace (--workspace), also when --out sends the files elsewhere
+        model = load_prior(spec.run, workspace=ctx.workspace, device=spec.device)
     device = resolve_device(spec.device) if model is None else model.device
     inp = load_recon_input(spec.input, spec.slice)
     out = Path(spec.out) if spec.out else ctx.job_dir()

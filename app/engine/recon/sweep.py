@@ -103,7 +103,7 @@ def run_recon_sweep(spec: ReconSweepSpec, ctx: JobContext) -> dict:
     if any(m in SCORE_METHODS for m in methods):
         if not spec.run:
             raise UserError("score-based methods need a checkpoint: give --run RUN")
-        from app.engine.recon.mri.score import load_prior
+        from app.engine.recon.prior import load_prior
 
         model = load_prior(spec.run, workspace=ctx.workspace, device=spec.device)
     attrs = {}

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from app.engine.diffusion.base import Prediction, Process, batch_times
+from app.engine.diffusion.base import Prediction, Process, batch_times, time_at_log_snr
 from app.engine.errors import JobCancelled, UserError
 
 # --------------------------------------------------------------------------------------------
@@ -99,6 +99,20 @@ class Denoiser:
         return self.process.score(pred, x, batch_times(float(t), x.shape[0], x.device))
 
 
+def clip_x0(x0: torch.Tensor, bound: float | None, channels: int) -> torch.Tensor:
+    """Bound x0 estimates to the training range: |x0| <= bound per complex pixel (phase kept) for
+    2-channel images, x0 in [-bound, bound] for real ones. The x0 estimate (x_t - sigma eps) / alpha
+    amplifies any network error by 1 / alpha (~1800 at the VP-SDE's t_max), so DDPM samplers clip it
+    to the data range (Ho et al. 2020, official code; diffusers' ``clip_sample``; "static
+    thresholding", Saharia et al. 2022, sec. 2.3). The exact (oracle) denoiser never reaches it."""
+    if bound is None:
+        return x0
+    if channels == 2:
+        mag = torch.sqrt(x0[:, 0] ** 2 + x0[:, 1] ** 2).clamp_min(1e-12)
+        return x0 * (bound / mag).clamp(max=1.0)[:, None]
+    return x0.clamp(-bound, bound)
+
+
 def clip_prediction(pred: Prediction, x: torch.Tensor, alpha: float, sigma: float,
                     rederive_eps: bool = True) -> Prediction:
     """Clip x0_hat to the data range [-1, 1]; by default re-derive eps_hat so x = alpha x0 + sigma eps holds.
@@ -110,7 +124,7 @@ def clip_prediction(pred: Prediction, x: torch.Tensor, alpha: float, sigma: floa
     carries the clipped-away part of x into the next step, (s'/s)(x - a x0_clipped), so out-of-range
     noise is never removed by a deterministic path.
     """
-    x0 = pred.x0.clamp(-1.0, 1.0)
+    x0 = clip_x0(pred.x0, 1.0, channels=1)
     if not rederive_eps:
         return Prediction(x0=x0, eps=pred.eps, output=pred.output)
     eps = (x - alpha * x0) / sigma if sigma > 0 else pred.eps
@@ -251,14 +265,8 @@ def _snap(process: Process, times: list[float]) -> list[float]:
 
 
 def _t_of_lambda(process: Process, lam: float, lo: float, hi: float) -> float:
-    """Invert lambda(t) = log(alpha / sigma) (decreasing in t) on [lo, hi] by bisection."""
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        if log_snr_half(*_alpha_sigma_f(process, mid)) > lam:
-            lo = mid
-        else:
-            hi = mid
-    return 0.5 * (lo + hi)
+    """The time in [lo, hi] where lambda(t) = log(alpha / sigma) (half the log-SNR) equals ``lam``."""
+    return float(time_at_log_snr(process, 2.0 * lam, lo, hi))
 
 
 def time_grid(process: Process, steps: int, spacing: str = "linspace", lambda_min: float | None = None) -> list[float]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar
 
 import torch
@@ -16,6 +15,22 @@ from app.engine.sampling.base import (
     Sampler,
     clip_prediction,
 )
+
+
+def ddim_coefficients(alpha, sigma, alpha_next, sigma_next, eta: float = 0.0):
+    """(c, d) of one DDIM step x' = alpha' x0_hat + d eps_hat + c z for any Gaussian path x = alpha x0 + sigma z.
+
+    Song et al. 2021, eq. 16, written for a general path: the std of the posterior q(x_s | x_t, x0) is
+    s' sqrt(1 - (a s' / (a' s))^2), times ``eta`` (0 deterministic, 1 ancestral); eq. 12: d = sqrt(s'^2 - c^2).
+    Numbers give numbers (float64); tensors (one value per image, broadcastable) give tensors. The one DDIM
+    update of the engine: generation (``DDIMSampler``) and the posterior samplers (``recon.prior.ddim_step``)."""
+    scalar = not torch.is_tensor(alpha)
+    a, s, a2, s2 = (torch.as_tensor(v, dtype=torch.float64) if scalar else v
+                    for v in (alpha, sigma, alpha_next, sigma_next))
+    ratio = (a * s2) / (a2 * s).clamp_min(1e-12)
+    c = eta * s2 * torch.sqrt((1 - ratio**2).clamp_min(0.0))
+    d = torch.sqrt((s2**2 - c**2).clamp_min(0.0))
+    return (float(c), float(d)) if scalar else (c, d)
 
 
 class DDIMSampler(Sampler):
@@ -51,14 +66,8 @@ class DDIMSampler(Sampler):
                 pred = clip_prediction(pred, x, a, s, rederive_eps=False)
             if i + 1 < len(times):
                 a_next, s_next = denoiser.alpha_sigma(times[i + 1])
-                # Song et al. 2021, eq. 16, sigma_t(eta) written for a general path: the std of the
-                # posterior q(x_s | x_t, x0) is s' * sqrt(1 - (a s' / (a' s))^2), times eta
-                c = 0.0
-                if self.eta > 0.0 and s > 0.0:
-                    ratio = (a * s_next) / (a_next * s) if a_next > 0 else 0.0
-                    c = self.eta * s_next * math.sqrt(max(0.0, 1.0 - ratio * ratio))
-                # Song et al. 2021, eq. 12: x' = a' x0_hat + sqrt(s'^2 - c^2) eps_hat + c z
-                x_new = a_next * pred.x0 + math.sqrt(max(0.0, s_next * s_next - c * c)) * pred.eps
+                c, d = ddim_coefficients(a, s, a_next, s_next, self.eta if s > 0.0 else 0.0)
+                x_new = a_next * pred.x0 + d * pred.eps
                 if c > 0.0:
                     x_new = x_new + c * noise.randn(tuple(x.shape[1:]))
                 x = x_new

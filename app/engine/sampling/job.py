@@ -10,14 +10,10 @@ import math
 import time
 from pathlib import Path
 
-
 from app.engine.export import EXPORT_FORMATS, export_images
 from app.engine.jobs import JobContext, UserError, register
 from app.engine.specs.generate import SampleSpec
 from app.engine.specs.options import SamplerName  # noqa: F401
-
-
-
 
 
 def resolve_class_labels(given: list[int | str] | None, class_names: list[str], n: int) -> list[int] | None:

@@ -104,3 +104,23 @@ def test_score_methods_with_a_wrong_network_stay_finite_and_bounded(head_slice, 
     noisy = small + 0.02 * np.random.default_rng(0).standard_normal(small.shape).astype(np.float32)
     _, _, den = score_denoise(prior, noisy, 0.02, n_samples=2, steps=10, seed=0)
     assert np.all(np.isfinite(den)) and den.min() >= 0 and den.max() <= 1 + 1e-6
+
+
+def test_ct_score_methods_evaluate_the_network_once_per_step():
+    """The reverse step takes the estimates of the step's one evaluation (it used to evaluate twice)."""
+    from app.engine.recon.ct.methods import _times_from, match_time
+
+    n = 32
+    phantom = (R.circle_mask(n) * 0.4).astype(np.float32)
+    A = R.RadonOp(n, R.view_angles(8))
+    prior = _tiny_ct_prior()
+    calls = []
+    hook = prior.net.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        score_sparse_view(prior, A, A.forward(torch.as_tensor(phantom)), n_samples=2, steps=5, seed=0)
+        assert len(calls) == len(_times_from(prior.process, 5)) == 5
+        calls.clear()
+        score_denoise(prior, phantom, 0.02, n_samples=2, steps=6, seed=0)
+        assert len(calls) == len(_times_from(prior.process, 6, match_time(prior.process, 0.04)))
+    finally:
+        hook.remove()

@@ -75,7 +75,9 @@ def run_ct_recon(spec: CTReconSpec, ctx: JobContext) -> dict:
     if "score" in spec.method:
         if not spec.run:
             raise UserError("the score method needs a CT prior checkpoint: give --run RUN")
-        prior = _load_ct_prior(spec.run, ctx, spec.device)
+        from app.engine.recon.prior import load_prior
+
+        prior = load_prior(spec.run, workspace=ctx.workspace, device=spec.device, channels=1)
     bad = [m for m in spec.method if (spec.task == "sparse-view" and m == "noisy") or (spec.task == "denoise" and m in ("fbp", "backprojection"))]
     if bad:
         raise UserError(f"method(s) {', '.join(bad)} do not apply to task {spec.task!r}")
@@ -139,19 +141,3 @@ def run_ct_recon(spec: CTReconSpec, ctx: JobContext) -> dict:
         ctx.log(f"{method}: PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}")
     return {"input": str(spec.input), "slice": spec.slice, "task": spec.task, **measured, "methods": results,
             "out": str(out), "files": files}
-
-
-def _load_ct_prior(ref: str, ctx, device: str):
-    from app.engine.recon.mri.score import ScorePrior, any_size
-
-    try:
-        from app.engine.checkpoints import load_checkpoint
-    except ImportError as exc:
-        raise UserError(f"cannot load checkpoint {ref!r}: the checkpoint module is unavailable ({exc})") from None
-    from app.engine.devices import resolve_device
-
-    dev = resolve_device(device)
-    lm = load_checkpoint(ref, workspace=ctx.workspace, ema=True, device=str(dev))
-    if int(getattr(lm, "channels", 1)) != 1:
-        raise UserError(f"checkpoint {ref!r} is not a 1-channel (magnitude) prior; CT needs one")
-    return ScorePrior(any_size(lm.net.eval()), lm.process, dev, 1, str(ref))

@@ -15,7 +15,7 @@ mu from ``radon.hu_to_unit``) and any process of ``app.engine.diffusion``:
 Both bound every clean-image estimate to the prior's data range, x0_hat in [-1, 1] (``X0_CLIP``;
 DDPM's ``clip_sample``, Ho et al. 2020, official code; "static thresholding", Saharia et al. 2022,
 sec. 2.3), and take the ancestral step's eps from the bounded estimate, as the MRI score methods do
-(``mri.score._clip_magnitude``): near t_max the estimate (x_t - sigma eps) / alpha amplifies any network
+(``sampling.base.clip_x0``): near t_max the estimate (x_t - sigma eps) / alpha amplifies any network
 error by 1 / alpha, and an unbounded one drives the samples away.
 
 N samples give the mean image and the per-pixel standard deviation.
@@ -28,8 +28,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from app.engine.diffusion.base import time_at_log_snr
 from app.engine.recon.ct.radon import RadonOp
-from app.engine.recon.mri.score import ScorePrior, _ancestral, _clip_magnitude
+from app.engine.recon.prior import ScorePrior, bounded_estimates, ddim_step
 
 #: bound of x0_hat in network units: CT priors are trained on 2 mu - 1 in [-1, 1]
 X0_CLIP = 1.0
@@ -45,16 +46,8 @@ def _times_from(proc, steps: int, t_start: float | None = None) -> torch.Tensor:
 
 
 def match_time(proc, noise_over_signal: float) -> float:
-    """The time t* at which sigma(t)/alpha(t) equals ``noise_over_signal`` (bisection on [t_min, t_max])."""
-    lo, hi = float(proc.t_min), float(proc.t_max)
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        a, s = proc.alpha_sigma(torch.tensor([mid]))
-        if float(s[0] / a[0]) < noise_over_signal:
-            lo = mid
-        else:
-            hi = mid
-    return 0.5 * (lo + hi)
+    """The time t* at which sigma(t)/alpha(t) equals ``noise_over_signal``: log-SNR -2 log(sigma / alpha)."""
+    return float(time_at_log_snr(proc, -2.0 * float(np.log(noise_over_signal))))
 
 
 @torch.no_grad()
@@ -84,10 +77,10 @@ def score_sparse_view(prior: ScorePrior, A: RadonOp, sino, n_samples: int = 2, s
     x0 = x
     for i in range(len(times)):
         tb = times[i].expand(n).to(dev)
-        pred = proc.predict(net, x, tb)
-        x0 = dc(_clip_magnitude(pred.x0, x0_clip, 1), None)  # the bounded clean estimate made consistent with the sinogram
+        bounded = bounded_estimates(proc, net, x, tb, x0_clip)  # one network evaluation per step
+        x0 = dc(bounded[0], None)  # the bounded clean estimate made consistent with the sinogram
         if i + 1 < len(times):
-            x = _ancestral(proc, net, x, tb, times[i + 1].expand(n).to(dev), g, x0_clip, 1)
+            x = ddim_step(proc, x, *bounded, tb, times[i + 1].expand(n).to(dev), g)
             x = dc(x, times[i + 1])
         if callback is not None:
             callback(i + 1, len(times), ((x0[:, 0].mean(0) + 1) / 2).cpu().numpy())
@@ -115,9 +108,9 @@ def score_denoise(prior: ScorePrior, noisy_mu, noise_sigma_mu: float, n_samples:
     x0 = x
     for i in range(len(times)):
         tb = times[i].expand(n).to(dev)
-        x0 = _clip_magnitude(proc.predict(net, x, tb).x0, x0_clip, 1)
+        x0, eps = bounded_estimates(proc, net, x, tb, x0_clip)  # one network evaluation per step
         if i + 1 < len(times):
-            x = _ancestral(proc, net, x, tb, times[i + 1].expand(n).to(dev), g, x0_clip, 1)
+            x = ddim_step(proc, x, x0, eps, tb, times[i + 1].expand(n).to(dev), g)
         if callback is not None:
             callback(i + 1, len(times), ((x0[:, 0].mean(0) + 1) / 2).cpu().numpy())
     mu = ((x0[:, 0] + 1) / 2).clamp_min(0).cpu().numpy()

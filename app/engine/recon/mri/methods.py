@@ -18,9 +18,6 @@ from app.engine.recon.mri.result import Reconstruction
 from app.engine.specs.options import DEFAULT_LAM, METHODS, SCORE_METHODS, WARM_START_HELP, Method, WarmStart  # noqa: F401
 from app.engine.specs.recon import check_warm_start  # noqa: F401
 
-
-
-
 #: the sampler of each score-based method (``score.posterior_sample``'s ``corrector``)
 SAMPLERS = {"score-ald": "ald", "score-pc": "pc", "score-dds": "dds"}
 

@@ -28,7 +28,7 @@ Langevin corrector step with the signal-to-noise-ratio step rule; ``dds``: decom
 sampling (Chung, Lee & Ye, ICLR 2024): data consistency applied to each clean-image estimate (exact
 projection, or conjugate gradient for noisy / SENSE data), then a DDIM step — 20-50 network
 evaluations where ALD and PC want hundreds (``_dds``). All three bound the clean-image
-estimate ``x0_hat`` by ``x0_clip`` (``_clip_magnitude``); ALD and PC derive eps and the score from the
+estimate ``x0_hat`` by ``x0_clip`` (``sampling.base.clip_x0``); ALD and PC derive eps and the score from the
 bounded estimate, DDS keeps the network's eps, bounded as well (``_EPS_BOUND``), so a poor network
 cannot drive the sampler away: each ALD step is then a convex combination of x and a bounded x0
 plus noise. The final image is the last x0 estimate with a final data-consistency step (exact for
@@ -43,86 +43,27 @@ training set had on the fully sampled images: unit 1 for ``complex_training_imag
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
+from app.engine.diffusion.base import time_at_log_snr
 from app.engine.errors import UserError
-from app.engine.recon.mri.result import Reconstruction
 from app.engine.recon.mri.fft import fft2c, ifft2c
 from app.engine.recon.mri.operators import LinearOperator, MaskedFFT, SenseOp
+from app.engine.recon.mri.result import Reconstruction
+from app.engine.recon.prior import (  # noqa: F401 (ScorePrior, load_prior, any_size: the prior, re-exported)
+    PaddedNet,
+    ScorePrior,
+    any_size,
+    bounded_estimates,
+    clip_x0,
+    ddim_step,
+    load_prior,
+)
 
 SCALE_PERCENTILE = 99.0
-
-
-@dataclasses.dataclass
-class ScorePrior:
-    """A trained prior: network, noise process, device (``load_prior`` builds it from a checkpoint)."""
-
-    net: torch.nn.Module
-    process: object  # app.engine.diffusion.base.Process
-    device: torch.device = torch.device("cpu")
-    channels: int = 2
-    name: str = ""
-    #: the network's intensity unit in multiples of ``image_scale``: 1 for priors trained on
-    #: ``complex_training_images``, the dataset's headroom (2) for priors trained by the train job on a
-    #: complex dataset (``data.preprocess.normalize_complex``)
-    unit: float = 1.0
-
-
-def load_prior(ref: str, workspace=None, device: str = "auto", ema: bool = True) -> ScorePrior:
-    """Load a checkpoint of the generative engine as a reconstruction prior (2-channel complex nets)."""
-    try:
-        from app.engine.checkpoints import load_checkpoint
-    except ImportError as exc:  # the generative engine is not installed in this build
-        raise UserError(f"cannot load checkpoint {ref!r}: the checkpoint module is unavailable ({exc})") from None
-    from app.engine.devices import resolve_device
-
-    dev = resolve_device(device)
-    lm = load_checkpoint(ref, workspace=workspace, ema=ema, device=str(dev))
-    channels = int(getattr(lm, "channels", 1))
-    if channels != 2:
-        raise UserError(
-            f"checkpoint {ref!r} models {channels}-channel images; MRI reconstruction needs a prior trained on "
-            "complex images stored as 2 channels (real, imag)"
-        )
-    lm.net.eval()
-    unit = float(lm.meta.get("complex_headroom") or 1.0)
-    return ScorePrior(any_size(lm.net), lm.process, dev, channels, str(ref), unit)
-
-
-def any_size(net: torch.nn.Module) -> torch.nn.Module:
-    """``net`` wrapped in ``PaddedNet`` when it is a U-Net that halves the image (any matrix size then)."""
-    mults = getattr(getattr(net, "config", None), "channel_mults", None)
-    return PaddedNet(net, 2 ** (len(mults) - 1)) if mults and len(mults) > 1 else net
-
-
-class PaddedNet(torch.nn.Module):
-    """A U-Net on images of any size: H and W are reflect-padded (centred) up to a multiple of its
-    downsampling factor, and the output is cropped back. Measured k-space comes in the scanner's
-    matrix size (e.g. 180 x 230), which a U-Net halving twice cannot take as it is."""
-
-    def __init__(self, net: torch.nn.Module, multiple: int):
-        super().__init__()
-        self.net = net
-        self.multiple = int(multiple)
-
-    def __getattr__(self, name: str):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:  # num_classes, config, ...: the wrapped net's
-            return getattr(super().__getattr__("net"), name)
-
-    def forward(self, x: torch.Tensor, level: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        ph, pw = (-h) % self.multiple, (-w) % self.multiple
-        if ph == 0 and pw == 0:
-            return self.net(x, level, y)
-        top, left = ph // 2, pw // 2
-        padded = torch.nn.functional.pad(x, (left, pw - left, top, ph - top), mode="reflect")
-        return self.net(padded, level, y)[..., top : top + h, left : left + w]
 
 
 def image_scale(image) -> float:
@@ -193,20 +134,6 @@ class GaussianScoreNet(torch.nn.Module):
         return self.process.target(x0, eps, a, s)
 
 
-def _clip_magnitude(x0: torch.Tensor, bound: float | None, channels: int) -> torch.Tensor:
-    """Bound x0 estimates to the training range: |x0| <= bound per complex pixel (phase kept) for
-    2-channel images, x0 in [-bound, bound] for real ones. The x0 estimate (x_t - sigma eps) / alpha
-    amplifies any network error by 1 / alpha (~1800 at the VP-SDE's t_max), so DDPM samplers clip it
-    to the data range (Ho et al. 2020, official code; diffusers' ``clip_sample``; "static
-    thresholding", Saharia et al. 2022, sec. 2.3). The exact (oracle) denoiser never reaches it."""
-    if bound is None:
-        return x0
-    if channels == 2:
-        mag = torch.sqrt(x0[:, 0] ** 2 + x0[:, 1] ** 2).clamp_min(1e-12)
-        return x0 * (bound / mag).clamp(max=1.0)[:, None]
-    return x0.clamp(-bound, bound)
-
-
 #: default bound of |x0| in network units (images at 99th-percentile magnitude 1; SIAT training
 #: images reach 1.25..1.83, 5th..95th percentile of their maxima, 2.04 at most)
 X0_CLIP = 3.0
@@ -255,15 +182,7 @@ def ald_levels(process, steps: int, sigma_range: tuple[float, float] = ALD_SIGMA
         sig = torch.full((steps,), hi, dtype=torch.float64)
     else:
         sig = torch.exp(torch.linspace(np.log(hi), np.log(lo), steps, dtype=torch.float64))
-    target = (-2.0 * torch.log(sig)).float()  # log-SNR of each level
-    t_lo = torch.full_like(target, float(process.t_min))
-    t_hi = torch.full_like(target, float(process.t_max))
-    for _ in range(40):  # log-SNR decreases with t: bisection to float32 resolution
-        mid = 0.5 * (t_lo + t_hi)
-        cleaner = process.log_snr(mid) > target
-        t_lo = torch.where(cleaner, mid, t_lo)
-        t_hi = torch.where(cleaner, t_hi, mid)
-    return (0.5 * (t_lo + t_hi)).float()
+    return time_at_log_snr(process, -2.0 * torch.log(sig)).float()  # the times of each level's log-SNR
 
 
 def langevin_step_fraction(gamma: float, n_steps: int) -> float:
@@ -377,7 +296,7 @@ def posterior_sample(
         a, s = a_s(tb)
         # the network's x0 estimate bounded first (its error is amplified by 1 / alpha), and the prior
         # score taken from it: -(x - alpha x0) / sigma^2 = -eps / sigma with the consistent eps
-        x0 = _clip_magnitude(pred.x0, x0_clip, 2)
+        x0 = clip_x0(pred.x0, x0_clip, 2)
         score = -(x - a * x0) / s**2
         if not hard:
             # likelihood score of y = A x0 + n at level t: x_t / alpha = x0 + (sigma / alpha) z, so
@@ -392,7 +311,7 @@ def posterior_sample(
                 grad = torch.stack([A_dev._adjoint(a[0, 0] * y_net - A_dev._forward(ci)) for ci in c])
             score = score + _to_x(grad) / (a**2 * sy**2 + s**2)
             if x0_clip is not None:  # the conditional x0 (Tweedie) bounded as well
-                x0 = _clip_magnitude((x + s**2 * score) / a, x0_clip, 2)
+                x0 = clip_x0((x + s**2 * score) / a, x0_clip, 2)
                 score = -(x - a * x0) / s**2
         eps = -s * score
         return (x - s * eps) / a, eps, score
@@ -481,7 +400,7 @@ def _pc(proc, posterior, replace, n, h, w, steps, snr, g, randn, dev, callback, 
             # predictor: ancestral step from the previous time to t (DDIM with eta = 1, Song, Meng &
             # Ermon 2021, eq. 12 / 16) with the posterior's x0 / eps estimates at the previous time,
             # which the previous iteration computed at this very x
-            x = _ddim_step(proc, x, x0, eps0, _expand(times[i - 1], n, dev), tb, g)
+            x = ddim_step(proc, x, x0, eps0, _expand(times[i - 1], n, dev), tb, g)
             if replace is not None:
                 x = replace(x, a_t, s_t)
         _, _, score = posterior(x, tb)
@@ -556,7 +475,7 @@ def _dds(proc, net, A, y_net, sy, hard, replace, x0_clip, n, h, w, steps, eta, c
         pred = proc.predict(net, x, tb)
         # the network's eps is kept beside the bounded x0 (as the generative engine's DDIM does): the
         # eps re-derived from a clipped x0 would carry the clipped-away part of x into the next step
-        x0 = dc(_clip_magnitude(pred.x0, x0_clip, 2), a_t, s_t)
+        x0 = dc(clip_x0(pred.x0, x0_clip, 2), a_t, s_t)
         if callback is not None:
             callback(i + 1, len(times), _to_c(x0).mean(0) * scale)
         if i + 1 == len(times):
@@ -598,29 +517,6 @@ def _cg(normal: Callable[[torch.Tensor], torch.Tensor], rhs: torch.Tensor, x: to
         if misfit is not None and misfit[0](x) <= misfit[1]:
             break
     return x
-
-
-def _ddim_step(proc, x, x0, eps, t_from, t_to, g):
-    """One stochastic step t_from -> t_to < t_from given the x0 / eps estimates (DDIM, eta = 1)."""
-    a_t, s_t = proc.alpha_sigma(t_from)
-    a_s, s_s = proc.alpha_sigma(t_to)
-    a_t, s_t, a_s, s_s = (v.to(x.device).reshape(-1, 1, 1, 1) for v in (a_t, s_t, a_s, s_s))
-    # c^2 = s_s^2 (1 - (a_t s_s)^2 / (a_s s_t)^2): the posterior q(x_s | x_t, x0) noise (DDIM eq. 16)
-    ratio = ((a_t * s_s) / (a_s * s_t).clamp_min(1e-12)) ** 2
-    c = s_s * torch.sqrt((1 - ratio).clamp_min(0.0))
-    mean = a_s * x0 + torch.sqrt((s_s**2 - c**2).clamp_min(0.0)) * eps
-    z = torch.randn(x.shape, generator=g).to(x.device)
-    return mean + c * z
-
-
-def _ancestral(proc, net, x, t_from, t_to, g, x0_clip: float | None = None, channels: int = 1):
-    """One DDIM (eta = 1) step of the prior's reverse process; x0_hat bounded by ``x0_clip`` and eps
-    recomputed from it so that x_t = alpha x0_hat + sigma eps_hat still holds."""
-    pred = proc.predict(net, x, t_from)
-    a_t, s_t = (v.reshape(-1, 1, 1, 1) for v in proc.alpha_sigma(t_from))
-    x0 = _clip_magnitude(pred.x0, x0_clip, channels)
-    eps = pred.eps if x0_clip is None else (x - a_t * x0) / s_t.clamp_min(1e-12)
-    return _ddim_step(proc, x, x0, eps, t_from, t_to, g)
 
 
 def _moved(A: LinearOperator, device) -> LinearOperator:

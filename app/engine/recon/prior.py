@@ -1,0 +1,109 @@
+"""The learned prior of every score-based reconstruction (MRI and CT), loaded once, and the reverse-process
+pieces their posterior samplers share: bounded clean-image estimates and the stochastic DDIM step.
+
+``load_prior`` is the one way a recon job, the sweep and CT turn a checkpoint (run id or folder) into a
+``ScorePrior``; MRI asks for 2-channel (complex) priors, CT for 1-channel ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from app.engine.errors import UserError
+from app.engine.sampling.base import clip_x0
+from app.engine.sampling.ddim import ddim_coefficients
+
+
+@dataclasses.dataclass
+class ScorePrior:
+    """A trained prior: network, noise process, device (``load_prior`` builds it from a checkpoint)."""
+
+    net: torch.nn.Module
+    process: object  # app.engine.diffusion.base.Process
+    device: torch.device = torch.device("cpu")
+    channels: int = 2
+    name: str = ""
+    #: the network's intensity unit in multiples of ``image_scale``: 1 for priors trained on
+    #: ``complex_training_images``, the dataset's headroom (2) for priors trained by the train job on a
+    #: complex dataset (``data.preprocess.normalize_complex``)
+    unit: float = 1.0
+
+
+#: what each kind of reconstruction needs of a prior's images: MRI complex (real, imag), CT one channel
+_CHANNEL_NEEDS = {
+    2: "MRI reconstruction needs a prior trained on complex images stored as 2 channels (real, imag)",
+    1: "CT needs a prior trained on 1-channel CT slices",
+}
+
+
+def load_prior(ref: str, workspace=None, device: str = "auto", ema: bool = True, channels: int = 2) -> ScorePrior:
+    """A checkpoint of the generative engine (run id or checkpoint folder) as a reconstruction prior of
+    ``channels``-channel images (2: complex MRI, 1: CT), in eval mode, usable at any image size."""
+    if not ref:
+        raise UserError("score-based methods need a checkpoint: give --run RUN (a run id or a checkpoint folder)")
+    from app.engine.checkpoints import load_checkpoint
+    from app.engine.devices import resolve_device
+
+    dev = resolve_device(device)
+    lm = load_checkpoint(ref, workspace=workspace, ema=ema, device=str(dev))
+    have = int(getattr(lm, "channels", 1))
+    if have != channels:
+        raise UserError(f"checkpoint {ref!r} models {have}-channel images; {_CHANNEL_NEEDS[channels]}")
+    lm.net.eval()
+    unit = float(lm.meta.get("complex_headroom") or 1.0) if channels == 2 else 1.0
+    return ScorePrior(any_size(lm.net), lm.process, dev, channels, str(ref), unit)
+
+
+def any_size(net: torch.nn.Module) -> torch.nn.Module:
+    """``net`` wrapped in ``PaddedNet`` when it is a U-Net that halves the image (any matrix size then)."""
+    mults = getattr(getattr(net, "config", None), "channel_mults", None)
+    return PaddedNet(net, 2 ** (len(mults) - 1)) if mults and len(mults) > 1 else net
+
+
+class PaddedNet(torch.nn.Module):
+    """A U-Net on images of any size: H and W are reflect-padded (centred) up to a multiple of its
+    downsampling factor, and the output is cropped back. Measured k-space comes in the scanner's
+    matrix size (e.g. 180 x 230), which a U-Net halving twice cannot take as it is."""
+
+    def __init__(self, net: torch.nn.Module, multiple: int):
+        super().__init__()
+        self.net = net
+        self.multiple = int(multiple)
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:  # num_classes, config, ...: the wrapped net's
+            return getattr(super().__getattr__("net"), name)
+
+    def forward(self, x: torch.Tensor, level: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % self.multiple, (-w) % self.multiple
+        if ph == 0 and pw == 0:
+            return self.net(x, level, y)
+        top, left = ph // 2, pw // 2
+        padded = torch.nn.functional.pad(x, (left, pw - left, top, ph - top), mode="reflect")
+        return self.net(padded, level, y)[..., top : top + h, left : left + w]
+
+
+def bounded_estimates(proc, net, x, t, x0_clip: float | None = None, channels: int | None = None):
+    """(x0_hat, eps_hat) of one network evaluation at (x, t), x0_hat bounded by ``x0_clip`` (per complex pixel
+    for 2 channels) and eps recomputed from it so that x_t = alpha x0_hat + sigma eps_hat still holds."""
+    channels = int(x.shape[1]) if channels is None else channels
+    pred = proc.predict(net, x, t)
+    a_t, s_t = (v.reshape(-1, 1, 1, 1) for v in proc.alpha_sigma(t))
+    x0 = clip_x0(pred.x0, x0_clip, channels)
+    eps = pred.eps if x0_clip is None else (x - a_t * x0) / s_t.clamp_min(1e-12)
+    return x0, eps
+
+
+def ddim_step(proc, x, x0, eps, t_from, t_to, g):
+    """One stochastic step t_from -> t_to < t_from given the x0 / eps estimates (DDIM, eta = 1)."""
+    a_t, s_t = proc.alpha_sigma(t_from)
+    a_s, s_s = proc.alpha_sigma(t_to)
+    a_t, s_t, a_s, s_s = (v.to(x.device).reshape(-1, 1, 1, 1) for v in (a_t, s_t, a_s, s_s))
+    c, d = ddim_coefficients(a_t, s_t, a_s, s_s, eta=1.0)
+    z = torch.randn(x.shape, generator=g).to(x.device)
+    return a_s * x0 + d * eps + c * z
