@@ -160,6 +160,7 @@ def run_recon(spec: ReconSpec, ctx: JobContext) -> dict:
         rec = reconstruct(
             method, A, y, lam=spec.lam, iterations=spec.iterations, model=model, samples=spec.samples,
             steps=steps, noise_sigma=spec.noise_sigma, seed=spec.seed, callback=stream, warm_start=warm,
+            check=ctx.check,
         )
         image = np.asarray(rec.image)
         if image.ndim == 3:  # several ESPIRiT map sets: combine by root-sum-of-squares

@@ -144,7 +144,8 @@ def run_recon_sweep(spec: ReconSweepSpec, ctx: JobContext) -> dict:
                 warm, steps = resolve_warm_start(spec.warm_start if method == "score-dds" else None, spec.steps,
                                                  "steps" in spec.model_fields_set, spec.mask.value, acc)
                 rec = reconstruct(method, A, y, lam=spec.lam, iterations=spec.iterations, model=model,
-                                  samples=spec.samples, steps=steps, seed=spec.seed, warm_start=warm)
+                                  samples=spec.samples, steps=steps, seed=spec.seed, warm_start=warm,
+                                  check=ctx.check)
                 img = np.asarray(rec.image)
                 mag = np.abs(img)
                 m = image_metrics(ref_mag, mag)

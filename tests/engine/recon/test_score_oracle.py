@@ -271,8 +271,11 @@ def test_decomposed_diffusion_with_sense_follows_the_exact_posterior_mean_and_ho
 
 
 def test_conjugate_gradient_solves_the_regularised_normal_equations():
-    """``_cg`` against a dense solve of (A^H A + lam I) x = A^H y + lam x0 on the real masked FFT."""
-    from app.engine.recon.mri.score import _cg
+    """``alg.ConjugateGradient`` against a dense solve of (A^H A + lam I) x = A^H y + lam x0 on the real masked FFT."""
+    from app.engine.recon.alg import ConjugateGradient, run
+
+    def _cg(normal, rhs, x0, iterations, misfit=None):
+        return run(ConjugateGradient(normal, rhs, x0, iterations, misfit))
 
     mean, std, A, mask, y = _problem(0.05)
     lam = 0.3

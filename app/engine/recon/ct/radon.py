@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from app.engine.recon.mri.operators import LinearOperator
+from app.engine.recon.linop import LinearOperator
 
 
 def hu_to_unit(hu) -> np.ndarray:

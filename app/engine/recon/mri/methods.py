@@ -54,8 +54,10 @@ def reconstruct(
     seed: int = 0,
     callback: Callable[[int, int, np.ndarray], None] | None = None,
     warm_start: float | None = None,
+    check: Callable[[], None] | None = None,
 ) -> Reconstruction:
-    """Run one named method. ``callback(step, total, image)`` streams intermediate complex images.
+    """Run one named method. ``callback(step, total, image)`` streams intermediate complex images;
+    ``check()`` is called at every iteration of the CS methods (the job's stop point: it raises to stop).
 
     ``model`` (a ``checkpoints.LoadedModel``) is needed by the score-based methods. ``warm_start``
     (score-dds only): start the sampler from the CS-TV image (``lam``, ``iterations``) noised to this
@@ -78,12 +80,12 @@ def reconstruct(
     if method == "cs-tv":
         from app.engine.recon.mri.cs import tv_recon
 
-        img = tv_recon(A, np.asarray(y), lam=lam, iterations=iterations, callback=cb)
+        img = tv_recon(A, np.asarray(y), lam=lam, iterations=iterations, callback=cb, check=check)
         return Reconstruction(method, img, seconds=time.perf_counter() - t0, info={"lam": lam, "iterations": iterations})
     if method == "cs-wavelet":
         from app.engine.recon.mri.cs import wavelet_recon
 
-        img = wavelet_recon(A, np.asarray(y), lam=lam, iterations=iterations, callback=cb)
+        img = wavelet_recon(A, np.asarray(y), lam=lam, iterations=iterations, callback=cb, check=check)
         return Reconstruction(method, img, seconds=time.perf_counter() - t0, info={"lam": lam, "iterations": iterations})
     if model is None:
         raise UserError(f"method {method!r} needs a trained checkpoint (--run RUN)")
@@ -95,7 +97,8 @@ def reconstruct(
     if warm_start is not None:
         from app.engine.recon.mri.cs import tv_recon
 
-        warm = {"init": tv_recon(A, np.asarray(y), lam=lam, iterations=iterations), "start_sigma": float(warm_start)}
+        warm = {"init": tv_recon(A, np.asarray(y), lam=lam, iterations=iterations, check=check),
+                "start_sigma": float(warm_start)}
     out = posterior_sample(
         model, A, np.asarray(y), n_samples=samples, steps=steps, corrector=SAMPLERS[method],
         noise_sigma=noise_sigma, seed=seed, callback=cb, **warm,

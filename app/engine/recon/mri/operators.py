@@ -1,4 +1,4 @@
-"""MRI forward models as linear operators with exact adjoints (sigpy's ``Linop`` layer, in torch).
+"""MRI forward models as linear operators with exact adjoints (on ``recon.linop``, sigpy's ``Linop`` layer).
 
 ``A.forward(x)`` maps an image to measured k-space and ``A.adjoint(y)`` is its Hermitian adjoint,
 so that ``<A x, y> == <x, A^H y>`` (complex inner product, tested for every operator). Operators
@@ -11,57 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from app.engine.recon.linop import LinearOperator, _back, _to_torch, inner  # noqa: F401 (the layer, re-exported)
 from app.engine.recon.mri.fft import as_2d_mask, fft2c, ifft2c
-
-
-def _to_torch(x, device=None) -> tuple[torch.Tensor, bool]:
-    if isinstance(x, torch.Tensor):
-        return (x if device is None else x.to(device)), False
-    return torch.as_tensor(np.asarray(x, dtype=np.complex64), device=device), True
-
-
-def _back(x: torch.Tensor, was_numpy: bool):
-    return x.detach().cpu().numpy() if was_numpy else x
-
-
-class LinearOperator:
-    """Base class: subclasses implement ``_forward`` / ``_adjoint`` on complex torch tensors."""
-
-    ishape: tuple[int, ...] = ()
-    oshape: tuple[int, ...] = ()
-    device: torch.device = torch.device("cpu")
-
-    def forward(self, x):
-        t, was_np = _to_torch(x, self.device)
-        return _back(self._forward(t), was_np)
-
-    def adjoint(self, y):
-        t, was_np = _to_torch(y, self.device)
-        return _back(self._adjoint(t), was_np)
-
-    def normal(self, x):
-        """A^H A x."""
-        t, was_np = _to_torch(x, self.device)
-        return _back(self._adjoint(self._forward(t)), was_np)
-
-    __call__ = forward
-
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def _adjoint(self, y: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def norm_estimate(self, iterations: int = 20, seed: int = 0) -> float:
-        """Largest singular value of A by power iteration on A^H A (for step sizes)."""
-        g = torch.Generator().manual_seed(seed)
-        x = torch.randn(self.ishape, generator=g, dtype=torch.complex64).to(self.device)
-        s = 1.0
-        for _ in range(iterations):
-            x = self._adjoint(self._forward(x))
-            s = float(torch.linalg.vector_norm(x))
-            x = x / max(s, 1e-30)
-        return float(np.sqrt(s))
 
 
 class MaskedFFT(LinearOperator):
@@ -131,13 +82,6 @@ def operator_for(kspace, mask, maps=None, device: str | torch.device = "cpu") ->
     if maps is None:
         raise ValueError("multi-coil k-space needs sensitivity maps (see coils.espirit_maps)")
     return SenseOp(maps, np.asarray(mask), device)
-
-
-def inner(a, b) -> complex:
-    """Complex inner product <a, b> = sum(conj(a) * b)."""
-    if isinstance(a, torch.Tensor):
-        return complex((a.conj() * b).sum())
-    return complex(np.vdot(a, b))
 
 
 class FiniteDifference(LinearOperator):

@@ -50,6 +50,7 @@ import torch
 
 from app.engine.diffusion.base import time_at_log_snr
 from app.engine.errors import UserError
+from app.engine.recon.alg import ConjugateGradient, run
 from app.engine.recon.mri.fft import fft2c, ifft2c
 from app.engine.recon.mri.operators import LinearOperator, MaskedFFT, SenseOp
 from app.engine.recon.mri.result import Reconstruction
@@ -457,8 +458,9 @@ def _dds(proc, net, A, y_net, sy, hard, replace, x0_clip, n, h, w, steps, eta, c
         if hard:
             return replace(x0, 1.0, 0.0)
         lam = sy**2 * (a_t**2 + s_t**2) / max(s_t**2, 1e-12)
-        out = [_cg(lambda v: A._adjoint(A._forward(v)) + lam * v, A._adjoint(y_net) + lam * ci, ci, cg_iterations,
-                   misfit=(lambda v: float((A._forward(v) - y_net).abs().pow(2).sum()), noise_energy))
+        out = [run(ConjugateGradient(lambda v: A._adjoint(A._forward(v)) + lam * v, A._adjoint(y_net) + lam * ci, ci,
+                                     cg_iterations,
+                                     misfit=(lambda v: float((A._forward(v) - y_net).abs().pow(2).sum()), noise_energy)))
                for ci in _to_c(x0)]
         return _to_x(torch.stack(out))
 
@@ -492,31 +494,6 @@ def _dds(proc, net, A, y_net, sy, hard, replace, x0_clip, n, h, w, steps, eta, c
 #: eps of a unit-variance Gaussian is within +-6 with probability 1 - 2e-9 per pixel; a network eps
 #: beyond that is an error, bounded like x0 so a poor network cannot push x far from the noise path
 _EPS_BOUND = 6.0
-
-
-def _cg(normal: Callable[[torch.Tensor], torch.Tensor], rhs: torch.Tensor, x: torch.Tensor, iterations: int,
-        misfit: tuple[Callable[[torch.Tensor], float], float] | None = None):
-    """Conjugate gradient on normal(x) = rhs (Hermitian positive semi-definite), started at x, for one
-    complex image. ``misfit = (f, level)`` stops as soon as f(x) <= level (the discrepancy principle
-    when f is the data misfit and level the noise energy). Hand-written: a few complex iterations on
-    torch tensors with an early stop, which scipy's cg (numpy, no misfit test) does not do."""
-    if misfit is not None and misfit[0](x) <= misfit[1]:
-        return x
-    r = rhs - normal(x)
-    p = r.clone()
-    rs = (r.conj() * r).real.sum()
-    for _ in range(int(iterations)):
-        ap = normal(p)
-        denom = (p.conj() * ap).real.sum()
-        alpha = rs / denom.clamp_min(1e-30)
-        x = x + alpha * p
-        r = r - alpha * ap
-        rs_new = (r.conj() * r).real.sum()
-        p = r + (rs_new / rs.clamp_min(1e-30)) * p
-        rs = rs_new
-        if misfit is not None and misfit[0](x) <= misfit[1]:
-            break
-    return x
 
 
 def _moved(A: LinearOperator, device) -> LinearOperator:
