@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 
 from app.engine.errors import UserError
-from app.engine.sampling.base import Denoiser, ImageNoise, Monitor, Sampler, clip_prediction
+from app.engine.sampling.base import Sampler, StepContext, StepOut, clip_prediction
 
 
 class AncestralSampler(Sampler):
@@ -37,27 +37,22 @@ class AncestralSampler(Sampler):
     def describe(self):
         return {**super().describe(), "clip_x0": self.clip_x0, "variance": self.variance}
 
-    def sample(self, denoiser: Denoiser, x: torch.Tensor, noise: ImageNoise, monitor: Monitor) -> torch.Tensor:
-        times = self.times(denoiser.process)
-        for i, t in enumerate(times):
-            a, s = denoiser.alpha_sigma(t)
-            pred = denoiser(x, t)
-            if self.clip_x0:
-                pred = clip_prediction(pred, x, a, s)
-            if i + 1 < len(times):
-                a_prev, s_prev = denoiser.alpha_sigma(times[i + 1])
-                # one transition x_t = a_r x_{t'} + s_r z of the forward chain (Kingma et al. 2021,
-                # VDM, eq. 3-4): a_r = a / a', s_r^2 = s^2 - a_r^2 s'^2 (= beta_t for DDPM's single step)
-                a_r = a / a_prev
-                s_r2 = max(0.0, s * s - a_r * a_r * s_prev * s_prev)
-                # posterior mean (Ho et al. 2020, eq. 7; VDM eq. 32): a' s_r^2 / s^2 x0 + a_r s'^2 / s^2 x_t
-                mean = (a_prev * s_r2 / (s * s)) * pred.x0 + (a_r * s_prev * s_prev / (s * s)) * x
-                if self.variance == "posterior":
-                    var = s_r2 * s_prev * s_prev / (s * s)  # beta~_t (Ho et al. 2020, eq. 7)
-                else:
-                    var = s_r2  # sigma_t^2 = beta_t (Ho et al. 2020, sec. 3.2)
-                x = mean + math.sqrt(var) * noise.randn(tuple(x.shape[1:]))
-            else:
-                x = pred.x0  # Alg. 2 returns the mean at t = 1 (no noise): the clean estimate
-            monitor.step(t, s, x, pred.x0)
-        return x
+    def step(self, ctx: StepContext, x: torch.Tensor, t: float, t_next: float | None) -> StepOut:
+        a, s = ctx.alpha_sigma(t)
+        pred = ctx.predict(x, t)
+        if self.clip_x0:
+            pred = clip_prediction(pred, x, a, s)
+        if t_next is None:
+            return StepOut(pred.x0, pred.x0)  # Alg. 2 returns the mean at t = 1 (no noise): the clean estimate
+        a_prev, s_prev = ctx.alpha_sigma(t_next)
+        # one transition x_t = a_r x_{t'} + s_r z of the forward chain (Kingma et al. 2021,
+        # VDM, eq. 3-4): a_r = a / a', s_r^2 = s^2 - a_r^2 s'^2 (= beta_t for DDPM's single step)
+        a_r = a / a_prev
+        s_r2 = max(0.0, s * s - a_r * a_r * s_prev * s_prev)
+        # posterior mean (Ho et al. 2020, eq. 7; VDM eq. 32): a' s_r^2 / s^2 x0 + a_r s'^2 / s^2 x_t
+        mean = (a_prev * s_r2 / (s * s)) * pred.x0 + (a_r * s_prev * s_prev / (s * s)) * x
+        if self.variance == "posterior":
+            var = s_r2 * s_prev * s_prev / (s * s)  # beta~_t (Ho et al. 2020, eq. 7)
+        else:
+            var = s_r2  # sigma_t^2 = beta_t (Ho et al. 2020, sec. 3.2)
+        return StepOut(ctx.project(mean + math.sqrt(var) * ctx.randn(x), t_next), pred.x0)

@@ -173,15 +173,80 @@ class Monitor:
 
 
 # --------------------------------------------------------------------------------------------
-# The sampler contract
+# The sampler contract: a time grid and one step; one driver loop with hooks
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass
+class StepOut:
+    """What a sampler's step returns: the sample at the next time (at the last step: the final image) and
+    this step's clean-image estimate (the live preview)."""
+
+    x: torch.Tensor
+    x0: torch.Tensor
+
+
+class Hooks:
+    """Where reconstruction meets a sampler; generation uses these identities.
+
+    - ``prediction(pred, x, t)``: every network prediction the sampler sees (bound x0, project x0 onto the
+      measurements, add a likelihood score to eps...);
+    - ``sample(x, t)``: every new sample at time t (hard replacement of the measured k-space, a gradient
+      step on the data), called by the samplers after each update of x, inner corrector steps included.
+    """
+
+    def prediction(self, pred: Prediction, x: torch.Tensor, t: float) -> Prediction:
+        return pred
+
+    def sample(self, x: torch.Tensor, t: float) -> torch.Tensor:
+        return x
+
+
+class StepContext:
+    """What a step sees: the model (with the hooks' prediction applied), the noise, the projection."""
+
+    def __init__(self, denoiser: Denoiser, noise, hooks: Hooks | None = None):
+        self.denoiser = denoiser
+        self.noise = noise
+        self.hooks = hooks or Hooks()
+        self.process = denoiser.process
+
+    def predict(self, x: torch.Tensor, t: float) -> Prediction:
+        return self.hooks.prediction(self.denoiser(x, t), x, t)
+
+    def project(self, x: torch.Tensor, t: float) -> torch.Tensor:
+        return self.hooks.sample(x, t)
+
+    def alpha_sigma(self, t: float) -> tuple[float, float]:
+        return self.denoiser.alpha_sigma(t)
+
+    def score(self, pred: Prediction, x: torch.Tensor, t: float) -> torch.Tensor:
+        return self.denoiser.score(pred, x, t)
+
+    def randn(self, x: torch.Tensor) -> torch.Tensor:
+        """Fresh standard normal noise shaped like the batch x (one generator per image for generation)."""
+        return self.noise.randn(tuple(x.shape[1:]))
+
+
+class BatchNoise:
+    """Noise for a whole batch from one CPU generator (the posterior samplers' convention: a
+    reconstruction's samples depend on its seed, drawn together)."""
+
+    def __init__(self, generator: torch.Generator, n: int, device: torch.device | str = "cpu"):
+        self.generator, self.n, self.device = generator, int(n), torch.device(device)
+
+    def randn(self, shape_per_image: tuple[int, ...]) -> torch.Tensor:
+        return torch.randn((self.n, *shape_per_image), generator=self.generator).to(self.device)
+
+
 class Sampler(ABC):
-    """A sampler: ``sample(denoiser, x_T, noise, monitor) -> x_0``.
+    """A sampler is a time grid and a step: ``step(ctx, x, t, t_next) -> StepOut`` from the sample at t to
+    the one at t_next (``None`` at the last step, which lands on the clean image). ``drive`` runs any
+    sampler, for generation and for reconstruction (``Hooks``) alike; a new sampler is one file.
 
     Subclasses set ``name``, ``processes`` (the process names they support), ``stochastic`` and
-    ``options`` (the constructor keywords they accept besides ``steps``).
+    ``options`` (the constructor keywords they accept besides ``steps``); multistep samplers keep their
+    history between steps and reset it in ``start``; ``finish`` may add a last denoising step.
     """
 
     name: ClassVar[str] = ""
@@ -207,6 +272,10 @@ class Sampler(ABC):
         """The times at which this sampler evaluates the network."""
         return time_grid(process, self.steps, self.spacing, self.lambda_min)
 
+    def grid(self, process: Process) -> list[float]:
+        """The times of the driver's steps (one per progress step); by default ``times``."""
+        return self.times(process)
+
     def check_process(self, process: Process) -> None:
         """Raise UserError when this sampler cannot sample ``process``."""
         if process.name not in self.processes:
@@ -227,9 +296,34 @@ class Sampler(ABC):
     def describe(self) -> dict[str, Any]:
         return {"sampler": self.name, "steps": self.steps, "spacing": self.spacing}
 
+    def start(self, ctx: StepContext, times: list[float]) -> None:
+        """Reset the state kept between steps (multistep solvers); called by ``drive`` before the first."""
+
     @abstractmethod
+    def step(self, ctx: StepContext, x: torch.Tensor, t: float, t_next: float | None) -> StepOut:
+        """One step from the sample x at time t to the one at ``t_next`` (None: the last step)."""
+
+    def finish(self, ctx: StepContext, x: torch.Tensor, times: list[float]) -> torch.Tensor:
+        """The image after the last step (a final denoising step for some samplers)."""
+        return x
+
     def sample(self, denoiser: Denoiser, x: torch.Tensor, noise: ImageNoise, monitor: Monitor) -> torch.Tensor:
         """Integrate from the prior draw ``x`` to a clean image (float32, not yet clipped)."""
+        return drive(self, StepContext(denoiser, noise), x, monitor)
+
+
+def drive(sampler: Sampler, ctx: StepContext, x: torch.Tensor, monitor: Monitor | None = None,
+          times: list[float] | None = None) -> torch.Tensor:
+    """The one sampling loop: ``sampler.step`` over its grid (or ``times``), a report and a stop check
+    (``monitor``) after every step, then ``sampler.finish``. Reconstruction passes ``ctx.hooks``."""
+    times = list(sampler.grid(ctx.process) if times is None else times)
+    sampler.start(ctx, times)
+    for i, t in enumerate(times):
+        out = sampler.step(ctx, x, t, times[i + 1] if i + 1 < len(times) else None)
+        x = out.x
+        if monitor is not None:
+            monitor.step(t, ctx.alpha_sigma(t)[1], x, out.x0)
+    return sampler.finish(ctx, x, times)
 
 
 TIME_SPACINGS = ("linspace", "logsnr", "process")

@@ -7,14 +7,7 @@ from typing import ClassVar
 import torch
 
 from app.engine.errors import UserError
-from app.engine.sampling.base import (
-    LAMBDA_MIN_DETERMINISTIC,
-    Denoiser,
-    ImageNoise,
-    Monitor,
-    Sampler,
-    clip_prediction,
-)
+from app.engine.sampling.base import LAMBDA_MIN_DETERMINISTIC, Sampler, StepContext, StepOut, clip_prediction
 
 
 def ddim_coefficients(alpha, sigma, alpha_next, sigma_next, eta: float = 0.0):
@@ -57,21 +50,16 @@ class DDIMSampler(Sampler):
     def describe(self):
         return {**super().describe(), "eta": self.eta, "clip_x0": self.clip_x0}
 
-    def sample(self, denoiser: Denoiser, x: torch.Tensor, noise: ImageNoise, monitor: Monitor) -> torch.Tensor:
-        times = self.times(denoiser.process)
-        for i, t in enumerate(times):
-            a, s = denoiser.alpha_sigma(t)
-            pred = denoiser(x, t)
-            if self.clip_x0:
-                pred = clip_prediction(pred, x, a, s, rederive_eps=False)
-            if i + 1 < len(times):
-                a_next, s_next = denoiser.alpha_sigma(times[i + 1])
-                c, d = ddim_coefficients(a, s, a_next, s_next, self.eta if s > 0.0 else 0.0)
-                x_new = a_next * pred.x0 + d * pred.eps
-                if c > 0.0:
-                    x_new = x_new + c * noise.randn(tuple(x.shape[1:]))
-                x = x_new
-            else:
-                x = pred.x0  # last step: to the clean image (alpha = 1, sigma = 0)
-            monitor.step(t, s, x, pred.x0)
-        return x
+    def step(self, ctx: StepContext, x: torch.Tensor, t: float, t_next: float | None) -> StepOut:
+        a, s = ctx.alpha_sigma(t)
+        pred = ctx.predict(x, t)
+        if self.clip_x0:
+            pred = clip_prediction(pred, x, a, s, rederive_eps=False)
+        if t_next is None:
+            return StepOut(pred.x0, pred.x0)  # last step: to the clean image (alpha = 1, sigma = 0)
+        a_next, s_next = ctx.alpha_sigma(t_next)
+        c, d = ddim_coefficients(a, s, a_next, s_next, self.eta if s > 0.0 else 0.0)
+        x_new = a_next * pred.x0 + d * pred.eps
+        if c > 0.0:
+            x_new = x_new + c * ctx.randn(x)
+        return StepOut(ctx.project(x_new, t_next), pred.x0)

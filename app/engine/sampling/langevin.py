@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 
 from app.engine.errors import UserError
-from app.engine.sampling.base import Denoiser, ImageNoise, Monitor, Sampler
+from app.engine.sampling.base import Sampler, StepContext, StepOut
 
 
 class LangevinSampler(Sampler):
@@ -51,21 +51,25 @@ class LangevinSampler(Sampler):
             return [float(t) for t in process.level_times()]
         return [float(t) for t in process.sampling_times(self.steps)]
 
-    def sample(self, denoiser: Denoiser, x: torch.Tensor, noise: ImageNoise, monitor: Monitor) -> torch.Tensor:
-        times = self._level_times(denoiser.process)
-        _, sigma_last = denoiser.alpha_sigma(times[-1])
-        pred = None
-        for t in times:
-            _, sigma = denoiser.alpha_sigma(t)
-            step = self.step_lr * (sigma / sigma_last) ** 2  # Alg. 1, line 3: alpha_i = eps sigma_i^2 / sigma_L^2
-            for _ in range(self.n_steps_each):
-                pred = denoiser(x, t)
-                score = denoiser.score(pred, x, t)
-                # Alg. 1, line 6: x <- x + alpha_i / 2 * s(x, sigma_i) + sqrt(alpha_i) z
-                x = x + 0.5 * step * score + math.sqrt(step) * noise.randn(tuple(x.shape[1:]))
-                monitor.step(t, sigma, x, pred.x0)
-        if self.final_denoise:
-            pred = denoiser(x, times[-1])
-            # Tweedie's formula at sigma_L: E[x0 | x] = x + sigma_L^2 * s(x, sigma_L) (= x0_hat for alpha = 1)
-            x = x + sigma_last**2 * denoiser.score(pred, x, times[-1])
-        return x
+    def grid(self, process) -> list[float]:
+        """Each level repeated ``n_steps_each`` times: one driver step per Langevin step."""
+        return [t for t in self._level_times(process) for _ in range(self.n_steps_each)]
+
+    def start(self, ctx: StepContext, times: list[float]) -> None:
+        self._sigma_last = ctx.alpha_sigma(times[-1])[1]
+
+    def step(self, ctx: StepContext, x: torch.Tensor, t: float, t_next: float | None) -> StepOut:
+        _, sigma = ctx.alpha_sigma(t)
+        step = self.step_lr * (sigma / self._sigma_last) ** 2  # Alg. 1, line 3: alpha_i = eps sigma_i^2 / sigma_L^2
+        pred = ctx.predict(x, t)
+        score = ctx.score(pred, x, t)
+        # Alg. 1, line 6: x <- x + alpha_i / 2 * s(x, sigma_i) + sqrt(alpha_i) z
+        x = x + 0.5 * step * score + math.sqrt(step) * ctx.randn(x)
+        return StepOut(ctx.project(x, t), pred.x0)
+
+    def finish(self, ctx: StepContext, x: torch.Tensor, times: list[float]) -> torch.Tensor:
+        if not self.final_denoise:
+            return x
+        pred = ctx.predict(x, times[-1])
+        # Tweedie's formula at sigma_L: E[x0 | x] = x + sigma_L^2 * s(x, sigma_L) (= x0_hat for alpha = 1)
+        return x + self._sigma_last**2 * ctx.score(pred, x, times[-1])

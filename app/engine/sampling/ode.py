@@ -10,10 +10,9 @@ import torch
 from app.engine.diffusion.base import Prediction
 from app.engine.sampling.base import (
     LAMBDA_MIN_DETERMINISTIC,
-    Denoiser,
-    ImageNoise,
-    Monitor,
     Sampler,
+    StepContext,
+    StepOut,
     clip_prediction,
     log_snr_half,
 )
@@ -50,41 +49,34 @@ class HeunSampler(Sampler):
     def network_evals(self, process) -> int:
         return 2 * self.steps - 1
 
-    def _pred(self, denoiser: Denoiser, x: torch.Tensor, t: float) -> Prediction:
-        pred = denoiser(x, t)
+    def _pred(self, ctx: StepContext, x: torch.Tensor, t: float) -> Prediction:
+        pred = ctx.predict(x, t)
         if self.clip_x0:
-            a, s = denoiser.alpha_sigma(t)
+            a, s = ctx.alpha_sigma(t)
             pred = clip_prediction(pred, x, a, s)
         return pred
 
-    def sample(self, denoiser: Denoiser, x: torch.Tensor, noise: ImageNoise, monitor: Monitor) -> torch.Tensor:
-        times = self.times(denoiser.process)
-        flow = denoiser.process.name == "flow"
-        for i, t in enumerate(times):
-            a, s = denoiser.alpha_sigma(t)
-            pred = self._pred(denoiser, x, t)
-            if i + 1 == len(times):
-                x = pred.x0  # the last step lands on sigma = 0: Euler there is exactly x0_hat
-                monitor.step(t, s, x, pred.x0)
-                break
-            t_next = times[i + 1]
-            a_next, s_next = denoiser.alpha_sigma(t_next)
-            if flow:
-                d = pred.eps - pred.x0  # dx/dt (Liu et al. 2023, eq. 1)
-                x_euler = x + (t_next - t) * d  # Alg. 1, line 5 (Euler step)
-                pred2 = self._pred(denoiser, x_euler, t_next)
-                d2 = pred2.eps - pred2.x0
-                x = x + (t_next - t) * 0.5 * (d + d2)  # Alg. 1, line 8 (trapezoidal correction)
-            else:
-                st, st_next = s / a, s_next / a_next
-                xt = x / a
-                d = pred.eps  # dx~/dsigma~ = (x~ - x0_hat) / sigma~ = eps_hat (Karras et al. 2022, eq. 4)
-                xt_euler = xt + (st_next - st) * d
-                pred2 = self._pred(denoiser, a_next * xt_euler, t_next)
-                xt = xt + (st_next - st) * 0.5 * (d + pred2.eps)
-                x = a_next * xt
-            monitor.step(t, s, x, pred.x0)
-        return x
+    def step(self, ctx: StepContext, x: torch.Tensor, t: float, t_next: float | None) -> StepOut:
+        a, s = ctx.alpha_sigma(t)
+        pred = self._pred(ctx, x, t)
+        if t_next is None:
+            return StepOut(pred.x0, pred.x0)  # the last step lands on sigma = 0: Euler there is exactly x0_hat
+        a_next, s_next = ctx.alpha_sigma(t_next)
+        if ctx.process.name == "flow":
+            d = pred.eps - pred.x0  # dx/dt (Liu et al. 2023, eq. 1)
+            x_euler = x + (t_next - t) * d  # Alg. 1, line 5 (Euler step)
+            pred2 = self._pred(ctx, x_euler, t_next)
+            d2 = pred2.eps - pred2.x0
+            x = x + (t_next - t) * 0.5 * (d + d2)  # Alg. 1, line 8 (trapezoidal correction)
+        else:
+            st, st_next = s / a, s_next / a_next
+            xt = x / a
+            d = pred.eps  # dx~/dsigma~ = (x~ - x0_hat) / sigma~ = eps_hat (Karras et al. 2022, eq. 4)
+            xt_euler = xt + (st_next - st) * d
+            pred2 = self._pred(ctx, a_next * xt_euler, t_next)
+            xt = xt + (st_next - st) * 0.5 * (d + pred2.eps)
+            x = a_next * xt
+        return StepOut(ctx.project(x, t_next), pred.x0)
 
 
 class DPMSolverPP2MSampler(Sampler):
@@ -113,34 +105,31 @@ class DPMSolverPP2MSampler(Sampler):
     def describe(self):
         return {**super().describe(), "clip_x0": self.clip_x0}
 
-    def sample(self, denoiser: Denoiser, x: torch.Tensor, noise: ImageNoise, monitor: Monitor) -> torch.Tensor:
-        times = self.times(denoiser.process)
-        x0_prev: torch.Tensor | None = None
-        h_prev = math.nan
-        for i, t in enumerate(times):
-            a, s = denoiser.alpha_sigma(t)
-            pred = denoiser(x, t)
-            if self.clip_x0:
-                pred = clip_prediction(pred, x, a, s)
-            x0 = pred.x0
-            if i + 1 == len(times):
-                x = x0  # to sigma = 0, first order: x = alpha_end * x0_hat with alpha_end = 1
-                monitor.step(t, s, x, x0)
-                break
-            a_next, s_next = denoiser.alpha_sigma(times[i + 1])
-            lam, lam_next = log_snr_half(a, s), log_snr_half(a_next, s_next)
-            h = lam_next - lam
-            phi = -math.expm1(-h)  # 1 - e^{-h}; exact 1 when the step starts at alpha = 0 (h = inf)
-            if x0_prev is None or not math.isfinite(h_prev):
-                d = x0  # first order (DPM-Solver++(1) = DDIM)
-            else:
-                r = h_prev / h
-                d = (1.0 + 0.5 / r) * x0 - (0.5 / r) * x0_prev  # Lu et al. 2022b, Alg. 2, line 6
-            # Lu et al. 2022b, eq. 9 / Alg. 2, line 7
-            x = (s_next / s) * x + a_next * phi * d
-            x0_prev, h_prev = x0, h
-            monitor.step(t, s, x, x0)
-        return x
+    def start(self, ctx: StepContext, times: list[float]) -> None:
+        self._x0_prev: torch.Tensor | None = None
+        self._h_prev = math.nan
+
+    def step(self, ctx: StepContext, x: torch.Tensor, t: float, t_next: float | None) -> StepOut:
+        a, s = ctx.alpha_sigma(t)
+        pred = ctx.predict(x, t)
+        if self.clip_x0:
+            pred = clip_prediction(pred, x, a, s)
+        x0 = pred.x0
+        if t_next is None:
+            return StepOut(x0, x0)  # to sigma = 0, first order: x = alpha_end * x0_hat with alpha_end = 1
+        a_next, s_next = ctx.alpha_sigma(t_next)
+        lam, lam_next = log_snr_half(a, s), log_snr_half(a_next, s_next)
+        h = lam_next - lam
+        phi = -math.expm1(-h)  # 1 - e^{-h}; exact 1 when the step starts at alpha = 0 (h = inf)
+        if self._x0_prev is None or not math.isfinite(self._h_prev):
+            d = x0  # first order (DPM-Solver++(1) = DDIM)
+        else:
+            r = self._h_prev / h
+            d = (1.0 + 0.5 / r) * x0 - (0.5 / r) * self._x0_prev  # Lu et al. 2022b, Alg. 2, line 6
+        # Lu et al. 2022b, eq. 9 / Alg. 2, line 7
+        x = (s_next / s) * x + a_next * phi * d
+        self._x0_prev, self._h_prev = x0, h
+        return StepOut(ctx.project(x, t_next), x0)
 
 
 class EulerFlowSampler(Sampler):
@@ -154,12 +143,9 @@ class EulerFlowSampler(Sampler):
     def __init__(self, steps: int = 25, spacing: str | None = None):
         super().__init__(steps, spacing)
 
-    def sample(self, denoiser: Denoiser, x: torch.Tensor, noise: ImageNoise, monitor: Monitor) -> torch.Tensor:
-        times = self.times(denoiser.process) + [0.0]
-        for i, t in enumerate(times[:-1]):
-            _, s = denoiser.alpha_sigma(t)
-            pred = denoiser(x, t)
-            v = pred.output if pred.output is not None else pred.eps - pred.x0
-            x = x + (times[i + 1] - t) * v  # x_{t'} = x_t + (t' - t) v
-            monitor.step(t, s, x, pred.x0)
-        return x
+    def step(self, ctx: StepContext, x: torch.Tensor, t: float, t_next: float | None) -> StepOut:
+        pred = ctx.predict(x, t)
+        v = pred.output if pred.output is not None else pred.eps - pred.x0
+        t_to = 0.0 if t_next is None else t_next  # the last step goes to the data end, t = 0
+        x = x + (t_to - t) * v  # x_{t'} = x_t + (t' - t) v
+        return StepOut(x if t_next is None else ctx.project(x, t_next), pred.x0)

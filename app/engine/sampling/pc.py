@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 
 from app.engine.errors import UserError
-from app.engine.sampling.base import Denoiser, ImageNoise, Monitor, Sampler
+from app.engine.sampling.base import Sampler, StepContext, StepOut
 
 
 class PredictorCorrectorSampler(Sampler):
@@ -43,35 +43,31 @@ class PredictorCorrectorSampler(Sampler):
     def network_evals(self, process) -> int:
         return self.steps * (1 + self.n_steps_each)
 
-    def sample(self, denoiser: Denoiser, x: torch.Tensor, noise: ImageNoise, monitor: Monitor) -> torch.Tensor:
-        times = self.times(denoiser.process)
+    def step(self, ctx: StepContext, x: torch.Tensor, t: float, t_next: float | None) -> StepOut:
+        a, s = ctx.alpha_sigma(t)
         shape = tuple(x.shape[1:])
-        for i, t in enumerate(times):
-            a, s = denoiser.alpha_sigma(t)
-            if i + 1 < len(times):
-                a_next, s_next = denoiser.alpha_sigma(times[i + 1])
-                a_r = a / a_next
-                s_r2 = max(0.0, s * s - a_r * a_r * s_next * s_next)
-            else:
-                a_r, s_r2 = 1.0, 0.0
-            # corrector: Langevin MCMC at t (Alg. 2 lines 7-10 / Alg. 3 lines 7-10)
-            for _ in range(self.n_steps_each):
-                pred = denoiser(x, t)
-                grad = denoiser.score(pred, x, t)
-                z = noise.randn(shape)
-                grad_norm = grad.flatten(1).norm(dim=1).clamp_min(1e-12)
-                z_norm = z.flatten(1).norm(dim=1)
-                # eps = 2 alpha_i (r ||z|| / ||g||)^2, alpha_i = 1 (VE) or a_r^2 = 1 - beta_i (VP)
-                step = 2.0 * a_r * a_r * (self.snr * z_norm / grad_norm) ** 2
-                step = step.reshape(-1, *([1] * len(shape)))
-                x = x + step * grad + torch.sqrt(2.0 * step) * z
-            pred = denoiser(x, t)
-            if i + 1 < len(times):
-                # reverse-diffusion predictor (Song et al. 2021, eq. 46 / Alg. 2-3 line 4-5):
-                # x' = x - f(x) + G^2 s(x) + G z with f(x) = (a_r - 1) x and G^2 = s_r^2
-                score = denoiser.score(pred, x, t)
-                x = (2.0 - a_r) * x + s_r2 * score + math.sqrt(s_r2) * noise.randn(shape)
-            else:
-                x = pred.x0  # denoise at the end: the posterior mean E[x0 | x_t] (Tweedie)
-            monitor.step(t, s, x, pred.x0)
-        return x
+        if t_next is not None:
+            a_next, s_next = ctx.alpha_sigma(t_next)
+            a_r = a / a_next
+            s_r2 = max(0.0, s * s - a_r * a_r * s_next * s_next)
+        else:
+            a_r, s_r2 = 1.0, 0.0
+        # corrector: Langevin MCMC at t (Alg. 2 lines 7-10 / Alg. 3 lines 7-10)
+        for _ in range(self.n_steps_each):
+            pred = ctx.predict(x, t)
+            grad = ctx.score(pred, x, t)
+            z = ctx.randn(x)
+            grad_norm = grad.flatten(1).norm(dim=1).clamp_min(1e-12)
+            z_norm = z.flatten(1).norm(dim=1)
+            # eps = 2 alpha_i (r ||z|| / ||g||)^2, alpha_i = 1 (VE) or a_r^2 = 1 - beta_i (VP)
+            step = 2.0 * a_r * a_r * (self.snr * z_norm / grad_norm) ** 2
+            step = step.reshape(-1, *([1] * len(shape)))
+            x = ctx.project(x + step * grad + torch.sqrt(2.0 * step) * z, t)
+        pred = ctx.predict(x, t)
+        if t_next is None:
+            return StepOut(pred.x0, pred.x0)  # denoise at the end: the posterior mean E[x0 | x_t] (Tweedie)
+        # reverse-diffusion predictor (Song et al. 2021, eq. 46 / Alg. 2-3 line 4-5):
+        # x' = x - f(x) + G^2 s(x) + G z with f(x) = (a_r - 1) x and G^2 = s_r^2
+        score = ctx.score(pred, x, t)
+        x = (2.0 - a_r) * x + s_r2 * score + math.sqrt(s_r2) * ctx.randn(x)
+        return StepOut(ctx.project(x, t_next), pred.x0)
