@@ -12,6 +12,14 @@ import pytest
 from tests.engine.golden.samplers import GOLDEN, compute
 
 
+#: cases whose recorded numbers came from a computation the refactor made more precise, with the bound of
+#: the change. CT's sparse-view sampler computed its DDIM coefficients in float32; the one DDIM update
+#: (``sampling.ddim.ddim_coefficients``) computes them in float64: with float32 coefficients forced, both CT
+#: cases are bitwise equal to the record; with float64 they differ by at most 1.6e-4 (a random network over
+#: four steps amplifies the 1e-7 rounding).
+ABS_TOLERANCE = {"ct-sparse-view": 1e-3}
+
+
 @pytest.fixture(scope="module")
 def now() -> dict[str, np.ndarray]:
     return compute()
@@ -30,4 +38,4 @@ def test_outputs_equal_the_recorded_ones_within_float_tolerance(now, case):
     assert got.shape == want.shape and got.dtype == want.dtype
     assert np.all(np.isfinite(got))
     scale = max(float(np.abs(want).max()), 1e-6)
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * scale, err_msg=case)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=ABS_TOLERANCE.get(case, 1e-5) * scale, err_msg=case)

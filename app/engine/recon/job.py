@@ -165,6 +165,7 @@ def run_recon(spec: ReconSpec, ctx: JobContext) -> dict:
         image = np.asarray(rec.image)
         if image.ndim == 3:  # several ESPIRiT map sets: combine by root-sum-of-squares
             image = np.sqrt((np.abs(image) ** 2).sum(0))
+        ctx.image(method, np.abs(image), "image")  # the final reconstruction (score methods: the posterior mean)
         entry: dict = {"seconds": round(rec.seconds, 3), **rec.info}
         if reference is not None:
             mag = np.abs(image)

@@ -11,8 +11,9 @@ import dataclasses
 
 import torch
 
+from app.engine.diffusion.base import Prediction
 from app.engine.errors import UserError
-from app.engine.sampling.base import clip_x0
+from app.engine.sampling.base import BatchNoise, Denoiser, Hooks, Monitor, StepContext, clip_x0, drive
 from app.engine.sampling.ddim import ddim_coefficients
 
 
@@ -107,3 +108,42 @@ def ddim_step(proc, x, x0, eps, t_from, t_to, g):
     c, d = ddim_coefficients(a_t, s_t, a_s, s_s, eta=1.0)
     z = torch.randn(x.shape, generator=g).to(x.device)
     return a_s * x0 + d * eps + c * z
+
+
+class PriorHooks(Hooks):
+    """The hooks a posterior sampler starts from (``sampling.base.Hooks``): every x0_hat bounded by ``x0_clip``
+    (per complex pixel for 2 channels) with eps re-derived from it (``rederive_eps``, so that x = alpha x0 +
+    sigma eps holds) or the network's eps kept, bounded by ``eps_bound``; then ``x0_hook(x0, alpha, sigma)``
+    (data consistency of the clean estimate) and, on every new sample, ``sample_hook(x, t)`` (data
+    consistency of the sample)."""
+
+    def __init__(self, process, x0_clip: float | None, channels: int, rederive_eps: bool = True,
+                 eps_bound: float | None = None, x0_hook=None, sample_hook=None):
+        self.process, self.x0_clip, self.channels = process, x0_clip, int(channels)
+        self.rederive_eps, self.eps_bound = bool(rederive_eps), eps_bound
+        self.x0_hook, self.sample_hook = x0_hook, sample_hook
+
+    def prediction(self, pred: Prediction, x: torch.Tensor, t: float) -> Prediction:
+        a, s = (float(v[0]) for v in self.process.alpha_sigma(torch.tensor([float(t)], dtype=torch.float32)))
+        x0 = clip_x0(pred.x0, self.x0_clip, self.channels)
+        eps = (x - a * x0) / max(s, 1e-12) if (self.rederive_eps and self.x0_clip is not None) else pred.eps
+        if self.eps_bound is not None:
+            eps = eps.clamp(-self.eps_bound, self.eps_bound)
+        if self.x0_hook is not None:
+            x0 = self.x0_hook(x0, a, s)
+        return Prediction(x0=x0, eps=eps)
+
+    def sample(self, x: torch.Tensor, t: float) -> torch.Tensor:
+        return x if self.sample_hook is None else self.sample_hook(x, t)
+
+
+def posterior_run(prior: ScorePrior, x: torch.Tensor, times, hooks: Hooks, generator: torch.Generator,
+                  on_step=None, eta: float = 1.0) -> torch.Tensor:
+    """DDIM (``eta``; 1 = ancestral) through the one sampling driver from x at ``times[0]``, with the
+    reconstruction's ``hooks``, noise for the whole batch from ``generator``; ``on_step(StepInfo)`` after
+    every step. Returns the last step's clean estimate."""
+    from app.engine.sampling.ddim import DDIMSampler
+
+    times = [float(t) for t in times]
+    ctx = StepContext(Denoiser(prior.net, prior.process), BatchNoise(generator, x.shape[0], x.device), hooks)
+    return drive(DDIMSampler(steps=len(times), eta=eta, clip_x0=False), ctx, x, Monitor(len(times), on_step), times)

@@ -13,6 +13,7 @@ the clean slice (data range = its max), NPZ and PNG outputs.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,7 @@ def run_ct_recon(spec: CTReconSpec, ctx: JobContext) -> dict:
     for mi, method in enumerate(spec.method):
         ctx.check()
         std = None
+        t0 = time.perf_counter()
 
         def cb(step, total, img, mi=mi, method=method):
             ctx.check()
@@ -121,6 +123,7 @@ def run_ct_recon(spec: CTReconSpec, ctx: JobContext) -> dict:
                 rec, std, _ = score_denoise(prior, noisy, spec.noise_hu / 4096.0, spec.samples, spec.steps,
                                             seed=spec.seed, callback=cb)
         rec = np.clip(np.asarray(rec, np.float32), 0.0, None) * support
+        seconds = time.perf_counter() - t0
         metrics = image_metrics(clean, rec)
         err = np.abs(rec - clean)
         ctx.image(method, rec, "image")
@@ -137,7 +140,7 @@ def run_ct_recon(spec: CTReconSpec, ctx: JobContext) -> dict:
         for k, p in entry_files.items():
             ctx.artifact("array" if k == "npz" else "figure", p)
             files.append(p)
-        results[method] = {"metrics": metrics, "files": entry_files}
+        results[method] = {"metrics": metrics, "seconds": round(seconds, 3), "files": entry_files}
         ctx.log(f"{method}: PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}")
     return {"input": str(spec.input), "slice": spec.slice, "task": spec.task, **measured, "methods": results,
             "out": str(out), "files": files}

@@ -30,7 +30,7 @@ import torch
 
 from app.engine.diffusion.base import time_at_log_snr
 from app.engine.recon.ct.radon import RadonOp
-from app.engine.recon.prior import ScorePrior, bounded_estimates, ddim_step
+from app.engine.recon.prior import PriorHooks, ScorePrior, posterior_run
 
 #: bound of x0_hat in network units: CT priors are trained on 2 mu - 1 in [-1, 1]
 X0_CLIP = 1.0
@@ -60,7 +60,7 @@ def score_sparse_view(prior: ScorePrior, A: RadonOp, sino, n_samples: int = 2, s
     ``x0_clip``: bound of |x0_hat| in network units (None: no bound)."""
     dev = prior.device
     g = torch.Generator().manual_seed(int(seed))
-    proc, net = prior.process, prior.net
+    proc = prior.process
     y = torch.as_tensor(np.asarray(sino, np.float32), device=dev)
     norm2 = A.norm_estimate(iterations=15) ** 2
     n = int(n_samples)
@@ -74,16 +74,15 @@ def score_sparse_view(prior: ScorePrior, A: RadonOp, sino, n_samples: int = 2, s
         mu = mu - dc_weight * grad / norm2
         return (a_t * (2.0 * mu - 1.0))[:, None]
 
-    x0 = x
-    for i in range(len(times)):
-        tb = times[i].expand(n).to(dev)
-        bounded = bounded_estimates(proc, net, x, tb, x0_clip)  # one network evaluation per step
-        x0 = dc(bounded[0], None)  # the bounded clean estimate made consistent with the sinogram
-        if i + 1 < len(times):
-            x = ddim_step(proc, x, *bounded, tb, times[i + 1].expand(n).to(dev), g)
-            x = dc(x, times[i + 1])
+    # one DDIM (eta = 1) step per time with one network evaluation: the bounded estimates drive the step,
+    # every new sample gets a gradient step on the sinogram, and the clean estimate is made consistent too
+    hooks = PriorHooks(proc, x0_clip, 1, sample_hook=dc)
+
+    def on_step(info):
         if callback is not None:
-            callback(i + 1, len(times), ((x0[:, 0].mean(0) + 1) / 2).cpu().numpy())
+            callback(info.step, info.total, ((dc(info.x0, None)[:, 0].mean(0) + 1) / 2).cpu().numpy())
+
+    x0 = dc(posterior_run(prior, x, times, hooks, g, on_step), None)
     mu = ((x0[:, 0] + 1) / 2).clamp_min(0).cpu().numpy()
     return mu.mean(0), mu.std(0), mu
 
@@ -97,7 +96,7 @@ def score_denoise(prior: ScorePrior, noisy_mu, noise_sigma_mu: float, n_samples:
     ``x0_clip``: bound of |x0_hat| in network units (None: no bound)."""
     dev = prior.device
     g = torch.Generator().manual_seed(int(seed))
-    proc, net = prior.process, prior.net
+    proc = prior.process
     y = torch.as_tensor(2.0 * np.asarray(noisy_mu, np.float32) - 1.0, device=dev)  # network units
     s_net = 2.0 * noise_sigma_mu
     t_star = match_time(proc, s_net)
@@ -105,13 +104,10 @@ def score_denoise(prior: ScorePrior, noisy_mu, noise_sigma_mu: float, n_samples:
     a0 = float(proc.alpha_sigma(torch.tensor([float(times[0])]))[0][0])
     n = int(n_samples)
     x = (a0 * y)[None, None].expand(n, 1, -1, -1).clone()  # x_t* = alpha_t* (x0 + s z): the measurement itself
-    x0 = x
-    for i in range(len(times)):
-        tb = times[i].expand(n).to(dev)
-        x0, eps = bounded_estimates(proc, net, x, tb, x0_clip)  # one network evaluation per step
-        if i + 1 < len(times):
-            x = ddim_step(proc, x, x0, eps, tb, times[i + 1].expand(n).to(dev), g)
+    def on_step(info):
         if callback is not None:
-            callback(i + 1, len(times), ((x0[:, 0].mean(0) + 1) / 2).cpu().numpy())
+            callback(info.step, info.total, ((info.x0[:, 0].mean(0) + 1) / 2).cpu().numpy())
+
+    x0 = posterior_run(prior, x, times, PriorHooks(proc, x0_clip, 1), g, on_step)
     mu = ((x0[:, 0] + 1) / 2).clamp_min(0).cpu().numpy()
     return mu.mean(0), mu.std(0), mu

@@ -56,12 +56,14 @@ from app.engine.recon.mri.operators import LinearOperator, MaskedFFT, SenseOp
 from app.engine.recon.mri.result import Reconstruction
 from app.engine.recon.prior import (  # noqa: F401 (ScorePrior, load_prior, any_size: the prior, re-exported)
     PaddedNet,
+    PriorHooks,
     ScorePrior,
     any_size,
     bounded_estimates,
     clip_x0,
     ddim_step,
     load_prior,
+    posterior_run,
 )
 
 SCALE_PERCENTILE = 99.0
@@ -330,7 +332,7 @@ def posterior_sample(
             if tuple(x_init.shape) != (h, w):
                 raise UserError(f"the first estimate has shape {tuple(x_init.shape)}, the image is {(h, w)}")
             start = (_to_x(x_init[None] / scale), float(start_sigma))
-        x0 = _dds(proc, net, A_dev, y_net, sy, hard, replace, x0_clip, n, h, w, steps, eta, cg_iterations, randn,
+        x0 = _dds(prior, A_dev, y_net, sy, hard, replace, x0_clip, n, h, w, steps, eta, cg_iterations, randn, g,
                   dev, callback, scale, start)
     elif corrector == "ald":
         x0 = _ald(proc, posterior, replace if hard else None, n, h, w, steps, langevin_steps, randn, dev,
@@ -421,7 +423,7 @@ def _pc(proc, posterior, replace, n, h, w, steps, snr, g, randn, dev, callback, 
     return x0
 
 
-def _dds(proc, net, A, y_net, sy, hard, replace, x0_clip, n, h, w, steps, eta, cg_iterations, randn, dev,
+def _dds(prior, A, y_net, sy, hard, replace, x0_clip, n, h, w, steps, eta, cg_iterations, randn, generator, dev,
          callback, scale, start=None):
     """Decomposed diffusion sampling (Chung, Lee & Ye, "Decomposed diffusion sampler for accelerating
     large-scale inverse problems", ICLR 2024, Alg. 1 / 2; the same split as Zhu et al.'s DiffPIR 2023).
@@ -442,6 +444,7 @@ def _dds(proc, net, A, y_net, sy, hard, replace, x0_clip, n, h, w, steps, eta, c
     """
     # warm start ("come closer, diffuse faster", Chung, Sim & Ye, CVPR 2022): the first estimate noised to
     # an intermediate level stands in for x_t there, so the steps go to the levels below it
+    proc = prior.process
     x_init, top = start if start is not None else (None, DDS_SIGMA_RANGE[1])
     times = ald_levels(proc, steps, (DDS_SIGMA_RANGE[0], top))
     a_all, s_all = proc.alpha_sigma(times)
@@ -470,25 +473,16 @@ def _dds(proc, net, A, y_net, sy, hard, replace, x0_clip, n, h, w, steps, eta, c
         # deterministic step it piles up from step to step (on the Gaussian oracle with 2 coils the error
         # grew 0.07 -> 0.41 from 20 to 100 steps at eta 0, uniform-t grid), so the noise of the next step is drawn fresh
         eta = 1.0
-    x0 = x
-    for i, t in enumerate(times):
-        tb = _expand(t, n, dev)
-        a_t, s_t = float(a_all[i]), float(s_all[i])
-        pred = proc.predict(net, x, tb)
-        # the network's eps is kept beside the bounded x0 (as the generative engine's DDIM does): the
-        # eps re-derived from a clipped x0 would carry the clipped-away part of x into the next step
-        x0 = dc(clip_x0(pred.x0, x0_clip, 2), a_t, s_t)
+    # DDIM through the sampling driver: the network's eps is kept beside the bounded x0 (as the generative
+    # engine's DDIM does; the eps re-derived from a clipped x0 would carry the clipped-away part of x into
+    # the next step), bounded as well, and the clean estimate is made consistent with the data (``dc``)
+    hooks = PriorHooks(proc, x0_clip, 2, rederive_eps=False, eps_bound=_EPS_BOUND, x0_hook=dc)
+
+    def on_step(info):
         if callback is not None:
-            callback(i + 1, len(times), _to_c(x0).mean(0) * scale)
-        if i + 1 == len(times):
-            break
-        a_s, s_s = float(a_all[i + 1]), float(s_all[i + 1])
-        # DDIM (Song, Meng & Ermon 2021, eq. 12 / 16): c = eta * the ancestral step's noise
-        ratio = (a_t * s_s / max(a_s * s_t, 1e-12)) ** 2
-        c = eta * s_s * float(np.sqrt(max(1.0 - ratio, 0.0)))
-        eps = pred.eps.clamp(-_EPS_BOUND, _EPS_BOUND)
-        x = a_s * x0 + float(np.sqrt(max(s_s**2 - c**2, 0.0))) * eps + c * randn(x.shape)
-    return x0
+            callback(info.step, info.total, _to_c(info.x0).mean(0) * scale)
+
+    return posterior_run(prior, x, times, hooks, generator, on_step, eta=eta)
 
 
 #: eps of a unit-variance Gaussian is within +-6 with probability 1 - 2e-9 per pixel; a network eps
