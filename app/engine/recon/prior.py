@@ -138,12 +138,13 @@ class PriorHooks(Hooks):
 
 
 def posterior_run(prior: ScorePrior, x: torch.Tensor, times, hooks: Hooks, generator: torch.Generator,
-                  on_step=None, eta: float = 1.0) -> torch.Tensor:
-    """DDIM (``eta``; 1 = ancestral) through the one sampling driver from x at ``times[0]``, with the
-    reconstruction's ``hooks``, noise for the whole batch from ``generator``; ``on_step(StepInfo)`` after
-    every step. Returns the last step's clean estimate."""
+                  on_step=None, eta: float = 1.0, sampler=None) -> torch.Tensor:
+    """A sampler (default: DDIM with ``eta``, 1 = ancestral) through the one sampling driver from x at
+    ``times[0]``, with the reconstruction's ``hooks``, noise for the whole batch from ``generator``;
+    ``on_step(StepInfo)`` after every step. Returns the last step's clean estimate."""
     from app.engine.sampling.ddim import DDIMSampler
 
     times = [float(t) for t in times]
+    sampler = sampler or DDIMSampler(steps=len(times), eta=eta, clip_x0=False)
     ctx = StepContext(Denoiser(prior.net, prior.process), BatchNoise(generator, x.shape[0], x.device), hooks)
-    return drive(DDIMSampler(steps=len(times), eta=eta, clip_x0=False), ctx, x, Monitor(len(times), on_step), times)
+    return drive(sampler, ctx, x, Monitor(len(times), on_step), times)

@@ -228,6 +228,7 @@ def posterior_sample(
     cg_iterations: int = 5,
     init=None,
     start_sigma: float | None = None,
+    sampler=None,
 ):
     """Draw ``n_samples`` posterior samples of the image given measurements y = A x (+ noise).
 
@@ -242,6 +243,8 @@ def posterior_sample(
     ``x0_clip``: bound on |x0_hat| in network units (None: no bound).
     ``init`` / ``start_sigma`` ("dds" only): start from a first estimate (a complex image, e.g. CS-TV's)
     noised to sigma / alpha = ``start_sigma`` (network units) instead of from pure noise (``_dds``).
+    ``sampler`` ("dds" only): any sampler of the sampling contract (``sampling.base.Sampler``) in place of
+    decomposed diffusion's DDIM, on its own time grid, with the same data consistency of every clean estimate.
     Returns a ``result.Reconstruction`` (mean image, std of magnitudes, samples).
 
     Annealed Langevin wants ~50 levels or more: with 20 (level ratio 2.1) a prior trained for only
@@ -333,7 +336,7 @@ def posterior_sample(
                 raise UserError(f"the first estimate has shape {tuple(x_init.shape)}, the image is {(h, w)}")
             start = (_to_x(x_init[None] / scale), float(start_sigma))
         x0 = _dds(prior, A_dev, y_net, sy, hard, replace, x0_clip, n, h, w, steps, eta, cg_iterations, randn, g,
-                  dev, callback, scale, start)
+                  dev, callback, scale, start, sampler)
     elif corrector == "ald":
         x0 = _ald(proc, posterior, replace if hard else None, n, h, w, steps, langevin_steps, randn, dev,
                   callback, scale)
@@ -424,7 +427,7 @@ def _pc(proc, posterior, replace, n, h, w, steps, snr, g, randn, dev, callback, 
 
 
 def _dds(prior, A, y_net, sy, hard, replace, x0_clip, n, h, w, steps, eta, cg_iterations, randn, generator, dev,
-         callback, scale, start=None):
+         callback, scale, start=None, sampler=None):
     """Decomposed diffusion sampling (Chung, Lee & Ye, "Decomposed diffusion sampler for accelerating
     large-scale inverse problems", ICLR 2024, Alg. 1 / 2; the same split as Zhu et al.'s DiffPIR 2023).
 
@@ -446,7 +449,8 @@ def _dds(prior, A, y_net, sy, hard, replace, x0_clip, n, h, w, steps, eta, cg_it
     # an intermediate level stands in for x_t there, so the steps go to the levels below it
     proc = prior.process
     x_init, top = start if start is not None else (None, DDS_SIGMA_RANGE[1])
-    times = ald_levels(proc, steps, (DDS_SIGMA_RANGE[0], top))
+    times = ald_levels(proc, steps, (DDS_SIGMA_RANGE[0], top)) if sampler is None else \
+        torch.tensor(sampler.grid(proc), dtype=torch.float32)
     a_all, s_all = proc.alpha_sigma(times)
     # x_t at the first level: alpha x0 + sigma z; from noise, alpha x0 is negligible there (alpha / sigma <= 1 / 20)
     x = float(s_all[0]) * randn((n, 2, h, w))
@@ -482,7 +486,7 @@ def _dds(prior, A, y_net, sy, hard, replace, x0_clip, n, h, w, steps, eta, cg_it
         if callback is not None:
             callback(info.step, info.total, _to_c(info.x0).mean(0) * scale)
 
-    return posterior_run(prior, x, times, hooks, generator, on_step, eta=eta)
+    return posterior_run(prior, x, times, hooks, generator, on_step, eta=eta, sampler=sampler)
 
 
 #: eps of a unit-variance Gaussian is within +-6 with probability 1 - 2e-9 per pixel; a network eps
