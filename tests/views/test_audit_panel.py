@@ -87,7 +87,7 @@ def test_audit_flags_the_planted_copies_in_the_gallery_and_dragging_the_threshol
     thresholds = dict(rep.thresholds)
     for meas in thresholds:  # switch the other measures off so the dragged one decides
         thresholds[meas] = 0.0
-    panel._thresholds = thresholds
+    panel.set_thresholds(thresholds)
     panel.measure.setCurrentText("ncc")
     panel.histogram.set_threshold(0.0)
     low = panel.n_flagged
@@ -97,7 +97,7 @@ def test_audit_flags_the_planted_copies_in_the_gallery_and_dragging_the_threshol
     assert high > low and high >= 25  # nearly every generated image is closer than the farthest held-out one
     assert str(high) in panel.flag_label.text()
     qtbot.waitUntil(lambda: panel.gallery.count() == min(high, 120), timeout=30000)
-    panel._reset_threshold()
+    panel.reset_thresholds()
     assert panel.n_flagged == before
     qtbot.waitUntil(lambda: panel.gallery.count() == before, timeout=30000)
 
@@ -122,7 +122,7 @@ def test_evaluation_fills_the_metrics_table_with_the_extractor_the_power_spectru
     panel.eval_options = {"utility_width": 4, "utility_bootstrap": 100, "kid_subsets": 10, "kid_subset_size": 100,
                           "ms_ssim_pairs": 40, "clusters": 5}
     d = panel.run_evaluate()
-    assert d["utility"] is True and d["utility_epochs"] == 1
+    assert d.utility is True and d.utility_epochs == 1
     qtbot.waitUntil(lambda: panel.eval_handle is not None and panel.eval_handle.is_final, timeout=JOB_TIMEOUT)
     assert panel.eval_handle.state == "done", panel.eval_handle.message
     qtbot.waitUntil(lambda: panel.eval_result is not None and panel.gen_grid.count() > 0, timeout=30000)
@@ -158,3 +158,15 @@ def test_evaluation_fills_the_metrics_table_with_the_extractor_the_power_spectru
     page = (tmp_path / "evaluation.html").read_text(encoding="utf-8")
     assert "Downstream utility" in page and "pixel-noise baseline (σ=0.3)" in page
     assert_not_blank(panel, SHOTS / "audit_panel_evaluation.png")
+
+
+def test_an_invalid_evaluation_option_disables_run_evaluation_and_is_named_without_a_job(panel, main_window, labelled):
+    _fill(panel, labelled)
+    assert panel.eval_button.isEnabled() and panel.audit_button.isEnabled()
+    n_jobs = len(main_window.jobs.handles())
+    panel.eval_options = {"kid_subsets": 0}
+    assert not panel.eval_button.isEnabled() and panel.audit_button.isEnabled()  # the audit's spec is fine
+    assert panel.options_error.text() == "kid_subsets: Input should be greater than or equal to 1"
+    assert panel.run_evaluate() is None and len(main_window.jobs.handles()) == n_jobs
+    panel.eval_options = {}
+    assert panel.eval_button.isEnabled() and panel.options_error.isHidden()

@@ -114,7 +114,8 @@ def test_zero_filled_and_cs_tv_on_a_real_slice_fill_the_linked_grid_and_the_metr
     assert panel.mask_view.levels() == (0.0, 1.0)  # the mask keeps its own window beside the k-space
     SHOTS.mkdir(parents=True, exist_ok=True)
     assert_not_blank(panel, SHOTS / "reconstruct_panel_mri.png")
-    files = panel.export(tmp_path / "export")
+    files = panel.export(tmp_path / "export")  # written off the GUI thread
+    qtbot.waitUntil(lambda: panel.last_export == files, timeout=10000)
     assert files[0].stat().st_size > 10_000
     with np.load(files[1]) as z:
         assert {"reference", "zero-filled", "cs-tv", "zero-filled_error", "cs-tv_error"} <= set(z.files)
@@ -154,6 +155,7 @@ def test_the_fast_sampler_brings_its_own_step_count_unless_the_user_set_one(pane
     from app.views.reconstruct_panel import SCORE_DEFAULT_STEPS, warm_default
 
     WARM_DEFAULT_LEVEL, WARM_DEFAULT_STEPS = warm_default("poisson2d", 4.0)
+    panel.file_edit.setText("slice.npz")  # a spec needs an input; it is not read here
     panel.mask_kind.setCurrentIndex(panel.mask_kind.findData("poisson2d"))
     panel.accel.setValue(4.0)
 
@@ -162,7 +164,7 @@ def test_the_fast_sampler_brings_its_own_step_count_unless_the_user_set_one(pane
     panel.score_method.setCurrentIndex(panel.score_method.findData("score-pc"))
     assert panel.steps.value() == SCORE_DEFAULT_STEPS["score-pc"]
     assert not panel.warm_row.isEnabled()  # the warm start belongs to decomposed diffusion
-    assert "warm_start" not in panel.method_spec("score-pc")
+    assert "warm_start" not in panel.method_spec("score-pc").model_fields_set
     panel.score_method.setCurrentIndex(panel.score_method.findData("score-dds"))
     # decomposed diffusion starts from CS-TV by default, with its own (smaller) step count
     assert panel.warm_row.isEnabled() and panel.warm.isChecked()
@@ -170,11 +172,11 @@ def test_the_fast_sampler_brings_its_own_step_count_unless_the_user_set_one(pane
     assert panel.selected_methods()[-1] == "score-dds"
     panel.cs_lam.setValue(0.01)
     spec = panel.method_spec("score-dds")
-    assert spec["steps"] == WARM_DEFAULT_STEPS and spec["warm_start"] == WARM_DEFAULT_LEVEL
-    assert spec["lam"] == 0.01 and spec["iterations"] == panel.cs_iter.value()  # the CS-TV it starts from
+    assert spec.steps == WARM_DEFAULT_STEPS and spec.warm_start == WARM_DEFAULT_LEVEL
+    assert spec.lam == 0.01 and spec.iterations == panel.cs_iter.value()  # the CS-TV it starts from
     panel.warm.setChecked(False)  # from pure noise: the sampler's own step count
     assert panel.steps.value() == SCORE_DEFAULT_STEPS["score-dds"]
-    assert "warm_start" not in panel.method_spec("score-dds") and not panel.warm_level.isEnabled()
+    assert "warm_start" not in panel.method_spec("score-dds").model_fields_set and not panel.warm_level.isEnabled()
     panel.steps.setValue(7)  # the user's own choice stays when the sampler changes
     panel.score_method.setCurrentIndex(panel.score_method.findData("score-ald"))
     assert panel.steps.value() == 7
@@ -188,6 +190,7 @@ def test_the_fast_sampler_brings_its_own_step_count_unless_the_user_set_one(pane
 def test_the_warm_start_follows_the_mask_unless_the_user_set_it(panel):
     from app.views.reconstruct_panel import warm_default
 
+    panel.file_edit.setText("slice.npz")  # a spec needs an input; it is not read here
     panel.use_score.setChecked(True)
     panel.score_method.setCurrentIndex(panel.score_method.findData("score-dds"))
     panel.mask_kind.setCurrentIndex(panel.mask_kind.findData("poisson2d"))
@@ -202,11 +205,11 @@ def test_the_warm_start_follows_the_mask_unless_the_user_set_it(panel):
     high = warm_default("random", 8.0)
     assert high[0] > one_d[0] and (panel.warm_level.value(), panel.steps.value()) == high
     spec = panel.method_spec("score-dds")
-    assert spec["warm_start"] == high[0] and spec["steps"] == high[1]
+    assert spec.warm_start == high[0] and spec.steps == high[1]
     # a sweep over several accelerations gives each its own level and steps ("auto", resolved by the job)
     panel.sweep_accels.setText("4 8")
     sweep = panel.sweep_spec()
-    assert sweep["warm_start"] == "auto" and "steps" not in sweep and sweep["mask"] == "random"
+    assert sweep.warm_start == "auto" and "steps" not in sweep.model_fields_set and sweep.mask == "random"
     # the user's own level and steps stay when the mask changes, and the sweep takes them as they are
     panel.warm_level.setValue(0.25)
     panel.steps.setValue(12)
@@ -214,7 +217,7 @@ def test_the_warm_start_follows_the_mask_unless_the_user_set_it(panel):
     panel.mask_kind.setCurrentIndex(panel.mask_kind.findData("poisson2d"))
     assert (panel.warm_level.value(), panel.steps.value()) == (0.25, 12)
     sweep = panel.sweep_spec()
-    assert sweep["warm_start"] == 0.25 and sweep["steps"] == 12
+    assert sweep.warm_start == 0.25 and sweep.steps == 12
     # from noise, the mask does not touch the sampler's steps
     panel.warm.setChecked(False)
     panel.steps.setValue(30)
@@ -314,3 +317,53 @@ def test_ct_sparse_view_comparison_on_a_real_head_ct_slice(panel, qtbot):
     psnr = {t.item(r, 0).text(): float(t.item(r, 1).text()) for r in range(t.rowCount())}
     assert psnr["fbp"] > psnr["backprojection"]
     assert_not_blank(panel, SHOTS / "reconstruct_panel_ct.png")
+
+
+def test_an_invalid_value_disables_reconstruct_and_is_named_under_its_group_without_a_job(panel, qtbot, siat_small, main_window):
+    _load(panel, qtbot, siat_small)
+    panel.use_zf.setChecked(True)
+    panel.use_cs.setChecked(True)
+    assert panel.run_button.isEnabled()
+    n_jobs = len(main_window.jobs.handles())
+    panel.cs_lam.setValue(0.0)  # the spin box reaches the bound; ReconSpec wants lam > 0
+    # validated at once, on the GUI thread (no event-loop turn, no worker): the button and the message follow
+    err = panel.methods_error
+    assert not panel.run_button.isEnabled()
+    assert not err.isHidden() and err.text().startswith("lam: ") and "greater than 0" in err.text()
+    assert panel.mask_error.isHidden() and panel.source_error.isHidden()
+    assert panel.reconstruct() is None
+    assert "Not valid" in panel.status.text()
+    assert len(main_window.jobs.handles()) == n_jobs  # nothing submitted
+    panel.center.setValue(0.0)  # centre fraction in (0, 1): named under the mask designer
+    assert "center_fraction: " in panel.mask_error.text() and not panel.mask_error.isHidden()
+    panel.center.setValue(0.08)
+    panel.cs_lam.setValue(0.01)
+    assert panel.run_button.isEnabled() and err.isHidden() and panel.mask_error.isHidden()
+
+    # the sweep: its own fields are named under them, the MRI tab's fields say where they are set
+    panel.tabs.setCurrentIndex(1)
+    assert panel.sweep_button.isEnabled()
+    panel.sweep_slices.setText("0-2 x")
+    assert not panel.sweep_button.isEnabled()
+    assert panel.slices_error.text().startswith("slices: ") and not panel.slices_error.isHidden()
+    assert panel.run_sweep() is None and len(main_window.jobs.handles()) == n_jobs
+    panel.sweep_slices.setText("0-2")
+    panel.use_score.setChecked(True)
+    panel.samples.setValue(100)  # the recon job takes 256 posterior samples, the sweep at most 64
+    assert not panel.sweep_button.isEnabled()
+    assert panel.sweep_error.text() == "samples: Input should be less than or equal to 64 (set in the MRI tab)"
+    panel.samples.setValue(4)
+    assert panel.sweep_button.isEnabled() and panel.sweep_error.isHidden()
+    assert_not_blank(panel, SHOTS / "reconstruct_panel_sweep_invalid.png")
+
+
+def test_a_failed_ct_job_says_which_method_failed_and_why(panel, qtbot, tmp_path):
+    panel.tabs.setCurrentIndex(2)
+    panel.ct_file.setText(str(tmp_path / "missing.npz"))
+    assert panel.ct_button.isEnabled()  # a path that is not there is the job's to report
+    assert panel.run_ct() is not None
+    qtbot.waitUntil(lambda: panel.ct_group is not None and panel.ct_group.all_final(), timeout=30000)
+    assert [h.state for h in panel.ct_group.handles] == ["failed", "failed"]
+    text = panel.ct_status.text()  # the last job to end speaks; each names its method
+    assert text.startswith(("fbp failed: ", "backprojection failed: ")) and "does not exist" in text
+    assert panel.ct_button.isEnabled() and panel.ct_table.rowCount() == 0

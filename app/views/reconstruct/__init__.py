@@ -1,0 +1,1 @@
+"""The Reconstruction panel's tabs: MRI comparison (``mri_tab``, its form ``mri_form``), sweep, CT."""
