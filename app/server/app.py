@@ -3,19 +3,25 @@
 Endpoints (all behind the bearer token, see app/server/auth.py):
 
     GET  /api/info                      version, torch, GPUs (name, free memory), queue state, limits
-    GET  /api/datasets[?path=P]         workspace datasets and files under the data roots
+    GET  /api/datasets[?path=P][&offset=O&limit=L]
+                                        registered datasets (a page, from the registry) and files under the
+                                        data roots (at most LISTING_CAP entries: the walk stops there)
     POST /api/datasets/upload?name=N[&ingest=true&options={json}]
                                         body: a .zip / .tar(.gz) archive (raw bytes, not multipart)
+    DELETE /api/datasets/{name}         a registered dataset (409 while a queued or running job names it)
+    DELETE /api/uploads/{name}          an uploaded folder (409 while a queued or running job reads it)
     POST /api/jobs[?job_id=ID]          body: a spec (JSON) -> {"id": ...}; 422 names the bad field
     GET  /api/jobs                      every job the server knows (newest first)
     GET  /api/jobs/{id}                 one job's summary
+    DELETE /api/jobs/{id}               a finished job and its folder (409 while it is queued or running)
     POST /api/jobs/{id}/cancel          cooperative cancel (a queued job ends at once)
     WS   /api/jobs/{id}/events?after=N  frames {"type":"events","events":[{"seq":n,"event":{...}}]},
                                         {"type":"state","state":...}, {"type":"end","state":...}
     GET  /api/jobs/{id}/artifacts       the job's Artifact events with sizes
     GET  /api/runs                      training runs of the server's workspace with their checkpoints
                                         (oldest first; checkpoint paths are server paths a spec may name)
-    GET  /api/artifacts?path=P          download a file inside the workspace (a folder: its listing)
+    GET  /api/artifacts?path=P          download a job output or dataset cache (a folder: its listing); never
+                                        the registry, uploads or studies (see DOWNLOAD_AREAS)
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import asyncio
 import contextlib
 import importlib.util
 import json
+import shutil
 import sys
 import uuid
 from dataclasses import dataclass, field
@@ -37,10 +44,19 @@ from app.engine import jobs as J
 from app.server.auth import TokenGate
 from app.server.jobqueue import FINAL, JobQueue
 from app.server.paths import DataRoots, PathRefused, SpecConfiner
+from app.server.quota import WorkspaceQuota, folder_bytes
 from app.server.uploads import UnsafeArchive, UploadTooLarge, extract_archive, save_stream
 
 UPLOAD_PATH = "/api/datasets/upload"
 LISTING_CAP = 2000
+#: registered datasets per page of GET /api/datasets (the most a client may ask for, and the default)
+PAGE_MAX, PAGE_DEFAULT = 1000, 200
+#: deepest JSON nesting a request may have (a spec is an object of scalars and lists: depth 3)
+MAX_JSON_DEPTH = 32
+#: the workspace folders whose files may be downloaded: job outputs, training runs, dataset caches.
+#: Never the registry (radsynth.sqlite, which holds the patient-id salt and the studies' truth), the
+#: uploads, the studies or anything at the workspace's top level.
+DOWNLOAD_AREAS = ("jobs", "outputs", "runs", "datasets")
 
 
 @dataclass
@@ -52,6 +68,8 @@ class ServerConfig:
     max_upload_bytes: int = 2 << 30
     max_body_bytes: int = 1 << 20
     max_extract_bytes: int | None = None  # default: 4x the upload limit
+    max_upload_files: int = 20_000
+    max_workspace_bytes: int = 1 << 40  # 1 TiB: half of a 2 TB GPU box's disk
     token_file: Path | None = None
 
 
@@ -122,9 +140,44 @@ def _error(status: int, message: str, loc: list | None = None) -> JSONResponse:
     return JSONResponse({"detail": detail, "message": message}, status_code=status)
 
 
-def validate_spec(data, confiner: SpecConfiner) -> J.Spec | JSONResponse:
+def json_depth(value) -> int:
+    """How deeply lists and objects nest in a decoded JSON value (a scalar: 0), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (list, dict)):
+            deepest = max(deepest, d)
+            if d <= MAX_JSON_DEPTH:
+                stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return deepest
+
+
+def parse_json(text: str | bytes | None, what: str = "the request body"):
+    """Decoded JSON, or UserError with a plain reason (invalid, or nested deeper than MAX_JSON_DEPTH)."""
+    try:
+        value = json.loads(text or b"null")
+    except RecursionError:
+        raise J.UserError(f"{what} is nested too deeply (more than {MAX_JSON_DEPTH} levels of lists or objects)") from None
+    except ValueError as exc:
+        raise J.UserError(f"{what} is not valid JSON: {exc}") from None
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise J.UserError(f"{what} is nested too deeply (more than {MAX_JSON_DEPTH} levels of lists or objects)")
+    return value
+
+
+def check_resources(spec: J.Spec, gpus: int) -> JSONResponse | None:
+    """A 422 naming ``num_gpus`` when a spec asks for more GPUs than the server has (one process on the CPU
+    when it has none)."""
+    asked = getattr(spec, "num_gpus", None)
+    if asked is None or int(asked) <= max(1, gpus):
+        return None
+    have = f"{gpus} GPU{'s' if gpus != 1 else ''}" if gpus else "no GPU (one process on the CPU)"
+    return _error(422, f"num_gpus: {asked} asked for, but this server has {have}", ["num_gpus"])
+
+
+def validate_spec(data, confiner: SpecConfiner, gpus: int | None = None) -> J.Spec | JSONResponse:
     """A spec from request JSON with every path confined, or a 422 response whose ``detail`` names the bad
-    field(s): checked at submit, before anything runs."""
+    field(s): checked at submit, before anything runs. ``gpus``: the server's GPU count (None: not checked)."""
     if not isinstance(data, dict):
         return _error(422, "kind: a spec is a JSON object with a 'kind' field", ["kind"])
     kind = data.get("kind")
@@ -144,25 +197,63 @@ def validate_spec(data, confiner: SpecConfiner) -> J.Spec | JSONResponse:
     except ValidationError as exc:
         errors = [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         return JSONResponse({"detail": errors, "message": J.format_validation_error(exc)}, status_code=422)
+    if gpus is not None:
+        refused = check_resources(spec, gpus)
+        if refused is not None:
+            return refused
     return spec
 
 
-def _listing(folder: Path, root: Path, recursive: bool) -> list[dict]:
-    out = []
-    walker = folder.rglob("*") if recursive else folder.iterdir()
-    for p in sorted(walker):
-        if len(out) >= LISTING_CAP:
-            break
-        if p.name.startswith("."):
-            continue
-        if p.is_symlink() and not p.resolve().is_relative_to(root):
-            continue  # a link out of the root is not shown (and would be refused if named)
+def gpu_count() -> int:
+    """CUDA GPUs this server can use (0 where torch has no CUDA)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _listing(folder: Path, root: Path, recursive: bool, cap: int = LISTING_CAP) -> list[dict]:
+    """Entries under ``folder`` in path order, at most ``cap``: the walk stops there (it never reads the
+    whole tree first), so its cost is bounded by the cap, not by what the folder holds."""
+    out: list[dict] = []
+    stack = [folder]  # folders to list, the next one last
+    while stack and len(out) < cap:
+        current = stack.pop()
         try:
-            st = p.stat()
+            children = sorted(current.iterdir())
         except OSError:
             continue
-        out.append({"path": str(p.relative_to(folder)), "dir": p.is_dir(), "bytes": None if p.is_dir() else st.st_size})
-    return out
+        subfolders = []
+        for p in children:
+            if len(out) >= cap:
+                break
+            if p.name.startswith("."):
+                continue
+            if p.is_symlink() and not p.resolve().is_relative_to(root):
+                continue  # a link out of the root is not shown (and would be refused if named)
+            try:
+                st = p.stat()
+            except OSError:
+                continue
+            is_dir = p.is_dir()
+            out.append({"path": str(p.relative_to(folder)), "dir": is_dir, "bytes": None if is_dir else st.st_size})
+            if recursive and is_dir and not p.is_symlink():
+                subfolders.append(p)
+        stack.extend(reversed(subfolders))
+    return sorted(out, key=lambda e: Path(e["path"]).parts)
+
+
+def _not_downloadable(p: Path, root: Path) -> str | None:
+    """Why a resolved workspace path may not be downloaded (None: it may): only files inside DOWNLOAD_AREAS,
+    never the registry or its journal files, never a hidden (staging, incoming) folder."""
+    rel = p.relative_to(root).parts
+    if any(part.startswith("radsynth.sqlite") for part in rel):
+        return "the workspace registry is never served (it holds the patient-id salt and the studies' truth)"
+    if not rel or rel[0] not in DOWNLOAD_AREAS or len(rel) < 2:
+        return (f"only job outputs and dataset caches are served (files under {', '.join(a + '/' for a in DOWNLOAD_AREAS)}"
+                " of the workspace)")
+    if any(part.startswith(".") for part in rel):
+        return "hidden folders (staging, incoming) are not served"
+    return None
 
 
 def _module_present(name: str) -> bool:
@@ -190,11 +281,15 @@ def create_app(config: ServerConfig) -> FastAPI:
     roots = DataRoots(list(config.data_roots) + [upload_root], workspace.root)
     confiner = SpecConfiner(roots, workspace)
     jobs = JobQueue(workspace, config.max_concurrent)
+    quota = WorkspaceQuota(workspace.root, config.max_workspace_bytes)
     max_extract = config.max_extract_bytes or 4 * config.max_upload_bytes
     token_file = config.token_file.resolve() if config.token_file else None
 
+    resources = {"gpus": 0}
+
     @contextlib.asynccontextmanager
     async def lifespan(_app):
+        resources["gpus"] = await asyncio.to_thread(gpu_count)
         jobs.start(asyncio.get_running_loop())
         try:
             yield
@@ -208,11 +303,10 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.state.workspace = workspace
 
     async def read_json(request: Request):
-        body = await request.body()
         try:
-            return json.loads(body or b"null")
-        except ValueError as exc:
-            return _error(400, f"the request body is not valid JSON: {exc}")
+            return parse_json(await request.body())
+        except J.UserError as exc:
+            return _error(400, str(exc))
 
     @app.get("/api/info")
     async def info():
@@ -223,10 +317,12 @@ def create_app(config: ServerConfig) -> FastAPI:
         return {"server": "radsynth", "version": __version__, "torch": compute.get("torch"),
                 "compute": compute, "gpus": compute.get("gpus", []), "queue": jobs.queue_state(),
                 "kinds": kinds, "data_roots": roots.describe(),
-                "limits": {"upload_bytes": config.max_upload_bytes, "body_bytes": config.max_body_bytes}}
+                "limits": {"upload_bytes": config.max_upload_bytes, "body_bytes": config.max_body_bytes,
+                           "extract_bytes": max_extract, "upload_files": config.max_upload_files,
+                           "workspace_bytes": config.max_workspace_bytes}}
 
     @app.get("/api/datasets")
-    async def datasets(path: str | None = None):
+    async def datasets(path: str | None = None, offset: int = 0, limit: int = PAGE_DEFAULT):
         if path:
             try:
                 folder = roots.resolve(path, what="path")
@@ -236,12 +332,23 @@ def create_app(config: ServerConfig) -> FastAPI:
                 return _error(404, f"path {path!r} is not a folder under the data roots", ["path"])
             root = next(r for r in roots.roots if folder == r or folder.is_relative_to(r))
             return {"path": str(folder), "files": _listing(folder, root, recursive=False)}
-        registered = [{"name": d.name, "images": d.n_images, "size": [d.height, d.width], "classes": d.classes,
-                       "source": d.source} for d in workspace.datasets()]
+        if offset < 0 or not 1 <= limit <= PAGE_MAX:
+            return _error(422, f"offset must be 0 or more and limit between 1 and {PAGE_MAX}",
+                          ["offset" if offset < 0 else "limit"])
+
+        def page() -> tuple[list[dict], int]:  # from the registry: one indexed query, whatever the disk holds
+            rows = workspace.query("SELECT name, n_images, height, width, classes, source FROM datasets "
+                                   "ORDER BY created, name LIMIT ? OFFSET ?", (limit, offset))
+            total = workspace.query("SELECT COUNT(*) AS n FROM datasets")[0]["n"]
+            return [{"name": r["name"], "images": r["n_images"], "size": [r["height"], r["width"]],
+                     "classes": json.loads(r["classes"]), "source": r["source"]} for r in rows], total
+
+        registered, total = await asyncio.to_thread(page)
         files = {}
         for name, root in roots.by_name.items():
             files[name] = await asyncio.to_thread(_listing, root, root, True) if root.is_dir() else []
-        return {"datasets": registered, "roots": roots.describe(), "files": files}
+        return {"datasets": registered, "total": total, "offset": offset, "limit": limit,
+                "roots": roots.describe(), "files": files, "files_cap": LISTING_CAP}
 
     @app.post(UPLOAD_PATH)
     async def upload(request: Request, name: str, ingest: bool = False, options: str | None = None):
@@ -255,15 +362,25 @@ def create_app(config: ServerConfig) -> FastAPI:
         if dest.exists():
             return _error(409, f"an upload named {name!r} already exists on the server", ["name"])
         try:
-            extra = json.loads(options) if options else {}
-            if not isinstance(extra, dict):
-                raise ValueError("not an object")
-        except ValueError as exc:
-            return _error(422, f"options: expected a JSON object of ingest fields ({exc})", ["options"])
+            extra = parse_json(options, "options") if options else {}
+        except J.UserError as exc:
+            return _error(422, str(exc), ["options"])
+        if not isinstance(extra, dict):
+            return _error(422, "options: expected a JSON object of ingest fields", ["options"])
+        left = await asyncio.to_thread(quota.left)
+        if left <= 0:
+            return _error(507, await asyncio.to_thread(quota.full_message))
+        quota_name = (f"the {left} bytes that the workspace quota leaves ({config.max_workspace_bytes / 2**30:g} GiB, "
+                      "--max-workspace-gb)")
         part = upload_root / ".incoming" / f"{uuid.uuid4().hex}.part"
-        try:
-            size = await save_stream(request.stream(), part, config.max_upload_bytes)
-            files = await asyncio.to_thread(extract_archive, part, dest, max_extract)
+        try:  # the archive itself is temporary (deleted below): only what it unpacks to counts against the quota
+            size = await save_stream(request.stream(), part, min(config.max_upload_bytes, left),
+                                     quota_name if left < config.max_upload_bytes else None)
+            files = await asyncio.to_thread(
+                extract_archive, part, dest, min(max_extract, left), max_files=config.max_upload_files,
+                total_name=quota_name if left < max_extract else
+                f"the server's limit of {max_extract} bytes extracted per upload (--max-extract-mb)")
+            quota.add(sum(f.stat().st_size for f in files))
         except UploadTooLarge as exc:
             return _error(413, str(exc))
         except UnsafeArchive as exc:
@@ -272,7 +389,8 @@ def create_app(config: ServerConfig) -> FastAPI:
             part.unlink(missing_ok=True)
         reply = {"name": name, "path": str(dest), "bytes": size, "files": len(files), "job_id": None}
         if ingest:
-            spec = validate_spec({"kind": "ingest", "source": str(dest), "name": name, **extra}, confiner)
+            spec = validate_spec({"kind": "ingest", "source": str(dest), "name": name, **extra}, confiner,
+                                 resources["gpus"])
             if isinstance(spec, JSONResponse):
                 return spec
             reply["job_id"] = jobs.submit(spec).id
@@ -283,9 +401,11 @@ def create_app(config: ServerConfig) -> FastAPI:
         data = await read_json(request)
         if isinstance(data, JSONResponse):
             return data
-        spec = validate_spec(data, confiner)
+        spec = validate_spec(data, confiner, resources["gpus"])
         if isinstance(spec, JSONResponse):
             return spec
+        if await asyncio.to_thread(quota.left) <= 0:
+            return _error(507, await asyncio.to_thread(quota.full_message))
         if job_id is not None:
             from app.engine.store import check_name
 
@@ -312,6 +432,63 @@ def create_app(config: ServerConfig) -> FastAPI:
     async def job_info(job_id: str):
         job = get_job(job_id)
         return job if isinstance(job, JSONResponse) else job.summary()
+
+    def in_use(test) -> JSONResponse | None:
+        """409 naming the first queued or running job whose spec ``test(value)`` matches a value of."""
+        for job in jobs.jobs.values():
+            if job.state in FINAL:
+                continue
+            values = []
+            for v in job.spec.model_dump(mode="json").values():
+                values += v if isinstance(v, list) else [v]
+            if any(isinstance(v, str) and test(v) for v in values):
+                return _error(409, f"job {job.id} ({job.kind}, {job.state}) uses it: cancel it or wait for its end")
+        return None
+
+    @app.delete("/api/jobs/{job_id}")
+    async def delete_job(job_id: str):
+        job = get_job(job_id)
+        if isinstance(job, JSONResponse):
+            return job
+        if job.state not in FINAL:
+            return _error(409, f"job {job_id} is {job.state}: cancel it first, then delete it")
+        freed = await asyncio.to_thread(jobs.delete, job)
+        quota.add(-freed)
+        return {"id": job_id, "deleted": True, "bytes": freed}
+
+    @app.delete("/api/datasets/{name}")
+    async def delete_dataset(name: str):
+        from app.engine.specs.paths import split_ref
+
+        if not workspace.has_dataset(name):
+            return _error(404, f"no dataset {name!r} in the server's workspace", ["name"])
+        rec = workspace.dataset(name)
+        busy = in_use(lambda v: split_ref(v)[0] == name or Path(v) == rec.path or Path(v).is_relative_to(rec.path))
+        if busy is not None:
+            return busy
+        freed = await asyncio.to_thread(folder_bytes, rec.path)
+        await asyncio.to_thread(workspace.delete_dataset, name)
+        quota.add(-freed)
+        return {"name": name, "deleted": True, "bytes": freed}
+
+    @app.delete("/api/uploads/{name}")
+    async def delete_upload(name: str):
+        from app.engine.store import check_name
+
+        try:
+            check_name(name, "upload name")
+        except J.UserError as exc:
+            return _error(422, str(exc), ["name"])
+        folder = upload_root / name
+        if not folder.is_dir() or folder.is_symlink():
+            return _error(404, f"no upload {name!r} on the server", ["name"])
+        busy = in_use(lambda v: (p := Path(v)).is_absolute() and (p == folder or p.is_relative_to(folder)))
+        if busy is not None:
+            return busy
+        freed = await asyncio.to_thread(folder_bytes, folder)
+        await asyncio.to_thread(shutil.rmtree, folder)
+        quota.add(-freed)
+        return {"name": name, "deleted": True, "bytes": freed}
 
     @app.post("/api/jobs/{job_id}/cancel")
     async def cancel(job_id: str):
@@ -359,6 +536,9 @@ def create_app(config: ServerConfig) -> FastAPI:
         p = (raw if raw.is_absolute() else workspace.root / raw).resolve()
         if not p.is_relative_to(workspace.root) or (token_file is not None and p == token_file):
             return _error(403, f"path {path!r} is outside the server's workspace", ["path"])
+        refused = _not_downloadable(p, workspace.root)
+        if refused:
+            return _error(403, f"path {path!r}: {refused}", ["path"])
         if p.is_dir():
             return JSONResponse({"path": str(p), "files": _listing(p, workspace.root, recursive=True)},
                                 headers={"X-RadSynth-Folder": "1"})
@@ -423,6 +603,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         finally:
             for t in tasks:
                 t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)  # a disconnect in the other task is no error
 
     # the gate goes last so that it is the outermost layer: authentication before anything else
     app.add_middleware(BodyLimit, default_limit=config.max_body_bytes, limits={UPLOAD_PATH: config.max_upload_bytes})

@@ -1,10 +1,20 @@
 """The server's job queue: jobs run through engine.run on worker threads, events kept per job.
 
-Every event a job emits gets a sequence number (1, 2, ...) and is kept twice: in memory for live
-followers, and appended as one JSON line ``{"seq": n, "event": {...}}`` to
-``<workspace>/jobs/<id>/events.jsonl`` so that a restarted server still replays finished jobs.
-The job's spec and state live beside it in ``server-job.json``. Jobs outlive client connections:
-nothing here depends on a client being connected.
+Every event a job emits gets a sequence number (1, 2, ...) and is kept twice: appended as one JSON
+line ``{"seq": n, "event": {...}}`` to ``<workspace>/jobs/<id>/events.jsonl``, and in memory for live
+followers. The line is written to the file (an unbuffered ``os.write``: it is in the operating system's
+page cache, so a kill -9 of the server cannot lose it) *before* it is put where a follower can read it,
+so a client never receives an event that is not on disk. ``fsync`` is batched: a job's file is synced
+at its artifacts and terminal event and otherwise at most ``FSYNC_S`` seconds after a write (by the
+emitting thread, or by the queue's sync thread when the job goes quiet), so a power cut loses at most
+the last ``FSYNC_S`` seconds of events. The job's spec and state live beside it in ``server-job.json``.
+Jobs outlive client connections: nothing here depends on a client being connected.
+
+A restarted server (after a crash, a kill -9 or a stop) reads every job folder back: finished jobs are
+listed and replayed, queued ones are queued again in their order and run, and jobs that were running
+end "interrupted" (a terminal ``Failed`` event in their stream, state "interrupted" in ``server-job.json``
+and in the workspace's SQLite job table, which ``radsynth jobs`` lists). A torn last line (a write cut by
+the crash) is dropped, so line *n* of the file is always event *n* and ``?after=N`` resumes exactly.
 
 Followers (the WebSocket handler) run on the server's asyncio loop; the worker threads wake them
 with ``loop.call_soon_threadsafe``. A train spec asking for more than one GPU (``num_gpus > 1``)
@@ -16,15 +26,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import queue
+import shutil
 import threading
 import time
 from pathlib import Path
 
 from app.engine import jobs as J
+from app.server.quota import folder_bytes
 
-FINAL = ("done", "failed", "cancelled")
+FINAL = ("done", "failed", "cancelled", "interrupted")
 EVENTS_FILE = "events.jsonl"
+#: the longest an event stays written but not fsynced (the bound of what a power cut can lose)
+FSYNC_S = 0.5
+INTERRUPTED = "interrupted: the server stopped while this job ran"
 META_FILE = "server-job.json"
 #: finished jobs whose events stay in memory; older ones are replayed from their JSONL file
 KEEP_FINISHED_IN_MEMORY = 16
@@ -49,7 +65,9 @@ class ServerJob:
         self.progress: tuple[int, int] = (0, 0)
         self.artifacts: list[dict] = []
         self.waiters: set[asyncio.Event] = set()  # touched on the event loop thread only
-        self._file = None
+        self._fd: int | None = None  # the events file, opened for appending on the first event
+        self._synced_at = 0.0  # monotonic time of the last fsync
+        self._dirty = False  # written since the last fsync
 
     # -- summary -----------------------------------------------------------------------
     def summary(self) -> dict:
@@ -57,7 +75,7 @@ class ServerJob:
             "id": self.id, "kind": self.kind, "state": self.state, "created": self.created,
             "started": self.started, "finished": self.finished, "events": self.last_seq,
             "progress": list(self.progress), "result": self.result, "message": self.message,
-            "spec": self.spec.model_dump(mode="json"),
+            "cancel_requested": self.stop.is_set(), "spec": self.spec.model_dump(mode="json"),
         }
 
     def write_meta(self) -> None:
@@ -67,25 +85,75 @@ class ServerJob:
 
     # -- events ------------------------------------------------------------------------
     def append(self, event: J.Event) -> str:
-        """Number an event, keep it in memory and on disk; returns its JSON line."""
+        """Number an event, write it to the events file, then keep it for followers; returns its JSON line."""
         d = J.event_to_dict(event)
+        terminal = isinstance(event, J.TERMINAL)
         with self.lock:
             self.last_seq += 1
             line = json.dumps({"seq": self.last_seq, "event": d}, separators=(",", ":"))
-            if self.lines is not None:
+            if self._fd is None:
+                self._fd = os.open(self.folder / EVENTS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            data = (line + "\n").encode("utf-8")
+            while data:  # os.write may write less than asked (a signal, a full pipe); a file takes it all
+                data = data[os.write(self._fd, data):]
+            self._dirty = True
+            if self.lines is not None:  # only now can a follower read it: it is on disk first
                 self.lines.append(line)
-            if self._file is None:
-                self._file = open(self.folder / EVENTS_FILE, "a", encoding="utf-8")
-            self._file.write(line + "\n")  # buffered; flushed at artifacts and at the end
             if isinstance(event, J.Progress):
                 self.progress = (event.step, event.total)
             elif isinstance(event, J.Artifact):
                 self.artifacts.append({"kind": event.kind, "path": event.path})
-                self._file.flush()
-            if isinstance(event, J.TERMINAL):
-                self._file.close()
-                self._file = None
+            due = terminal or isinstance(event, J.Artifact) or time.monotonic() - self._synced_at >= FSYNC_S
+        if due:
+            self.sync(close=terminal)
         return line
+
+    def sync(self, close: bool = False) -> None:
+        """fsync the events file if written since the last sync (outside the lock: followers never wait on it)."""
+        with self.lock:
+            fd, dirty = self._fd, self._dirty
+            self._dirty = False
+            self._synced_at = time.monotonic()
+            if close:
+                self._fd = None
+        if fd is None:
+            return
+        try:
+            if dirty:
+                os.fsync(fd)
+        except OSError:  # closed by the terminal event meanwhile: that close synced it
+            pass
+        if close:
+            os.close(fd)
+
+    def sync_if_due(self) -> None:
+        if self._dirty and time.monotonic() - self._synced_at >= FSYNC_S:
+            self.sync()
+
+    def read_back(self) -> dict | None:
+        """Count the events of the file (a job of an earlier server), drop a torn last line; the last
+        event as a dict (None when there is none)."""
+        path = self.folder / EVENTS_FILE
+        if not path.exists():
+            return None
+        raw = path.read_bytes()
+        if raw and not raw.endswith(b"\n"):  # the crash cut the last write: that event was never followed
+            raw = raw[:raw.rfind(b"\n") + 1]
+            with open(path, "r+b") as f:
+                f.truncate(len(raw))
+        last = None
+        for line in raw.decode("utf-8", "replace").split("\n")[:-1]:
+            self.last_seq += 1
+            try:
+                ev = json.loads(line)["event"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            last = ev
+            if ev.get("type") == "Artifact":
+                self.artifacts.append({"kind": ev["kind"], "path": ev["path"]})
+            elif ev.get("type") == "Progress":
+                self.progress = (ev["step"], ev["total"])
+        return last
 
     def lines_after(self, after: int, limit: int = 256) -> list[str]:
         with self.lock:
@@ -122,27 +190,41 @@ class JobQueue:
     # -- lifecycle -----------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop | None) -> None:
         self._loop = loop
-        self._load_previous()
+        for job in self._load_previous():
+            self._queue.put(job)
+        threading.Thread(target=self._sync_loop, name="radsynth-events-sync", daemon=True).start()
         for i in range(self.max_concurrent):
             t = threading.Thread(target=self._worker, name=f"radsynth-job-worker-{i}", daemon=True)
             t.start()
             self._threads.append(t)
 
     def shutdown(self, wait_s: float = 10.0) -> None:
-        """Ask running jobs to stop and wait a little for them to record their end."""
+        """Ask running jobs to stop and wait a little for them to record their end; queued jobs stay queued
+        (the next start runs them)."""
         self._closing = True
         for job in list(self.jobs.values()):
-            if job.state not in FINAL:
+            if job.state == "running":
                 job.stop.set()
         for _ in self._threads:
             self._queue.put(None)
         deadline = time.monotonic() + wait_s
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
+        for job in list(self.jobs.values()):
+            job.sync()
 
-    def _load_previous(self) -> None:
-        """Jobs of an earlier server process: listed and replayable; unfinished ones end failed."""
+    def _sync_loop(self) -> None:
+        """fsync the events of jobs that went quiet, so that no written event stays unsynced past FSYNC_S."""
+        while not self._closing:
+            time.sleep(FSYNC_S / 2)
+            for job in list(self.jobs.values()):
+                job.sync_if_due()
+
+    def _load_previous(self) -> list[ServerJob]:
+        """Jobs of an earlier server process: listed and replayable. Returns the ones to queue again (in
+        their order); those that were running end interrupted, here and in the workspace's job table."""
         root = self.workspace.root / "jobs"
+        requeue = []
         for meta_path in sorted(root.glob(f"*/{META_FILE}")):
             try:
                 meta = json.loads(meta_path.read_text())
@@ -153,25 +235,36 @@ class JobQueue:
             job.started, job.finished = meta.get("started"), meta.get("finished")
             job.result, job.message = meta.get("result"), meta.get("message")
             job.lines = None
-            events_path = meta_path.parent / EVENTS_FILE
-            if events_path.exists():
-                with open(events_path, encoding="utf-8") as f:
-                    for line in f:
-                        job.last_seq += 1
-                        try:
-                            ev = json.loads(line)["event"]
-                        except (ValueError, KeyError):
-                            continue
-                        if ev.get("type") == "Artifact":
-                            job.artifacts.append({"kind": ev["kind"], "path": ev["path"]})
-                        elif ev.get("type") == "Progress":
-                            job.progress = (ev["step"], ev["total"])
-            if job.state not in FINAL:  # the previous server stopped while it ran or waited
-                job.append(J.Failed("interrupted: the server stopped while this job was queued or running"))
-                job.state, job.finished = "failed", time.time()
-                job.message = "interrupted: the server stopped"
-                job.write_meta()
+            last = job.read_back()
             self.jobs[job.id] = job
+            if job.state in FINAL:
+                continue
+            ended = last if last is not None and last.get("type") in ("Done", "Failed", "Cancelled") else None
+            if ended is not None:  # it ended, but the server stopped before recording its state
+                job.state = {"Done": "done", "Failed": "failed", "Cancelled": "cancelled"}[ended["type"]]
+                job.result, job.message = ended.get("result"), ended.get("message")
+                job.finished = job.finished or time.time()
+                self._save_state(job)
+            elif job.state == "queued":
+                job.lines = self._read_lines(job)
+                if meta.get("cancel_requested"):
+                    job.stop.set()
+                requeue.append(job)
+            else:  # it was running when the server stopped
+                job.append(J.Failed(f"{INTERRUPTED}; submit it again (a training run can be resumed from its "
+                                    "last checkpoint with resume=<run id>)"))
+                job.state, job.finished, job.message = "interrupted", time.time(), INTERRUPTED
+                self._save_state(job)
+                try:
+                    self.workspace.record_job_end(job.id, "interrupted", message=INTERRUPTED)
+                except Exception:  # a registry that cannot be written: the job's own files still say it
+                    pass
+        return sorted(requeue, key=lambda j: j.created)
+
+    @staticmethod
+    def _read_lines(job: ServerJob) -> list[str]:
+        path = job.folder / EVENTS_FILE
+        return path.read_text(encoding="utf-8").split("\n")[:-1] if path.exists() else []
 
     # -- submitting ----------------------------------------------------------------------
     def submit(self, spec: J.Spec, job_id: str = "") -> ServerJob:
@@ -192,6 +285,16 @@ class JobQueue:
             return
         job.stop.set()  # running: the job stops at its next check; queued: the worker ends it unstarted
         self._save_state(job)
+
+    def delete(self, job: ServerJob) -> int:
+        """Forget a finished job and remove its folder (its outputs with it); the bytes freed."""
+        if job.state not in FINAL:
+            raise ValueError(f"job {job.id} is {job.state}")
+        with self._lock:
+            self.jobs.pop(job.id, None)
+        freed = folder_bytes(job.folder)
+        shutil.rmtree(job.folder, ignore_errors=True)
+        return freed
 
     def queue_state(self) -> dict:
         states = [j.state for j in self.jobs.values()]
@@ -245,14 +348,16 @@ class JobQueue:
             job = self._queue.get()
             if job is None:
                 return
-            if job.stop.is_set() or self._closing:  # cancelled while it waited: never started
+            if self._closing:  # the server is stopping: the job stays queued for the next start
+                continue
+            if job.stop.is_set():  # cancelled while it waited: never started
                 self._emit(job, J.Cancelled())
                 continue
             job.state, job.started = "running", time.time()
             self._save_state(job)
             self._wake(job)
             try:
-                from app.server.distributed import wants_torchrun, run_under_torchrun
+                from app.server.distributed import run_under_torchrun, wants_torchrun
 
                 if wants_torchrun(job.spec):
                     run_under_torchrun(job.spec, lambda ev, j=job: self._emit(j, ev), job.stop.is_set,

@@ -3,6 +3,7 @@
     radsynth serve [--host 127.0.0.1] [--port 8765] [--workspace DIR] [--data-root DIR ...]
                    [--token-file FILE] [--show-token] [--tls-cert PEM --tls-key PEM] [--insecure]
                    [--max-concurrent 1] [--max-upload-mb 2048] [--max-body-kb 1024]
+                   [--max-extract-mb 8192] [--max-upload-files 20000] [--max-workspace-gb 1024]
 
 It binds 127.0.0.1 by default: from a laptop, reach it through an SSH tunnel
 (``ssh -L 8765:127.0.0.1:8765 gpu-box``). Binding another address needs TLS (``--tls-cert`` and
@@ -18,6 +19,8 @@ import socket
 import sys
 from pathlib import Path
 
+from app.server.uploads import MAX_EXPANSION_RATIO
+
 EXIT_OK, EXIT_USAGE = 0, 2
 
 
@@ -29,13 +32,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", type=Path, action="append", default=[],
                    help="a folder clients may read datasets from (repeatable); uploads always go to WORKSPACE/uploads")
     p.add_argument("--token-file", type=Path, help="bearer token file (default: the user config dir); created 0600 if absent")
-    p.add_argument("--show-token", action="store_true", help="print the token even when it already existed")
+    p.add_argument("--show-token", action="store_true",
+                   help="print the token (by default it is printed only when created, and only to a terminal)")
     p.add_argument("--tls-cert", type=Path, help="TLS certificate (PEM); required with --tls-key off loopback")
     p.add_argument("--tls-key", type=Path, help="TLS private key (PEM)")
     p.add_argument("--insecure", action="store_true", help="allow a non-loopback address without TLS (not recommended)")
     p.add_argument("--max-concurrent", type=int, default=1, help="jobs run at once (default 1: one GPU job at a time)")
     p.add_argument("--max-upload-mb", type=float, default=2048, help="largest dataset upload in MiB (default 2048)")
     p.add_argument("--max-body-kb", type=float, default=1024, help="largest other request body in KiB (default 1024)")
+    p.add_argument("--max-extract-mb", type=float, default=None,
+                   help="most an upload may unpack to, in MiB (default 4x --max-upload-mb: 8192); an archive that "
+                        f"expands {MAX_EXPANSION_RATIO}x or more is refused as a zip bomb whatever its size")
+    p.add_argument("--max-upload-files", type=int, default=20_000,
+                   help="most files one upload may hold (default 20000)")
+    p.add_argument("--max-workspace-gb", type=float, default=1024,
+                   help="quota of the whole workspace in GiB: uploads and new jobs are refused past it (default 1024)")
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     return p
 
@@ -47,6 +58,22 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The TCP socket handed to uvicorn (bound here so that port 0 can be printed before serving).
+
+    It is created with ``proto=IPPROTO_TCP``: asyncio sets TCP_NODELAY on each accepted connection only
+    when the socket says it is TCP (``asyncio.base_events._set_nodelay`` checks ``sock.proto``), and a
+    socket made with proto 0 left Nagle's algorithm on, so every request on a reused connection waited
+    for the client's delayed ACK (about 40 ms). TCP_NODELAY is also set on the listener, which Linux
+    copies to accepted sockets.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,19 +119,23 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from app.server.app import ServerConfig, create_app
+    from app.server.logs import install_redaction
+
+    install_redaction([token])  # before uvicorn configures its loggers: no record of this process holds the token
 
     J.cpu_threads_from_env()
     config = ServerConfig(workspace=workspace.root, token=token, data_roots=list(ns.data_root),
                           max_concurrent=ns.max_concurrent, max_upload_bytes=int(ns.max_upload_mb * 2**20),
-                          max_body_bytes=int(ns.max_body_kb * 2**10), token_file=token_file)
+                          max_body_bytes=int(ns.max_body_kb * 2**10), token_file=token_file,
+                          max_extract_bytes=int(ns.max_extract_mb * 2**20) if ns.max_extract_mb else None,
+                          max_upload_files=ns.max_upload_files, max_workspace_bytes=int(ns.max_workspace_gb * 2**30))
     app = create_app(config)
 
-    family = socket.AF_INET6 if ":" in ns.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock = listening_socket(ns.host, ns.port)
     try:
         sock.bind((ns.host, ns.port))
     except OSError as exc:
+        sock.close()
         print(f"radsynth serve: cannot bind {ns.host}:{ns.port}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     sock.listen(128)
@@ -112,10 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     scheme = "https" if tls else "http"
     host_text = f"[{ns.host}]" if ":" in ns.host else ns.host
     print(f"RadSynth server {scheme}://{host_text}:{port}  workspace {workspace.root}", flush=True)
-    if created or ns.show_token:
+    # the token is printed to a terminal only (or when asked): stdout sent to a file is a log, and logs hold no secret
+    if ns.show_token or (created and sys.stdout.isatty()):
         print(f"token ({'new' if created else 'existing'}, kept in {token_file}): {token}", flush=True)
     else:
-        print(f"token: in {token_file} (--show-token prints it)", flush=True)
+        print(f"token: {'new, ' if created else ''}in {token_file} (--show-token prints it)", flush=True)
 
     uconfig = uvicorn.Config(app, log_level=ns.log_level, ssl_certfile=str(ns.tls_cert) if tls else None,
                              ssl_keyfile=str(ns.tls_key) if tls else None, ws="websockets-sansio", lifespan="on",

@@ -4,8 +4,16 @@ The limit is enforced while reading (the body is counted chunk by chunk and the 
 deleted as soon as it passes the limit), so an oversized upload cannot fill the disk whatever
 Content-Length claims. Extraction is written out by hand rather than with ``extractall`` because
 the rules are stricter than tarfile's "data" filter: only regular files and folders are taken,
-names with ``..`` or absolute names are refused, links of any kind are refused, and the total
-extracted size is capped (a zip bomb stops at the cap, not at the disk's end).
+names with ``..`` or absolute names are refused, links of any kind are refused, and three limits
+hold, each checked before the bytes or the file that would pass it are written:
+
+- the total extracted size (``max_total``: the per-upload cap and what the workspace quota leaves);
+- the expansion ratio: an archive whose contents reach ``max_ratio`` (100) times its own size is a
+  bomb whatever its size (a zip's declared sizes are checked before anything is written, and the
+  bytes actually inflated are counted while copying, since declared sizes can lie);
+- the number of files (``max_files``; a zip's count is known from its directory before writing).
+
+A zip bomb therefore stops at the first of these, not at the disk's end.
 """
 
 from __future__ import annotations
@@ -28,14 +36,16 @@ class UnsafeArchive(UserError):
     pass
 
 
-async def save_stream(chunks: AsyncIterator[bytes], dest: Path, limit: int) -> int:
-    """Write the chunks to ``dest``; raise UploadTooLarge (and delete dest) past ``limit`` bytes."""
+async def save_stream(chunks: AsyncIterator[bytes], dest: Path, limit: int, limit_name: str | None = None) -> int:
+    """Write the chunks to ``dest``; raise UploadTooLarge (and delete dest) past ``limit`` bytes
+    (``limit_name``: what the limit is, for the message; default the server's upload limit)."""
     written = 0
+    limit_name = limit_name or f"the server's limit of {limit} bytes"
     try:
         with open(dest, "wb") as f:
             async for chunk in chunks:
                 if written + len(chunk) > limit:
-                    raise UploadTooLarge(f"the upload is larger than the server's limit of {limit} bytes")
+                    raise UploadTooLarge(f"the upload is larger than {limit_name}")
                 f.write(chunk)
                 written += len(chunk)
     except BaseException:
@@ -55,28 +65,75 @@ def _safe_member_name(name: str) -> PurePosixPath:
     return p
 
 
-def _copy_limited(src, dst: Path, budget: list[int], name: str) -> None:
+#: contents this many times the archive's size make it a bomb (whatever its size)
+MAX_EXPANSION_RATIO = 100
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{int(n)} bytes"
+
+
+class _Budget:
+    """What an extraction may still write: bytes (the size cap, the expansion ratio) and files."""
+
+    def __init__(self, archive_bytes: int, max_total: int, max_files: int | None, max_ratio: float,
+                 total_name: str | None = None):
+        self.archive_bytes, self.max_total, self.max_files, self.max_ratio = archive_bytes, max_total, max_files, max_ratio
+        self.total_name = total_name
+        self.ratio_cap = max_ratio * max(1, archive_bytes)
+        self.bytes = 0
+        self.files = 0
+
+    def check_declared(self, total: int, files: int) -> None:
+        """A zip's directory, before anything is written."""
+        if self.max_files is not None and files > self.max_files:
+            raise UploadTooLarge(f"the archive holds {files} files; the server takes at most {self.max_files} files "
+                                 "per upload (--max-upload-files)")
+        self._check_bytes(total, None, declared=True)
+
+    def add_file(self, name: str) -> None:
+        self.files += 1
+        if self.max_files is not None and self.files > self.max_files:
+            raise UploadTooLarge(f"the archive holds more than {self.max_files} files, the server's limit of files per "
+                                 f"upload (--max-upload-files), at member {name!r}")
+
+    def add_bytes(self, n: int, name: str) -> None:
+        self._check_bytes(self.bytes + n, name)
+        self.bytes += n
+
+    def _check_bytes(self, total: int, name: str | None, declared: bool = False) -> None:
+        at = f" (at member {name!r})" if name else ""
+        says = "declares contents of" if declared else "expands to more than"
+        if total >= self.ratio_cap:
+            raise UploadTooLarge(
+                f"the archive {says} {_mib(total)} from {_mib(self.archive_bytes)}: an expansion ratio of "
+                f"{self.max_ratio:g}x or more is refused as a zip bomb{at}")
+        if total > self.max_total:
+            limit = self.total_name or f"the server's limit of {_mib(self.max_total)} extracted per upload"
+            raise UploadTooLarge(f"the archive {says} {_mib(total)}, past {limit}{at}")
+
+
+def _copy_limited(src, dst: Path, budget: _Budget, name: str) -> None:
     with open(dst, "wb") as out:
         while True:
             block = src.read(1 << 20)
             if not block:
                 return
-            budget[0] -= len(block)
-            if budget[0] < 0:
-                raise UploadTooLarge(f"the archive expands past the server's limit (at member {name!r})")
+            budget.add_bytes(len(block), name)  # raises before the block that would pass a limit is written
             out.write(block)
 
 
-def extract_archive(archive: Path, dest: Path, max_total: int) -> list[Path]:
+def extract_archive(archive: Path, dest: Path, max_total: int, *, max_files: int | None = None,
+                    max_ratio: float = MAX_EXPANSION_RATIO, total_name: str | None = None) -> list[Path]:
     """Extract a .zip or .tar[.gz|.bz2|.xz] into ``dest`` (created); returns the files written.
 
     On any refusal the partly extracted folder is removed and UnsafeArchive / UploadTooLarge
-    raised with the member named.
+    raised with the member or the limit named (``total_name``: what ``max_total`` is, for the message).
     """
     dest.mkdir(parents=True, exist_ok=False)
     root = dest.resolve()
     written: list[Path] = []
-    budget = [int(max_total)]
+    budget = _Budget(archive.stat().st_size, int(max_total), max_files, max_ratio, total_name)
 
     def target(name: str) -> Path | None:
         rel = _safe_member_name(name)
@@ -90,6 +147,8 @@ def extract_archive(archive: Path, dest: Path, max_total: int) -> list[Path]:
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:
+                members = [i for i in zf.infolist() if not i.is_dir()]
+                budget.check_declared(sum(i.file_size for i in members), len(members))
                 for info in zf.infolist():
                     out = target(info.filename)
                     if out is None:
@@ -100,6 +159,7 @@ def extract_archive(archive: Path, dest: Path, max_total: int) -> list[Path]:
                     if info.is_dir():
                         out.mkdir(parents=True, exist_ok=True)
                         continue
+                    budget.add_file(info.filename)
                     out.parent.mkdir(parents=True, exist_ok=True)
                     with zf.open(info) as src:
                         _copy_limited(src, out, budget, info.filename)
@@ -117,6 +177,8 @@ def extract_archive(archive: Path, dest: Path, max_total: int) -> list[Path]:
                         continue
                     if not m.isfile():
                         raise UnsafeArchive(f"archive member {m.name!r} is not a regular file")
+                    budget.add_file(m.name)
+                    budget._check_bytes(budget.bytes + m.size, m.name, declared=True)
                     out.parent.mkdir(parents=True, exist_ok=True)
                     src = tf.extractfile(m)
                     _copy_limited(src, out, budget, m.name)

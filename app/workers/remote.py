@@ -156,8 +156,11 @@ class RemoteClient:
     def info(self) -> dict:
         return self._request("GET", "/api/info").json()
 
-    def datasets(self, path: str | None = None) -> dict:
-        return self._request("GET", "/api/datasets", params={"path": path} if path else None).json()
+    def datasets(self, path: str | None = None, *, offset: int = 0, limit: int | None = None) -> dict:
+        """Registered datasets (a page: ``offset``, ``limit``; ``total`` counts them all) and files under the data
+        roots; with ``path``, the files of that folder."""
+        params = {k: v for k, v in (("path", path), ("offset", offset or None), ("limit", limit)) if v is not None}
+        return self._request("GET", "/api/datasets", params=params or None).json()
 
     def upload(self, archive: str | Path, name: str, *, ingest: bool = False, options: dict | None = None) -> dict:
         """Send a .zip / .tar(.gz) archive (streamed from disk); optionally ingest it on the server."""
@@ -186,6 +189,18 @@ class RemoteClient:
 
     def artifacts(self, job_id: str) -> list[dict]:
         return self._request("GET", f"/api/jobs/{job_id}/artifacts").json()["artifacts"]
+
+    def delete_job(self, job_id: str) -> dict:
+        """Delete a finished job and its folder on the server (409 while it is queued or running)."""
+        return self._request("DELETE", f"/api/jobs/{job_id}").json()
+
+    def delete_dataset(self, name: str) -> dict:
+        """Delete a registered dataset on the server (409 while a queued or running job names it)."""
+        return self._request("DELETE", f"/api/datasets/{name}").json()
+
+    def delete_upload(self, name: str) -> dict:
+        """Delete an uploaded folder on the server (409 while a queued or running job reads it)."""
+        return self._request("DELETE", f"/api/uploads/{name}").json()
 
     def runs(self) -> list[dict]:
         """Training runs on the server, oldest first, each with ``checkpoints`` (server paths)."""

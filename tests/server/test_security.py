@@ -231,3 +231,32 @@ def test_a_safe_archive_is_extracted_under_the_uploads_root_and_listed(server, c
     with pytest.raises(RemoteError) as exc:
         client.upload(archive, "scans-1")
     assert exc.value.status == 409
+
+
+def test_the_registry_its_journal_uploads_studies_and_the_top_level_are_never_downloaded(server, client, tmp_path):
+    ws = server.workspace
+    (ws / "studies" / "s-x").mkdir(parents=True, exist_ok=True)
+    (ws / "studies" / "s-x" / "truth.json").write_text('{"case-1": "real"}')
+    (ws / "uploads" / "up-x").mkdir(parents=True, exist_ok=True)
+    (ws / "uploads" / "up-x" / "scan.txt").write_text("uploaded")
+    client.info()  # the registry is open: its -wal / -shm files exist beside it
+    names = ["radsynth.sqlite", "radsynth.sqlite-wal", "radsynth.sqlite-shm"]
+    assert {n for n in names if (ws / n).exists()} >= {"radsynth.sqlite"}
+    refused = [*names, str(ws / "radsynth.sqlite"), "jobs/../radsynth.sqlite", ".", str(ws), "jobs", "datasets",
+               "studies/s-x/truth.json", "studies", "uploads/up-x/scan.txt", "uploads/.incoming"]
+    for bad in refused:
+        with pytest.raises(RemoteError) as exc:
+            client.download(bad, tmp_path / "x")
+        assert exc.value.status == 403, bad
+        assert "radsynth.sqlite" not in bad or "registry" in str(exc.value) or "'..'" in str(exc.value), bad
+    assert not (tmp_path / "x").exists()
+
+
+def test_job_outputs_are_downloaded(server, client, tmp_path):
+    (server.workspace / "outputs").mkdir(exist_ok=True)
+    (server.workspace / "outputs" / "result-x.txt").write_text("a job output")
+    assert client.download("outputs/result-x.txt", tmp_path).read_text() == "a job output"
+    job_id = client.submit({"kind": "selftest", "steps": 2, "size": 8})
+    list(client.events(job_id))
+    events = client.download(f"jobs/{job_id}/events.jsonl", tmp_path / "events.jsonl").read_text()
+    assert events.count("\n") == client.job(job_id)["events"]
