@@ -1,5 +1,5 @@
-"""The learned prior of every score-based reconstruction (MRI and CT), loaded once, and the reverse-process
-pieces their posterior samplers share: bounded clean-image estimates and the stochastic DDIM step.
+"""The learned prior of every score-based reconstruction (MRI and CT), loaded once, and how a posterior sampler
+runs: a sampler of ``app.engine.sampling`` through the one driver with the reconstruction's hooks.
 
 ``load_prior`` is the one way a recon job, the sweep and CT turn a checkpoint (run id or folder) into a
 ``ScorePrior``; MRI asks for 2-channel (complex) priors, CT for 1-channel ones.
@@ -14,7 +14,6 @@ import torch
 from app.engine.diffusion.base import Prediction
 from app.engine.errors import UserError
 from app.engine.sampling.base import BatchNoise, Denoiser, Hooks, Monitor, StepContext, clip_x0, drive
-from app.engine.sampling.ddim import ddim_coefficients
 
 
 @dataclasses.dataclass
@@ -89,33 +88,12 @@ class PaddedNet(torch.nn.Module):
         return self.net(padded, level, y)[..., top : top + h, left : left + w]
 
 
-def bounded_estimates(proc, net, x, t, x0_clip: float | None = None, channels: int | None = None):
-    """(x0_hat, eps_hat) of one network evaluation at (x, t), x0_hat bounded by ``x0_clip`` (per complex pixel
-    for 2 channels) and eps recomputed from it so that x_t = alpha x0_hat + sigma eps_hat still holds."""
-    channels = int(x.shape[1]) if channels is None else channels
-    pred = proc.predict(net, x, t)
-    a_t, s_t = (v.reshape(-1, 1, 1, 1) for v in proc.alpha_sigma(t))
-    x0 = clip_x0(pred.x0, x0_clip, channels)
-    eps = pred.eps if x0_clip is None else (x - a_t * x0) / s_t.clamp_min(1e-12)
-    return x0, eps
-
-
-def ddim_step(proc, x, x0, eps, t_from, t_to, g):
-    """One stochastic step t_from -> t_to < t_from given the x0 / eps estimates (DDIM, eta = 1)."""
-    a_t, s_t = proc.alpha_sigma(t_from)
-    a_s, s_s = proc.alpha_sigma(t_to)
-    a_t, s_t, a_s, s_s = (v.to(x.device).reshape(-1, 1, 1, 1) for v in (a_t, s_t, a_s, s_s))
-    c, d = ddim_coefficients(a_t, s_t, a_s, s_s, eta=1.0)
-    z = torch.randn(x.shape, generator=g).to(x.device)
-    return a_s * x0 + d * eps + c * z
-
-
 class PriorHooks(Hooks):
     """The hooks a posterior sampler starts from (``sampling.base.Hooks``): every x0_hat bounded by ``x0_clip``
     (per complex pixel for 2 channels) with eps re-derived from it (``rederive_eps``, so that x = alpha x0 +
     sigma eps holds) or the network's eps kept, bounded by ``eps_bound``; then ``x0_hook(x0, alpha, sigma)``
-    (data consistency of the clean estimate) and, on every new sample, ``sample_hook(x, t)`` (data
-    consistency of the sample)."""
+    (data consistency of the clean estimate) and, on every new sample, ``sample_hook(x, t, scale)``
+    (data consistency of the sample x = x_t / scale)."""
 
     def __init__(self, process, x0_clip: float | None, channels: int, rederive_eps: bool = True,
                  eps_bound: float | None = None, x0_hook=None, sample_hook=None):
@@ -133,8 +111,8 @@ class PriorHooks(Hooks):
             x0 = self.x0_hook(x0, a, s)
         return Prediction(x0=x0, eps=eps)
 
-    def sample(self, x: torch.Tensor, t: float) -> torch.Tensor:
-        return x if self.sample_hook is None else self.sample_hook(x, t)
+    def sample(self, x: torch.Tensor, t: float, scale: float = 1.0) -> torch.Tensor:
+        return x if self.sample_hook is None else self.sample_hook(x, t, scale)
 
 
 def posterior_run(prior: ScorePrior, x: torch.Tensor, times, hooks: Hooks, generator: torch.Generator,

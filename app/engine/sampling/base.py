@@ -191,14 +191,15 @@ class Hooks:
 
     - ``prediction(pred, x, t)``: every network prediction the sampler sees (bound x0, project x0 onto the
       measurements, add a likelihood score to eps...);
-    - ``sample(x, t)``: every new sample at time t (hard replacement of the measured k-space, a gradient
-      step on the data), called by the samplers after each update of x, inner corrector steps included.
+    - ``sample(x, t, scale)``: every new sample at time t (hard replacement of the measured k-space, a
+      gradient step on the data), called by the samplers after each update of x, inner corrector steps
+      included; ``scale`` is what x_t was divided by (alpha_t for a sampler on x_t / alpha_t, else 1).
     """
 
     def prediction(self, pred: Prediction, x: torch.Tensor, t: float) -> Prediction:
         return pred
 
-    def sample(self, x: torch.Tensor, t: float) -> torch.Tensor:
+    def sample(self, x: torch.Tensor, t: float, scale: float = 1.0) -> torch.Tensor:
         return x
 
 
@@ -214,8 +215,8 @@ class StepContext:
     def predict(self, x: torch.Tensor, t: float) -> Prediction:
         return self.hooks.prediction(self.denoiser(x, t), x, t)
 
-    def project(self, x: torch.Tensor, t: float) -> torch.Tensor:
-        return self.hooks.sample(x, t)
+    def project(self, x: torch.Tensor, t: float, scale: float = 1.0) -> torch.Tensor:
+        return self.hooks.sample(x, t, scale)
 
     def alpha_sigma(self, t: float) -> tuple[float, float]:
         return self.denoiser.alpha_sigma(t)

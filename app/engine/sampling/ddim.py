@@ -16,7 +16,7 @@ def ddim_coefficients(alpha, sigma, alpha_next, sigma_next, eta: float = 0.0):
     Song et al. 2021, eq. 16, written for a general path: the std of the posterior q(x_s | x_t, x0) is
     s' sqrt(1 - (a s' / (a' s))^2), times ``eta`` (0 deterministic, 1 ancestral); eq. 12: d = sqrt(s'^2 - c^2).
     Numbers give numbers (float64); tensors (one value per image, broadcastable) give tensors. The one DDIM
-    update of the engine: generation (``DDIMSampler``) and the posterior samplers (``recon.prior.ddim_step``)."""
+    update of the engine: generation (``DDIMSampler``) and the posterior samplers that run it, and the predictor of ``pc_ddim``."""
     scalar = not torch.is_tensor(alpha)
     a, s, a2, s2 = (torch.as_tensor(v, dtype=torch.float64) if scalar else v
                     for v in (alpha, sigma, alpha_next, sigma_next))

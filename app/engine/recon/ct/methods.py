@@ -76,7 +76,7 @@ def score_sparse_view(prior: ScorePrior, A: RadonOp, sino, n_samples: int = 2, s
 
     # one DDIM (eta = 1) step per time with one network evaluation: the bounded estimates drive the step,
     # every new sample gets a gradient step on the sinogram, and the clean estimate is made consistent too
-    hooks = PriorHooks(proc, x0_clip, 1, sample_hook=dc)
+    hooks = PriorHooks(proc, x0_clip, 1, sample_hook=lambda x_net, t, scale=1.0: dc(x_net, t))
 
     def on_step(info):
         if callback is not None:

@@ -27,7 +27,10 @@ alpha_t)``. The levels are geometric in sigma / alpha (uniform in log-SNR) and t
 Langevin corrector step with the signal-to-noise-ratio step rule; ``dds``: decomposed diffusion
 sampling (Chung, Lee & Ye, ICLR 2024): data consistency applied to each clean-image estimate (exact
 projection, or conjugate gradient for noisy / SENSE data), then a DDIM step — 20-50 network
-evaluations where ALD and PC want hundreds (``_dds``). All three bound the clean-image
+evaluations where ALD and PC want hundreds (``_dds``). The three samplers are samplers of the sampling
+contract run by its one driver (``sampling.base.drive``) with this module's data consistency as hooks
+(``_PosteriorHooks`` for ALD and PC, ``recon.prior.PriorHooks`` for DDS): ``sampling.ald``,
+``sampling.pc_ddim`` and the generation DDIM. All three bound the clean-image
 estimate ``x0_hat`` by ``x0_clip`` (``sampling.base.clip_x0``); ALD and PC derive eps and the score from the
 bounded estimate, DDS keeps the network's eps, bounded as well (``_EPS_BOUND``), so a poor network
 cannot drive the sampler away: each ALD step is then a convex combination of x and a bounded x0
@@ -48,7 +51,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from app.engine.diffusion.base import time_at_log_snr
+from app.engine.diffusion.base import Prediction
 from app.engine.errors import UserError
 from app.engine.recon.alg import ConjugateGradient, run
 from app.engine.recon.mri.fft import fft2c, ifft2c
@@ -59,12 +62,13 @@ from app.engine.recon.prior import (  # noqa: F401 (ScorePrior, load_prior, any_
     PriorHooks,
     ScorePrior,
     any_size,
-    bounded_estimates,
     clip_x0,
-    ddim_step,
     load_prior,
     posterior_run,
 )
+from app.engine.sampling.ald import ALD_SIGMA_RANGE, AnnealedLangevinVE, ald_levels, langevin_step_fraction  # noqa: F401
+from app.engine.sampling.base import Hooks
+from app.engine.sampling.pc_ddim import PredictorCorrectorDDIM
 
 SCALE_PERCENTILE = 99.0
 
@@ -148,11 +152,6 @@ X0_CLIP = 3.0
 DDS_ETA = 1.0
 
 
-#: the range of annealed Langevin's noise levels sigma / alpha in network units (images of
-#: 99th-percentile magnitude 1). Processes whose path reaches sigma / alpha = 0 or infinity (rectified
-#: flow at t = 0 and 1) or far beyond it (the VP-SDE's 1808 at t_max, where alpha_t x is all noise)
-#: are cut to it: every level above 1e3 is pure noise, every level below 1e-3 changes no pixel.
-ALD_SIGMA_RANGE = (1e-3, 1e3)
 
 
 #: the noise levels sigma / alpha the "dds" sampler walks through (network units, geometric). DC makes
@@ -163,50 +162,58 @@ ALD_SIGMA_RANGE = (1e-3, 1e3)
 DDS_SIGMA_RANGE = (2e-3, 20.0)
 
 
-def ald_levels(process, steps: int, sigma_range: tuple[float, float] = ALD_SIGMA_RANGE) -> torch.Tensor:
-    """``steps`` decreasing times whose sigma / alpha are geometric (uniform log-SNR) over the process's
-    range cut to ``sigma_range``: the noise levels of annealed Langevin (Song & Ermon 2019, sec. 4.2;
-    ``ALD_SIGMA_RANGE``) and of the "dds" sampler (``DDS_SIGMA_RANGE``).
-
-    For NCSN these are its own geometric levels (sampling_times); for VP paths a uniform grid in t
-    has level ratios of 14..60 near t_max and 2 near t = 0, which a few Langevin steps per level can
-    not anneal (the excess noise grows from level to level), so the times come from bisection on
-    ``log_snr``, which is monotone in t for every process.
-    """
-    if steps < 1:
-        raise UserError(f"the number of noise levels must be at least 1, got {steps}")
-    ends = torch.tensor([process.t_max, process.t_min], dtype=torch.float32)
-    a, s = process.alpha_sigma(ends)
-    with np.errstate(divide="ignore"):
-        ratio = (s.double() / a.double()).numpy()
-    hi = float(min(ratio[0], sigma_range[1]))
-    lo = float(max(ratio[1], sigma_range[0]))
-    if steps == 1 or hi <= lo:
-        sig = torch.full((steps,), hi, dtype=torch.float64)
-    else:
-        sig = torch.exp(torch.linspace(np.log(hi), np.log(lo), steps, dtype=torch.float64))
-    return time_at_log_snr(process, -2.0 * torch.log(sig)).float()  # the times of each level's log-SNR
 
 
-def langevin_step_fraction(gamma: float, n_steps: int) -> float:
-    """delta of the annealed Langevin step ``delta * sigma_i^2`` for level ratio gamma = sigma_{i-1} /
-    sigma_i and ``n_steps`` Langevin steps per level.
 
-    Song & Ermon 2020 ("Improved techniques", technique 4) pick the step so that n_steps Langevin steps
-    at level i carry a sample with noise std gamma sigma_i (one from level i-1) to sigma_i: in the
-    noise-dominated directions the score is -x / sigma_i^2, each step multiplies the excess variance by
-    k = (1 - delta)^2 and the chain's own variance tends to c sigma_i^2, c = 1 / (1 - delta / 2) (the
-    discretisation bias). Here the excess carried over from earlier levels is included: the variance
-    ratio settles where v = k^T (gamma^2 v - c) + c, i.e. v* = c (1 - k^T) / (1 - k^T gamma^2) (finite
-    only while k^T gamma^2 < 1 — the old fixed step 2 (0.16 sigma_i)^2 broke that for VP grids and the
-    noise grew geometrically); delta minimises |v* - 1|.
-    """
-    d = np.linspace(1e-3, 0.999, 999)
-    kt = (1.0 - d) ** (2 * int(n_steps))
-    c = 1.0 / (1.0 - d / 2.0)
-    ok = kt * gamma**2 < 1.0
-    v = np.where(ok, c * (1.0 - kt) / np.where(ok, 1.0 - kt * gamma**2, 1.0), np.inf)
-    return float(d[int(np.argmin(np.abs(v - 1.0)))])
+
+class _PosteriorHooks(Hooks):
+    """Data consistency of the annealed Langevin and predictor-corrector samplers (module docstring).
+
+    ``prediction``: the network's x0 bounded (its error is amplified by 1 / alpha), the prior score taken from
+    it, -(x - alpha x0) / sigma^2 = -eps / sigma with the consistent eps; for noisy or SENSE data the
+    likelihood score of y = A x0 + n at level t added: x_t / alpha = x0 + (sigma / alpha) z, so grad log p(y |
+    x_t) ~ A^H (alpha y - A x_t) / (alpha^2 s_y^2 + sigma^2) (Jalal et al., "Robust compressed sensing MRI
+    with deep generative priors", NeurIPS 2021, Alg. 1, written for VE; alpha = 1 gives theirs; exact as
+    sigma -> 0), the conditional score of Song et al. 2021, eq. 14; the conditional x0 (Tweedie) bounded
+    as well. ``sample``: for noiseless single-coil data, hard replacement of the sampled k-space at level t
+    (``replace``)."""
+
+    def __init__(self, process, A, y_net, sy, hard, mask, x0_clip, replace):
+        self.process, self.A, self.y_net, self.sy, self.hard = process, A, y_net, sy, hard
+        self.mask, self.x0_clip, self.replace = mask, x0_clip, replace
+
+    def prediction(self, pred: Prediction, x: torch.Tensor, t: float) -> Prediction:
+        a, s = (v.to(x.device).reshape(-1, 1, 1, 1) for v in self.process.alpha_sigma(torch.tensor([float(t)])))
+        x0 = clip_x0(pred.x0, self.x0_clip, 2)
+        score = -(x - a * x0) / s**2
+        if not self.hard:
+            c = _to_c(x)
+            A = self.A
+            if self.mask is not None:  # the masked FFT broadcasts over the batch
+                grad = A._adjoint(a[:, 0] * self.y_net - A._forward(c))
+            else:
+                grad = torch.stack([A._adjoint(a[0, 0] * self.y_net - A._forward(ci)) for ci in c])
+            score = score + _to_x(grad) / (a**2 * self.sy**2 + s**2)
+            if self.x0_clip is not None:
+                x0 = clip_x0((x + s**2 * score) / a, self.x0_clip, 2)
+                score = -(x - a * x0) / s**2
+        eps = -s * score
+        return Prediction(x0=(x - s * eps) / a, eps=eps)
+
+    def sample(self, x: torch.Tensor, t: float, scale: float = 1.0) -> torch.Tensor:
+        if not self.hard:
+            return x
+        a, s = (float(v[0]) for v in self.process.alpha_sigma(torch.tensor([float(t)])))
+        return self.replace(x, a / scale, s / scale)
+
+
+def _drive(prior: ScorePrior, sampler, x: torch.Tensor, hooks: Hooks, g: torch.Generator, callback, scale):
+    """A posterior sampler through the sampling driver, the callback fed the mean clean estimate (image units)."""
+    def on_step(info):
+        if callback is not None:
+            callback(info.step, info.total, _to_c(info.x0).mean(0) * scale)
+
+    return posterior_run(prior, x, sampler.grid(prior.process), hooks, g, on_step, sampler=sampler)
 
 
 @torch.no_grad()
@@ -263,7 +270,7 @@ def posterior_sample(
     if langevin_steps < 1:
         raise UserError(f"langevin_steps must be at least 1, got {langevin_steps}")
     dev = prior.device
-    net, proc = prior.net, prior.process
+    proc = prior.process
     yt = torch.as_tensor(np.asarray(y, np.complex64), device=dev)
     A_dev = A if A.device == dev else _moved(A, dev)
     if len(A.ishape) != 2:
@@ -296,31 +303,7 @@ def posterior_sample(
             y_t = y_t + s_t * mask * torch.complex(randn((n, h, w)), randn((n, h, w)))
         return _to_x(ifft2c((1 - mask) * fft2c(c) + mask * y_t))
 
-    def posterior(x: torch.Tensor, tb: torch.Tensor):
-        """(x0_hat, eps_hat, score) of p_t(x_t | y) at x_t = x (VP units: x = alpha x0 + sigma eps)."""
-        pred = proc.predict(net, x, tb)
-        a, s = a_s(tb)
-        # the network's x0 estimate bounded first (its error is amplified by 1 / alpha), and the prior
-        # score taken from it: -(x - alpha x0) / sigma^2 = -eps / sigma with the consistent eps
-        x0 = clip_x0(pred.x0, x0_clip, 2)
-        score = -(x - a * x0) / s**2
-        if not hard:
-            # likelihood score of y = A x0 + n at level t: x_t / alpha = x0 + (sigma / alpha) z, so
-            # grad log p(y | x_t) ~ A^H (alpha y - A x_t) / (alpha^2 s_y^2 + sigma^2) (Jalal et al.,
-            # "Robust compressed sensing MRI with deep generative priors", NeurIPS 2021, Alg. 1, written
-            # for VE; alpha = 1 gives theirs); exact as sigma -> 0. Added to the prior score: the
-            # conditional score of Song et al. 2021, eq. 14 (controllable generation).
-            c = _to_c(x)
-            if mask is not None:  # the masked FFT broadcasts over the batch
-                grad = A_dev._adjoint(a[:, 0] * y_net - A_dev._forward(c))
-            else:
-                grad = torch.stack([A_dev._adjoint(a[0, 0] * y_net - A_dev._forward(ci)) for ci in c])
-            score = score + _to_x(grad) / (a**2 * sy**2 + s**2)
-            if x0_clip is not None:  # the conditional x0 (Tweedie) bounded as well
-                x0 = clip_x0((x + s**2 * score) / a, x0_clip, 2)
-                score = -(x - a * x0) / s**2
-        eps = -s * score
-        return (x - s * eps) / a, eps, score
+    hooks = _PosteriorHooks(proc, A_dev, y_net, sy, hard, mask, x0_clip, replace)
 
     if (init is None) != (start_sigma is None):
         raise UserError("a warm start needs both the first estimate (init) and its noise level (start_sigma)")
@@ -338,10 +321,12 @@ def posterior_sample(
         x0 = _dds(prior, A_dev, y_net, sy, hard, replace, x0_clip, n, h, w, steps, eta, cg_iterations, randn, g,
                   dev, callback, scale, start, sampler)
     elif corrector == "ald":
-        x0 = _ald(proc, posterior, replace if hard else None, n, h, w, steps, langevin_steps, randn, dev,
-                  callback, scale)
+        smp = sampler or AnnealedLangevinVE(steps, langevin_steps)
+        x = smp.prior_scale(proc) * randn((n, 2, h, w))  # x_ve at the top level: N(0, sigma_max^2), the VE prior
+        x0 = _drive(prior, smp, x, hooks, g, callback, scale)
     else:
-        x0 = _pc(proc, posterior, replace if hard else None, n, h, w, steps, snr, g, randn, dev, callback, scale)
+        smp = sampler or PredictorCorrectorDDIM(steps, snr)
+        x0 = _drive(prior, smp, proc.prior((n, 2, h, w), g, dev), hooks, g, callback, scale)
     if hard:  # the sampled k-space of the clean image is the measurement itself (alpha 1, sigma 0)
         x0 = replace(x0, 1.0, 0.0)
     samples = _to_c(x0) * scale
@@ -355,75 +340,6 @@ def posterior_sample(
     std = samples.abs().std(0, unbiased=n > 1).numpy() if n > 1 else np.zeros(mean.shape, np.float32)
     return Reconstruction("score", mean, std=std.astype(np.float32), samples=samples.numpy(),
                           info={"samples": n, "steps": steps, "corrector": corrector, "scale": scale})
-
-
-def _ald(proc, posterior, replace, n, h, w, steps, langevin_steps, randn, dev, callback, scale):
-    """Annealed Langevin dynamics with data consistency, run on x_ve = x_t / alpha_t (module docstring)."""
-    times = ald_levels(proc, steps)
-    a_all, s_all = proc.alpha_sigma(times)
-    sig = (s_all.double() / a_all.double()).tolist()  # sigma / alpha of each level
-    gamma = (sig[0] / sig[-1]) ** (1.0 / (len(sig) - 1)) if len(sig) > 1 else 1.0
-    delta = langevin_step_fraction(gamma, langevin_steps)
-    x = sig[0] * randn((n, 2, h, w))  # x_ve at the top level: N(0, sigma_max^2), the VE prior
-    x0 = x
-    for i, t in enumerate(times):
-        tb = _expand(t, n, dev)
-        a_t, sv = float(a_all[i]), sig[i]
-
-        def ve_posterior(xv):
-            # the VP network at x_t = alpha x_ve; x0 is the same in both parametrisations and the
-            # score of x_ve is alpha times the score of x_t: -eps / (sigma / alpha)
-            x0_, eps_, _ = posterior(a_t * xv, tb)
-            return x0_, -eps_ / sv
-
-        if replace is not None:
-            x = replace(x, 1.0, sv)
-        for _ in range(langevin_steps):
-            _, score = ve_posterior(x)
-            # Langevin step (Song & Ermon 2019, Alg. 1) with step delta sigma_i^2: in the noise-dominated
-            # directions x <- (1 - delta) x + delta x0_hat + sqrt(2 delta) sigma_i z
-            x = x + delta * sv**2 * score + np.sqrt(2.0 * delta) * sv * randn(x.shape)
-            if replace is not None:
-                x = replace(x, 1.0, sv)
-        x0, _ = ve_posterior(x)
-        if callback is not None:
-            callback(i + 1, len(times), _to_c(x0).mean(0) * scale)
-    return x0
-
-
-def _pc(proc, posterior, replace, n, h, w, steps, snr, g, randn, dev, callback, scale):
-    """Predictor-corrector with data consistency in the process's own parametrisation (module docstring)."""
-    times = proc.sampling_times(steps).to(torch.float32)
-    x = proc.prior((n, 2, h, w), g, dev)
-    x0 = eps0 = None
-    for i, t in enumerate(times):
-        tb = _expand(t, n, dev)
-        a_t, s_t = (float(v[0]) for v in proc.alpha_sigma(tb[:1].cpu()))
-        if i == 0:
-            if replace is not None:
-                x = replace(x, a_t, s_t)
-        else:
-            # predictor: ancestral step from the previous time to t (DDIM with eta = 1, Song, Meng &
-            # Ermon 2021, eq. 12 / 16) with the posterior's x0 / eps estimates at the previous time,
-            # which the previous iteration computed at this very x
-            x = ddim_step(proc, x, x0, eps0, _expand(times[i - 1], n, dev), tb, g)
-            if replace is not None:
-                x = replace(x, a_t, s_t)
-        _, _, score = posterior(x, tb)
-        z = randn(x.shape)
-        # corrector step size from a target signal-to-noise ratio (Song et al. 2021, Algorithm 5:
-        # eps = 2 alpha_i (r ||z|| / ||s||)^2, alpha_i ~ 1), never larger than 2 (r sigma_t)^2, the
-        # step the exact score of pure noise at this level gives (no unbounded step on a collapsed score)
-        gn = score.flatten(1).norm(dim=1).clamp_min(1e-12)
-        zn = z.flatten(1).norm(dim=1)
-        eps = torch.minimum(2 * (snr * zn / gn) ** 2, torch.full_like(gn, 2 * (snr * s_t) ** 2)).reshape(-1, 1, 1, 1)
-        x = x + eps * score + torch.sqrt(2 * eps) * z  # Langevin step (Song & Ermon 2019, Alg. 1)
-        if replace is not None:
-            x = replace(x, a_t, s_t)
-        x0, eps0, _ = posterior(x, tb)
-        if callback is not None:
-            callback(i + 1, len(times), _to_c(x0).mean(0) * scale)
-    return x0
 
 
 def _dds(prior, A, y_net, sy, hard, replace, x0_clip, n, h, w, steps, eta, cg_iterations, randn, generator, dev,
