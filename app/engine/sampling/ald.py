@@ -19,7 +19,7 @@ import torch
 
 from app.engine.diffusion.base import time_at_log_snr
 from app.engine.errors import UserError
-from app.engine.sampling.base import Sampler, StepContext, StepOut
+from app.engine.sampling.base import Sampler, StepContext, StepOut, langevin_step
 
 #: the range of annealed Langevin's noise levels sigma / alpha in network units (images of
 #: 99th-percentile magnitude 1). Processes whose path reaches sigma / alpha = 0 or infinity (rectified
@@ -131,7 +131,7 @@ class AnnealedLangevinVE(Sampler):
             _, score = ve_prediction(x)
             # Langevin step (Song & Ermon 2019, Alg. 1) with step delta sigma_i^2: in the noise-dominated
             # directions x <- (1 - delta) x + delta x0_hat + sqrt(2 delta) sigma_i z
-            x = x + delta * sv**2 * score + np.sqrt(2.0 * delta) * sv * ctx.randn(x)
+            x = langevin_step(x, score, delta * sv**2, ctx.randn(x))
             x = ctx.project(x, t, scale=a_t)
         self._x0, _ = ve_prediction(x)
         self._i += 1

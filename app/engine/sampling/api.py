@@ -47,6 +47,15 @@ __all__ = ["SAMPLERS", "SAMPLER_NAMES", "GenerationStep", "make_sampler", "sampl
            "generate_with_info", "GenerationInfo", "StepInfo"]
 
 
+def options_for(name: str, values: dict[str, Any]) -> dict[str, Any]:
+    """Of ``values`` (a form's or a spec's sampler fields: eta, snr, n_steps_each...), the ones the sampler
+    ``name`` takes (its class's ``options``): the sampler's options come from its class, not from branches."""
+    cls = SAMPLERS.get(name)
+    if cls is None:
+        raise UserError(f"sampler {name!r} is not one of {', '.join(SAMPLERS)}")
+    return {k: v for k, v in values.items() if k in cls.options}
+
+
 def make_sampler(name: str, steps: int = 50, **options: Any) -> Sampler:
     """Build a sampler by name. Options a sampler does not take are ignored only when None;
     any other unknown option raises UserError naming the ones it accepts."""

@@ -113,6 +113,14 @@ def clip_x0(x0: torch.Tensor, bound: float | None, channels: int) -> torch.Tenso
     return x0.clamp(-bound, bound)
 
 
+def langevin_step(x: torch.Tensor, score: torch.Tensor, step, z: torch.Tensor) -> torch.Tensor:
+    """One Langevin step x + step s(x) + sqrt(2 step) z (Song & Ermon 2019, Alg. 1, line 6, with their
+    alpha_i = 2 step); ``step`` a number or one per image. The one Langevin update of the engine: the
+    annealed Langevin samplers and the correctors of the predictor-corrector samplers."""
+    noise = torch.sqrt(2.0 * step) if torch.is_tensor(step) else math.sqrt(2.0 * step)
+    return x + step * score + noise * z
+
+
 def clip_prediction(pred: Prediction, x: torch.Tensor, alpha: float, sigma: float,
                     rederive_eps: bool = True) -> Prediction:
     """Clip x0_hat to the data range [-1, 1]; by default re-derive eps_hat so x = alpha x0 + sigma eps holds.

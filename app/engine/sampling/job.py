@@ -56,7 +56,7 @@ def run_sample(spec: SampleSpec, ctx: JobContext) -> dict:
     from app.engine.checkpoints import load_checkpoint
     from app.engine.data.preprocess import magnitude_display
     from app.engine.imaging import make_grid, save_png
-    from app.engine.sampling.api import generate_with_info
+    from app.engine.sampling.api import generate_with_info, options_for
 
     if spec.format not in EXPORT_FORMATS:  # Literal already checks; kept for direct callers
         raise UserError(f"format {spec.format!r} is not one of {', '.join(EXPORT_FORMATS)}")
@@ -85,8 +85,7 @@ def run_sample(spec: SampleSpec, ctx: JobContext) -> dict:
     images, info = generate_with_info(
         model, spec.n_images, sampler=spec.sampler, steps=spec.steps, seed=spec.seed, class_labels=labels,
         guidance=spec.guidance, batch_size=spec.batch_size, device=next(model.net.parameters()).device,
-        eta=spec.eta if spec.sampler == "ddim" else None, snr=spec.snr if spec.sampler == "pc" else None,
-        n_steps_each=spec.n_steps_each if spec.sampler in ("pc", "langevin") else None,
+        **options_for(spec.sampler, {"eta": spec.eta, "snr": spec.snr, "n_steps_each": spec.n_steps_each}),
         half=spec.half, compile=spec.compile, callback=on_step, should_stop=ctx.should_stop,
         log=ctx.log,
     )

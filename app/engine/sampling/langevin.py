@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar
 
 import torch
 
 from app.engine.errors import UserError
-from app.engine.sampling.base import Sampler, StepContext, StepOut
+from app.engine.sampling.base import Sampler, StepContext, StepOut, langevin_step
 
 
 class LangevinSampler(Sampler):
@@ -64,7 +63,7 @@ class LangevinSampler(Sampler):
         pred = ctx.predict(x, t)
         score = ctx.score(pred, x, t)
         # Alg. 1, line 6: x <- x + alpha_i / 2 * s(x, sigma_i) + sqrt(alpha_i) z
-        x = x + 0.5 * step * score + math.sqrt(step) * ctx.randn(x)
+        x = langevin_step(x, score, 0.5 * step, ctx.randn(x))
         return StepOut(ctx.project(x, t), pred.x0)
 
     def finish(self, ctx: StepContext, x: torch.Tensor, times: list[float]) -> torch.Tensor:

@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 
 from app.engine.errors import UserError
-from app.engine.sampling.base import Sampler, StepContext, StepOut
+from app.engine.sampling.base import Sampler, StepContext, StepOut, langevin_step
 
 
 class PredictorCorrectorSampler(Sampler):
@@ -62,7 +62,7 @@ class PredictorCorrectorSampler(Sampler):
             # eps = 2 alpha_i (r ||z|| / ||g||)^2, alpha_i = 1 (VE) or a_r^2 = 1 - beta_i (VP)
             step = 2.0 * a_r * a_r * (self.snr * z_norm / grad_norm) ** 2
             step = step.reshape(-1, *([1] * len(shape)))
-            x = ctx.project(x + step * grad + torch.sqrt(2.0 * step) * z, t)
+            x = ctx.project(langevin_step(x, grad, step, z), t)
         pred = ctx.predict(x, t)
         if t_next is None:
             return StepOut(pred.x0, pred.x0)  # denoise at the end: the posterior mean E[x0 | x_t] (Tweedie)

@@ -16,7 +16,7 @@ from typing import ClassVar
 import torch
 
 from app.engine.errors import UserError
-from app.engine.sampling.base import Sampler, StepContext, StepOut
+from app.engine.sampling.base import Sampler, StepContext, StepOut, langevin_step
 from app.engine.sampling.ddim import ddim_coefficients
 
 
@@ -55,7 +55,7 @@ class PredictorCorrectorDDIM(Sampler):
         zn = z.flatten(1).norm(dim=1)
         eps = torch.minimum(2 * (self.snr * zn / gn) ** 2, torch.full_like(gn, 2 * (self.snr * s_t) ** 2))
         eps = eps.reshape(-1, *([1] * (x.dim() - 1)))
-        x = ctx.project(x + eps * score + torch.sqrt(2 * eps) * z, t)  # Langevin step (Song & Ermon 2019, Alg. 1)
+        x = ctx.project(langevin_step(x, score, eps, z), t)
         pred = ctx.predict(x, t)
         if t_next is None:
             return StepOut(pred.x0, pred.x0)
