@@ -25,7 +25,7 @@ def main():
 
     import torch
 
-    from app.engine.privacy import DEFAULT_RULE_MEASURES, FlagRule, audit, flag
+    from app.engine.audit.memorization import DEFAULT_RULE_MEASURES, FlagRule, audit, flag
     from tests.engine.metrics.realdata import near_copies, pneumoniamnist, siat_magnitude
 
     ap = argparse.ArgumentParser()

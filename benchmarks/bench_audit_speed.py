@@ -41,7 +41,7 @@ def main():
     import torch
     from sklearn.neighbors import NearestNeighbors
 
-    from app.engine.metrics.nn import pixel_candidates, refine_pairs
+    from app.engine.audit.nn import pixel_candidates, refine_pairs
 
     torch.set_num_threads(a.threads)
     rng = np.random.default_rng(0)
@@ -94,7 +94,7 @@ def end_to_end(a) -> None:
     import torch
 
     from app.engine import jobs as J
-    from app.engine.privacy import AuditSpec
+    from app.engine.audit.memorization import AuditSpec
 
     torch.set_num_threads(a.threads)
     os.environ["RADSYNTH_THREADS"] = str(a.threads)

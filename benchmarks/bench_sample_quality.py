@@ -93,12 +93,12 @@ def main() -> None:
 
     from sklearn.linear_model import LogisticRegression
 
-    from app.engine.checkpoints import load_checkpoint
+    from app.engine.training.checkpoints import load_checkpoint
     from app.engine.data.cache import ImageDataset
     from app.engine.data.ingest import IngestSpec
     from app.engine.sampling.api import generate_with_info
     from app.engine.store import Workspace
-    from app.engine.training import TrainSpec
+    from app.engine.training.loop import TrainSpec
 
     root = args.workspace or Path(tempfile.mkdtemp(prefix="radsynth-quality-"))
     ws = Workspace.open(root)

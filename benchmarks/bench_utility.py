@@ -4,7 +4,7 @@
 
 PneumoniaMNIST 28x28 (balanced subset in ../shared/data): trained on the train split (2428),
 tested on the test split (468). Ours: the ResNet-18-style classifier of
-``app/engine/metrics/utility.py`` (from scratch, augmented) -> AUC with its bootstrap 95 % CI,
+``app/engine/evaluation/utility.py`` (from scratch, augmented) -> AUC with its bootstrap 95 % CI,
 accuracy, F1, training time. Anchor: scikit-learn's LogisticRegression on the raw pixels (a
 well-kept baseline any classifier here should beat), scored with the same AUC / CI code.
 """
@@ -27,7 +27,7 @@ def main():
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, f1_score
 
-    from app.engine.metrics.utility import auc_with_ci, predict_proba, train_classifier
+    from app.engine.evaluation.utility import auc_with_ci, predict_proba, train_classifier
     from tests.engine.metrics.realdata import pneumoniamnist
 
     ap = argparse.ArgumentParser()

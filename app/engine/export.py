@@ -468,7 +468,7 @@ def compare_onnx(path: str | Path, net, batch: int = 3, seed: int = 1) -> float:
 
 @register(ExportOnnxSpec)
 def run_export_onnx(spec: ExportOnnxSpec, ctx: JobContext) -> dict:
-    from app.engine.checkpoints import load_checkpoint
+    from app.engine.training.checkpoints import load_checkpoint
 
     model = load_checkpoint(spec.run, workspace=ctx.workspace, ema=spec.ema, device="cpu", epoch=spec.epoch)
     out = Path(spec.out) if spec.out else ctx.job_dir() / "model.onnx"

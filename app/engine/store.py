@@ -101,6 +101,11 @@ def check_name(name: str, what: str = "name") -> str:
     return name
 
 
+#: the dataset meta key that marks a set of generated images and holds its provenance (run, checkpoint
+#: epoch, sampler, steps, guidance, seed, class per image)
+GENERATED_META = "generated"
+
+
 @dataclass
 class DatasetRecord:
     name: str
@@ -116,6 +121,13 @@ class DatasetRecord:
     @property
     def cache_path(self) -> Path:
         return self.path / "cache.h5"
+
+    @property
+    def synthetic(self) -> bool:
+        """Images a model generated (a sample job registered them; ``meta["generated"]`` holds their
+        provenance). Records written before the flag, and ingested or demo datasets, are not synthetic:
+        the demo's ``meta["synthetic"]`` means simulated phantoms, which are the real side of its studies."""
+        return bool(self.meta.get(GENERATED_META))
 
 
 @dataclass
@@ -339,8 +351,10 @@ class Workspace:
             raise UserError(f"no dataset named {name!r} in workspace {self.root} (datasets: {known})")
         return self._dataset_from_row(rows[0])
 
-    def datasets(self) -> list[DatasetRecord]:
-        return [self._dataset_from_row(r) for r in self.query("SELECT * FROM datasets ORDER BY created")]
+    def datasets(self, synthetic: bool | None = None) -> list[DatasetRecord]:
+        """Every dataset, oldest first; ``synthetic`` True / False keeps only generated / other ones."""
+        recs = [self._dataset_from_row(r) for r in self.query("SELECT * FROM datasets ORDER BY created")]
+        return recs if synthetic is None else [d for d in recs if d.synthetic == synthetic]
 
     def attributes(self, name: str, split: str | None = None) -> dict:
         """Per-image subgroup attributes of a dataset (name -> (N,) str array; a split's images

@@ -134,10 +134,10 @@ class AuditPanel(QWidget):
 
     def refresh_datasets(self) -> None:
         try:
-            names = [d.name for d in self.ctx.workspace.datasets()]
+            datasets = self.ctx.workspace.datasets()
         except Exception:
-            names = []
-        self.controls.set_datasets(names)
+            datasets = []
+        self.controls.set_datasets([d.name for d in datasets], {d.name for d in datasets if d.synthetic})
         self.update_buttons()
 
     def _on_any_job_finished(self, handle) -> None:

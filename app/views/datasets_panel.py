@@ -35,6 +35,7 @@ from app.views.import_wizard import ImportWizard, field_named, spec_class_or_rea
 from app.views.widgets.image_view import ImageView
 from app.views.widgets.plots import BarChart
 from app.views.widgets.thumbnails import ThumbnailGrid
+from app.views.widgets.set_picker import dataset_label
 from app.workers.manager import run_in_thread
 
 MAX_THUMBS = 96
@@ -169,7 +170,8 @@ class DatasetsPanel(QWidget):
         self.list.blockSignals(True)
         self.list.clear()
         for rec in self.ctx.workspace.datasets():
-            item = QListWidgetItem(f"{rec.name}\n{rec.n_images} images · {rec.height}×{rec.width}"
+            item = QListWidgetItem(f"{dataset_label(rec.name, rec.synthetic)}\n{rec.n_images} images · "
+                                   f"{rec.height}×{rec.width}"
                                    f"{' · ' + str(len(rec.classes)) + ' classes' if rec.classes else ''}")
             item.setData(Qt.UserRole, rec.name)
             item.setToolTip(rec.source)
@@ -189,6 +191,9 @@ class DatasetsPanel(QWidget):
         return [self.list.item(i).data(Qt.UserRole) for i in range(self.list.count())]
 
     def _on_job_finished(self, handle) -> None:
+        if handle.kind == "sample" and handle.state == "done":
+            self.refresh()  # its images are a new (synthetic) dataset; the selection stays
+            return
         if handle.kind in ("ingest", "demo") and handle.state == "done":
             name = (handle.result or {}).get("name") or (handle.result or {}).get("dataset")
             if name:  # a re-import under the same name: the statistics of the old content go

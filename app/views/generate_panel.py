@@ -50,7 +50,7 @@ def checkpoint_classes(path) -> dict:
     are the run's dataset labels."""
     if not path:
         return {}
-    from app.engine.checkpoints import META_FILE
+    from app.engine.training.checkpoints import META_FILE
 
     try:
         meta = json.loads((Path(path) / META_FILE).read_text())
@@ -258,7 +258,7 @@ class GeneratePanel(QWidget):
         ws = self.ctx.workspace
 
         def load():
-            from app.engine.checkpoints import list_checkpoints
+            from app.engine.training.checkpoints import list_checkpoints
 
             return [{**ck, **checkpoint_classes(ck.get("path"))} for ck in list_checkpoints(run_id, ws)]
 

@@ -135,7 +135,8 @@ class StudyPanel(QWidget):
         w = QWidget()
         lay = QHBoxLayout(w)
         sets = QVBoxLayout()
-        self.real_picker = SetPicker("Real sets")
+        # generated datasets are never real cases: the real picker does not offer them
+        self.real_picker = SetPicker("Real sets", offer_synthetic=False)
         self.syn_picker = SetPicker("Synthetic sets")
         for p in (self.real_picker, self.syn_picker):
             p.changed.connect(self._sync_sets)
@@ -261,9 +262,11 @@ class StudyPanel(QWidget):
     def refresh(self) -> None:
         """Re-read datasets, studies and the selected study's readers from the workspace."""
         S.ensure_tables(self.ws)
-        names = [d.name for d in self.ws.datasets()]
-        self.real_picker.set_datasets(names)
-        self.syn_picker.set_datasets(names)
+        datasets = self.ws.datasets()
+        names = [d.name for d in datasets]
+        synthetic = {d.name for d in datasets if d.synthetic}
+        self.real_picker.set_datasets(names, synthetic)
+        self.syn_picker.set_datasets(names, synthetic)
         current = self.current_study_id()
         self.study_list.blockSignals(True)
         self.study_list.clear()

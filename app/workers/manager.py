@@ -80,7 +80,7 @@ class JobManager(QObject):
         remote = getattr(self._runner, "list_runs", None)
         if remote is not None:
             return remote()
-        from app.engine.checkpoints import list_checkpoints
+        from app.engine.training.checkpoints import list_checkpoints
 
         out = []
         for r in self.workspace.runs():

@@ -70,7 +70,8 @@ print("torch-free", len(kinds()))
 
 
 def test_options_are_the_ones_the_engine_implements_and_nothing_more():
-    from app.engine.metrics import features, nn
+    from app.engine.audit import nn
+    from app.engine.metrics import features
     from app.engine.recon.mri import masks
     from app.engine.sampling.api import SAMPLERS
 

@@ -142,3 +142,24 @@ def test_a_schema_1_workspace_gets_the_job_process_columns_and_its_running_jobs_
     jobs = {j.id: j for j in ws.jobs()}
     assert jobs["old-job"].state == "failed" and jobs["old-done"].state == "done" and jobs["old-done"].result == {"ok": 1}
     Workspace.open(root)  # opening again finds the columns in place
+
+
+def test_only_datasets_a_model_generated_are_synthetic_and_older_records_are_not(workspace):
+    from app.engine.data.demo import write_demo_dataset
+    from app.engine.specs.data import DemoSpec
+    from app.engine.store import GENERATED_META
+
+    _make_dataset(workspace, "old")  # a record from before the flag: no "generated" key in its meta
+    write_demo_dataset(workspace, DemoSpec(name="phantoms", n_images=8, size=32))  # simulated, but the real side
+    staging = workspace.staging_dir()
+    w = CacheWriter(staging / "cache.h5", 8, 8, [])
+    w.append(np.zeros((2, 8, 8), np.float32), labels=-1, groups=["g0", "g1"], sources=["a", "b"], frames=0,
+             modalities="OT")
+    w.close()
+    workspace.commit_dataset(staging, "gen", n_images=2, height=8, width=8, classes=[], source="sample job",
+                             meta={GENERATED_META: {"run": "r1", "seed": 0}})
+    flags = {d.name: d.synthetic for d in workspace.datasets()}
+    assert flags == {"old": False, "phantoms": False, "gen": True}
+    assert [d.name for d in workspace.datasets(synthetic=True)] == ["gen"]
+    assert [d.name for d in workspace.datasets(synthetic=False)] == ["old", "phantoms"]
+    assert Workspace.open(workspace.root).dataset("gen").meta[GENERATED_META]["run"] == "r1"  # survives reopening

@@ -151,7 +151,7 @@ def test_a_cut_network_shows_reconnecting_in_the_jobs_dock_and_the_stream_resume
 
 def test_the_generation_panel_lists_the_server_runs_and_generates_from_one(
         server, saved_connection, qtbot, tmp_path):
-    pytest.importorskip("app.engine.training")
+    pytest.importorskip("app.engine.training.loop")
     pytest.importorskip("app.engine.sampling.job")
     with RemoteClient(server.url, server.token) as c:  # a tiny model trained on the server
         ev = wait_on_server(c, c.submit({"kind": "demo", "name": "demo-phantoms", "n_images": 16, "size": 32,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PySide6.QtWidgets import QApplication
 
 from tests.views.conftest import assert_not_blank
 from tests.views.test_panels import make_dataset
@@ -36,7 +37,7 @@ def _train_from_form(main_window, workspace, qtbot, **extra):
 
 
 def test_training_from_the_form_draws_the_loss_curve_and_lists_the_checkpoints(main_window, workspace, qtbot):
-    pytest.importorskip("app.engine.training")
+    pytest.importorskip("app.engine.training.loop")
     panel, h = _train_from_form(main_window, workspace, qtbot)
     assert panel.loss_plot.points("loss") == 6  # one point per optimizer step (log_every=1)
     assert panel.val_plot.total_points() > 0 and any(n.startswith("val_loss/sigma=") for n in panel.val_plot.series)
@@ -61,7 +62,7 @@ def test_training_from_the_form_draws_the_loss_curve_and_lists_the_checkpoints(m
 
 
 def test_a_preset_fills_the_training_form(main_window, qtbot):
-    training = pytest.importorskip("app.engine.training")
+    training = pytest.importorskip("app.engine.training.loop")
     names = [p["name"] for p in training.list_presets()]
     if "cpu-quickstart" not in names:
         pytest.skip(f"preset cpu-quickstart not in this build (presets: {names})")
@@ -75,7 +76,7 @@ def test_a_preset_fills_the_training_form(main_window, qtbot):
 
 
 def test_an_invalid_training_field_shows_its_message_and_disables_start(main_window, qtbot):
-    pytest.importorskip("app.engine.training")
+    pytest.importorskip("app.engine.training.loop")
     panel = main_window.panels["train"]
     panel.form.editors["lr"].widget.setText("0")
     assert "greater than 0" in panel.form.errors["lr"]
@@ -86,7 +87,7 @@ def test_an_invalid_training_field_shows_its_message_and_disables_start(main_win
 
 def test_generating_from_the_trained_checkpoint_fills_the_grid_and_exports_valid_files(
         main_window, workspace, qtbot, tmp_path):
-    pytest.importorskip("app.engine.training")
+    pytest.importorskip("app.engine.training.loop")
     pytest.importorskip("app.engine.sampling.job")
     _train_from_form(main_window, workspace, qtbot)
     gen = main_window.show_panel("generate")
@@ -141,7 +142,7 @@ def test_generating_from_the_trained_checkpoint_fills_the_grid_and_exports_valid
 
 def test_a_class_conditional_run_offers_its_class_names_and_guidance_in_the_generation_panel(
         main_window, workspace, qtbot):
-    pytest.importorskip("app.engine.training")
+    pytest.importorskip("app.engine.training.loop")
     pytest.importorskip("app.engine.sampling.job")
     _train_from_form(main_window, workspace, qtbot, class_conditional=True, max_steps=2, epochs=1,
                      preview_every=0, val_every=0)
@@ -220,3 +221,108 @@ def test_a_run_training_elsewhere_is_drawn_from_its_history_and_followed_until_i
     panel.refresh_runs(select=other.id)
     qtbot.waitUntil(lambda: "no loss history" in panel.status.text(), timeout=10000)
     assert panel.loss_plot.total_points() == 0 and not panel._follow.isActive()
+
+
+def test_the_whole_flow_from_the_widgets_demo_train_generate_audit_and_a_reader_study(qtbot, workspace, themed):
+    """As a new user on the demo workspace: train one short epoch with the cpu-quickstart preset (32x32 on the
+    64x64 demo set), generate, audit against the training set (no size error: compared at 64x64), pick the
+    generated set (listed with its badge, not offered as real) in a new reader study, answer three cases by key
+    press, read the statistics. Widgets only."""
+    pytest.importorskip("app.engine.training.loop")
+    from PySide6.QtCore import Qt
+
+    from app.views.main_window import MainWindow
+    from app.views.widgets.set_picker import SYNTHETIC_BADGE
+
+    win = MainWindow(workspace=workspace.root, error_mode="record", demo_at_first_start=True)
+    qtbot.addWidget(win)
+    win.resize(1366, 768)
+    win.show()
+    try:
+        qtbot.waitUntil(lambda: workspace.has_dataset("demo-phantoms"), timeout=60000)
+        qtbot.waitUntil(lambda: win.demo_handle is None or win.demo_handle.is_final, timeout=60000)
+
+        train = win.show_panel("train")
+        train.refresh_runs()
+        train.apply_preset("cpu-quickstart")
+        train.form.set_values({"epochs": 1, "max_steps": 2, "batch_size": 8, "preview_every": 0, "val_every": 0,
+                               "warmup_steps": 0, "device": "cpu", "seed": 0})
+        assert train.form.values()["dataset"] == "demo-phantoms" and train.form.values()["image_size"] == 32
+        assert train.form.is_valid, train.form.errors
+        qtbot.mouseClick(train.start_button, Qt.LeftButton)
+        th = train.handle
+        qtbot.waitUntil(lambda: th.is_final, timeout=120000)
+        assert th.state == "done", (th.message, th.logs[-3:])
+
+        gen = win.show_panel("generate")
+        gen.refresh_runs()
+        qtbot.waitUntil(lambda: gen.ckpts.count() >= 1 and gen.generate_button.isEnabled(), timeout=20000)
+        gen.form.set_values({"n_images": 6, "steps": 3, "sampler": "ddim", "batch_size": 6, "device": "cpu",
+                             "preview_every": 0})
+        qtbot.mouseClick(gen.generate_button, Qt.LeftButton)
+        gh = gen.handle
+        qtbot.waitUntil(lambda: gh.is_final, timeout=120000)
+        assert gh.state == "done", (gh.message, gh.logs[-3:])
+        samples = gh.result["dataset"]
+        assert workspace.dataset(samples).synthetic
+
+        audit = win.show_panel("audit")
+        c = audit.controls
+        qtbot.waitUntil(lambda: c.generated.findData(samples) >= 0, timeout=10000)
+        assert SYNTHETIC_BADGE in c.generated.itemText(c.generated.findData(samples))
+        c.generated.setCurrentIndex(c.generated.findData(samples))
+        c.train.setCurrentIndex(c.train.findData("demo-phantoms"))
+        c.audit_extractor.setCurrentText("none")
+        assert c.compare_size() is None and c.size.text() == "auto"
+        qtbot.waitUntil(lambda: c.audit_button.isEnabled(), timeout=10000)
+        qtbot.mouseClick(c.audit_button, Qt.LeftButton)
+        ah = audit.audit.audit_handle
+        qtbot.waitUntil(lambda: ah.is_final, timeout=120000)
+        assert ah.state == "done", (ah.message, ah.logs[-3:])
+        assert ah.result["image_size"]["size"] == 64 and ah.result["image_size"]["resampled"] == ["generated"]
+        qtbot.waitUntil(lambda: audit.verdict.text().startswith(("PASSED", "FAILED")), timeout=30000)
+        assert "Compared at 64x64" in c.status.text()
+        _shots(audit, "flow_audit")
+
+        study = win.show_panel("study")
+        study.refresh()
+        assert not any(samples in t for t in study.real_picker.labels())  # never offered as real cases
+        assert f"{samples}   {SYNTHETIC_BADGE}" in study.syn_picker.labels()
+        study.real_picker.check("demo-phantoms")
+        study.syn_picker.check(samples)
+        study.readers_edit.setText("ann")
+        study.form.set_values({"name": "flow-study", "n_cases": 6, "size": 64, "seed": 0, "time_limit_s": 0})
+        assert study.design_spec() is not None, study.design_error.text()
+        _shots(study, "flow_study_design")
+        qtbot.mouseClick(study.b_create, Qt.LeftButton)
+        qtbot.waitUntil(lambda: study.study_list.count() == 1, timeout=20000)
+        reader = study.start_reading(full_screen=False)
+        qtbot.waitExposed(reader)
+        for key in (Qt.Key_S, Qt.Key_R, Qt.Key_S):
+            qtbot.keyClick(reader, key)
+            qtbot.keyClick(reader, Qt.Key_4)
+        reader.close()
+        qtbot.waitUntil(lambda: study.reader_table.item(0, 1).text() == "3 / 6", timeout=10000)
+        shown: list[dict] = []
+        study.stats_shown.connect(shown.append)
+        study.refresh_results()  # statistics of an earlier refresh may still arrive first
+        qtbot.waitUntil(lambda: bool(shown) and shown[-1]["pooled"]["n"] == 3, timeout=20000)
+        assert study.stats_table.item(study.stats_table.rowCount() - 1, 0).text() == "pooled"
+        study.tabs.setCurrentWidget(study.results_tab)
+        _shots(study, "flow_study_results")
+        assert win.errors == [], win.errors
+    finally:
+        win.jobs.cancel_all()
+        win.jobs.wait_all(30000)
+        win.close()
+
+
+def _shots(panel, stem: str) -> None:
+    """The panel at a laptop's and a desktop's window size (looked at by hand)."""
+    win = panel.window()
+    size = win.size()
+    for w, h in ((1366, 768), (1920, 1080)):
+        win.resize(w, h)
+        QApplication.processEvents()
+        assert_not_blank(win, SHOTS / f"{stem}_{w}x{h}.png")
+    win.resize(size)

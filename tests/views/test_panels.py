@@ -281,7 +281,7 @@ def test_a_job_next_to_the_gui_leaves_a_core_and_the_cpu_priority_to_the_gui_thr
 
 
 def test_the_training_form_has_every_field_the_issue_lists_with_messages_next_to_them(main_window):
-    pytest.importorskip("app.engine.training")
+    pytest.importorskip("app.engine.training.loop")
     panel = main_window.panels["train"]
     listed = ("dataset", "process", "base_channels", "schedule", "epochs", "batch_size", "lr", "ema_decay",
               "precision", "seed", "device", "checkpoint_every", "preview_every")

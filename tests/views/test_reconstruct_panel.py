@@ -230,7 +230,7 @@ def _train_complex_prior(workspace, tmp_path):
     (centre 32x32): the real ingest and train jobs, 2 steps."""
     from app.engine.data.ingest import IngestSpec
     from app.engine.jobs import Done, run_collect
-    from app.engine.training import TrainSpec
+    from app.engine.training.loop import TrainSpec
 
     with np.load(shared_file("siat_brain_t2_complex_dev.npz")) as z:
         np.savez(tmp_path / "siat16.npz", images=z["images"][:16])

@@ -280,7 +280,7 @@ def get_extractor(name: str, *, weights: str | Path | None = None, model=None, d
     if name == "domain":
         if model is None:
             raise UserError("the domain extractor needs a classifier trained on the real images (utility.train_classifier)")
-        from app.engine.metrics.utility import penultimate_features
+        from app.engine.evaluation.utility import penultimate_features
 
         return Extractor("domain", lambda x: penultimate_features(model, x, device=device), None, 256)
     raise UserError(f"feature extractor {name!r} is not one of {', '.join(EXTRACTORS)}")

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from app.engine.metrics.nn import check_images
+from app.engine.audit.nn import check_images
+from app.engine.data.preprocess import fit_size
+from app.engine.errors import UserError
 
 
 @dataclass
@@ -67,3 +69,61 @@ def subset(s: Images, idx, source: str) -> Images:
     idx = np.asarray(idx)
     return Images(s.images[idx], None if s.labels is None else np.asarray(s.labels)[idx], s.class_names, source,
                   {k: np.asarray(v)[idx] for k, v in s.attributes.items()})
+
+
+def resample(s: Images, size: int) -> Images:
+    """``s`` at size x size (``preprocess.fit_size``: padded to a square first, then anti-aliased linear
+    interpolation), labels and attributes unchanged; the set itself when it already has that size."""
+    if s.images.shape[2:] == (size, size):
+        return s
+    images = np.stack([fit_size(im[0], int(size))[None] for im in s.images]).astype(np.float32)
+    return Images(images, s.labels, s.class_names, s.source, s.attributes)
+
+
+def load_at_one_size(refs: dict[str, tuple[str | None, str]], workspace=None, size: int | None = None,
+                     reference: str = "", limit: int | None = None) -> tuple[dict[str, Images | None], dict]:
+    """Load every set of ``refs`` (key -> (ref or None, what)) and resample them to one size: ``size``
+    when given, else the ``reference`` set's (its longer side). Returns the sets (None for a None ref)
+    and a record for results and reports::
+
+        {"size": 64, "chosen": "training images" | "stated", "stored": {key: [h, w] | "mixed"},
+         "resampled": [keys whose images were resized], "names": {key: what}}
+
+    A folder of mixed sizes loads only with a stated ``size`` (it is then resampled while loading)."""
+    sets: dict[str, Images | None] = {}
+    stored: dict[str, list[int] | str] = {}
+    for key, (ref, what) in refs.items():
+        if ref is None:
+            sets[key] = None
+            continue
+        try:
+            sets[key] = load_set(ref, workspace, limit=limit, what=what)
+            stored[key] = [int(v) for v in sets[key].images.shape[2:]]
+        except UserError as exc:
+            if size is None or "differ in size" not in str(exc):
+                raise
+            sets[key] = load_set(ref, workspace, size=size, limit=limit, what=what)
+            stored[key] = "mixed"
+    if size is None:
+        ref_shape = stored[reference]
+        size = max(ref_shape)
+        chosen = refs[reference][1]
+    else:
+        chosen = "stated"
+    resampled = [k for k, v in stored.items() if v == "mixed" or v != [size, size]]
+    sets = {k: None if s is None else resample(s, int(size)) for k, s in sets.items()}
+    names = {k: what for k, (ref, what) in refs.items() if ref is not None}
+    return sets, {"size": int(size), "chosen": chosen, "stored": stored, "resampled": resampled, "names": names}
+
+
+def size_sentence(record: dict) -> str:
+    """One line for a report: "Compared at 64x64 (the size of the training images); resampled:
+    generated images (stored 32x32)." (``record`` from ``load_at_one_size``)."""
+    whats = record.get("names", {})
+    s = record["size"]
+    why = "as stated" if record["chosen"] == "stated" else f"the size of the {record['chosen']}"
+    parts = []
+    for k in record["resampled"]:
+        st = record["stored"].get(k)
+        parts.append(f"{whats.get(k, k)} (stored {'in mixed sizes' if st == 'mixed' else f'{st[0]}x{st[1]}'})")
+    return f"Compared at {s}x{s} ({why}); resampled: {', '.join(parts) if parts else 'none'}."

@@ -43,8 +43,8 @@ def load_prior(ref: str, workspace=None, device: str = "auto", ema: bool = True,
     ``channels``-channel images (2: complex MRI, 1: CT), in eval mode, usable at any image size."""
     if not ref:
         raise UserError("score-based methods need a checkpoint: give --run RUN (a run id or a checkpoint folder)")
-    from app.engine.checkpoints import load_checkpoint
     from app.engine.devices import resolve_device
+    from app.engine.training.checkpoints import load_checkpoint
 
     dev = resolve_device(device)
     lm = load_checkpoint(ref, workspace=workspace, ema=ema, device=str(dev))

@@ -2,7 +2,7 @@
 
     images = generate(model, n=16, sampler="ddim", steps=50, seed=0, class_labels=1, guidance=2.0)
 
-``model`` is a LoadedModel (``app.engine.checkpoints.load_checkpoint``) or a ``(net, process)``
+``model`` is a LoadedModel (``app.engine.training.checkpoints.load_checkpoint``) or a ``(net, process)``
 pair. Images come back as float32 (N, C, H, W) clipped to [-1, 1]. The same seed gives the same
 images whatever the batch size and device: image i's noise comes from its own CPU generator
 (``base.ImageNoise``).

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from app.engine.specs.base import Spec
 from app.engine.specs.options import ExportFormat, SamplerName
-from app.engine.specs.paths import CheckpointRef, OutputFile, OutputFolder
+from app.engine.specs.paths import CheckpointRef, NewDatasetName, OutputFile, OutputFolder
 
 
 class SampleSpec(Spec):
@@ -39,6 +39,8 @@ class SampleSpec(Spec):
         "png", description="png (8 bit) | png16 | dicom (Secondary Capture) | npz | hdf5"
     )
     out: OutputFolder | None = Field(None, description="output folder (default: the job's folder in the workspace /samples)")
+    dataset: NewDatasetName = Field("", description="also register the images as this workspace dataset, marked "
+                                    "synthetic with their provenance (default: <run>-samples-<job id>)")
     half: bool = Field(False, description="run the network in half precision (fp16 on CUDA, bf16 on CPU)")
     compile: bool = Field(False, description="torch.compile the network (slow start, faster on long runs)")
     preview_every: int = Field(5, ge=0, le=100_000, description="preview grid of the clean-image estimate every N steps (0: off)")

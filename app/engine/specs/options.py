@@ -118,7 +118,7 @@ ExtractorName = Literal["radiomics", "inception", "domain"]
 EXTRACTORS: tuple[str, ...] = ("radiomics", "inception", "domain")
 #: the audit's cosine measure needs an extractor without a classifier: "domain" is not offered there
 AuditExtractorName = Literal["radiomics", "inception", "none"]
-#: the audit's distance measures (``app.engine.metrics.nn``)
+#: the audit's distance measures (``app.engine.audit.nn``)
 MeasureName = Literal["l2", "ncc", "l2_coarse", "ncc_coarse", "ssim", "cosine"]
 MEASURES: tuple[str, ...] = ("l2", "ncc", "l2_coarse", "ncc_coarse", "ssim", "cosine")
 PIXEL_MEASURES: tuple[str, ...] = ("l2", "ncc", "l2_coarse", "ncc_coarse", "ssim")

@@ -31,8 +31,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.engine.metrics.sets import load_set
-from app.engine.privacy import FlagRule, flag, load_report, pair_figure, write_cleaned_set
+from app.engine.metrics.sets import load_set, size_sentence
+from app.engine.audit.memorization import FlagRule, flag, load_report, pair_figure, write_cleaned_set
 from app.engine.specs.evaluate import AuditSpec
 from app.views.job_controller import JobController, build_spec
 from app.views.widgets.distance_histogram import DistanceHistogram
@@ -159,6 +159,8 @@ class AuditTab(QWidget):
         gen, train, hold = c.sets()
         v = {"generated": gen, "train": train, "extractor": c.audit_extractor.currentText(),
              "max_memorization_rate": c.max_rate.value()}
+        if c.compare_size() is not None:
+            v["size"] = c.compare_size()
         if hold:
             v["holdout"] = hold
         return build_spec(AuditSpec, v)
@@ -190,7 +192,8 @@ class AuditTab(QWidget):
             train_ref = f"{train_ref}:train"  # the job used the dataset's train split (its val/test is held out)
         out, gen_ref = res["out"], spec.generated
         self.jobs.say("Reading the audit report…")
-        self.jobs.run_io(lambda: dict(load_audit_bundle(out, gen_ref, train_ref, ws, None), result=res),
+        size = (res.get("image_size") or {}).get("size", spec.size)  # the size the job compared at
+        self.jobs.run_io(lambda: dict(load_audit_bundle(out, gen_ref, train_ref, ws, size), result=res),
                          self._show_audit, "Reading the report")
 
     def _show_audit(self, bundle: dict) -> None:
@@ -209,7 +212,9 @@ class AuditTab(QWidget):
         c = rep.counts
         self.jobs.say(f"Audit of {c.get('generated')} generated vs {c.get('train')} training images, "
                       f"{c.get('holdout')} held-out; features: {rep.extractor}; rule {rep.rule.mode}; "
-                      f"{res.get('seconds', 0):.1f} s. Report: {res.get('html')}")
+                      f"{res.get('seconds', 0):.1f} s. "
+                      + (size_sentence(res["image_size"]) + " " if res.get("image_size") else "")
+                      + f"Report: {res.get('html')}")
         self._show_measure()
         self._update_verdict()
         self.shown.emit()

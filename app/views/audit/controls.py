@@ -1,6 +1,8 @@
 """The Evaluation & Audit panel's controls column: the image sets, the options of both jobs, the buttons.
 
-Sets are a workspace dataset (``name`` or ``name:split``), a folder of images or an NPZ. Option lists and
+Sets are a workspace dataset (``name`` or ``name:split``; generated ones listed with the synthetic badge), a
+folder of images or an NPZ. "Compare at" is the one size every set is resampled to (``size`` of both specs;
+"auto": the training / real set's size). Option lists and
 ranges come from the spec layer (``AuditSpec``, ``EvaluateSpec``, ``app.engine.specs.options``). The tabs
 build their specs from these widgets; each spec's validation errors are shown under the group of the field.
 """
@@ -29,6 +31,7 @@ from PySide6.QtWidgets import (
 from app.engine.specs.evaluate import AuditSpec, EvaluateSpec
 from app.engine.specs.options import EXTRACTORS, AuditExtractorName
 from app.views.job_controller import FieldErrors
+from app.views.widgets.set_picker import dataset_label
 from app.views.widgets.spec_widgets import bounded, error_label
 
 #: the spec fields the image-set pickers set (their errors are shown under the sets)
@@ -124,6 +127,14 @@ class AuditControls(QScrollArea):
         self.audit_extractor.addItems(list(typing.get_args(AuditExtractorName)))
         self.audit_extractor.setToolTip("features for the cosine measure of the audit (none: pixel measures only)")
         of.addRow("Audit features", self.audit_extractor)
+        self.size = bounded(QSpinBox(), AuditSpec, "size", object_name="compareSize")
+        self.size.setMinimum(self.size.minimum() - 1)  # one below the smallest size: "auto"
+        self.size.setSpecialValueText("auto")
+        self.size.setValue(self.size.minimum())
+        self.size.setSuffix(" px")
+        self.size.setToolTip("every set is resampled to this size before it is compared; auto: the training set's "
+                             "size (audit) / the real set's (evaluation)")
+        of.addRow("Compare at", self.size)
         self.max_rate = QDoubleSpinBox()
         self.max_rate.setDecimals(3)
         bounded(self.max_rate, AuditSpec, "max_memorization_rate", object_name="maxRate")
@@ -150,6 +161,7 @@ class AuditControls(QScrollArea):
         for w in (self.audit_extractor, self.eval_extractor):
             w.currentIndexChanged.connect(lambda *_: self.changed.emit())
         self.max_rate.valueChanged.connect(lambda *_: self.changed.emit())
+        self.size.valueChanged.connect(lambda *_: self.changed.emit())
         self.utility_epochs.valueChanged.connect(lambda *_: self.changed.emit())
         self.utility_check.toggled.connect(lambda *_: self.changed.emit())
         return opts
@@ -162,18 +174,50 @@ class AuditControls(QScrollArea):
         if path:
             combo.setEditText(path)
 
-    def sets(self) -> tuple[str, str, str]:
-        """(generated, training, held-out) as typed."""
-        return tuple(c.currentText().strip() for c in (self.generated, self.train, self.holdout))
+    def compare_size(self) -> int | None:
+        """The stated size of both specs; None for auto."""
+        v = self.size.value()
+        return None if v == self.size.minimum() else int(v)
 
-    def set_datasets(self, names: list[str]) -> None:
-        items = [x for n in names for x in (n, f"{n}:train", f"{n}:val", f"{n}:test")]
+    @staticmethod
+    def _ref(combo: QComboBox) -> str:
+        text = combo.currentText().strip()
+        idx = combo.findText(text)
+        ref = combo.itemData(idx) if idx >= 0 else None
+        return ref if isinstance(ref, str) else text  # a listed dataset's ref, without its badge
+
+    def sets(self) -> tuple[str, str, str]:
+        """(generated, training, held-out): a listed dataset's ref, else the text as typed."""
+        return tuple(self._ref(c) for c in (self.generated, self.train, self.holdout))
+
+    def choose(self, combo: QComboBox, ref: str) -> None:
+        """Select the listed entry of ``ref`` (a dataset ``name[:split]``) or type it."""
+        idx = combo.findData(ref)
+        if idx >= 0:
+            combo.setCurrentIndex(idx)
+        else:
+            combo.setEditText(ref)
+
+    def set_datasets(self, names: list[str], synthetic=()) -> None:
+        """The workspace's datasets and their splits; generated ones (``synthetic``) with the badge, listed
+        first in the generated-set list and last in the real ones."""
+        synthetic = set(synthetic)
+        real_first = [n for n in names if n not in synthetic] + [n for n in names if n in synthetic]
+        gen_first = [n for n in names if n in synthetic] + [n for n in names if n not in synthetic]
         for combo in (self.generated, self.train, self.holdout):
-            text = combo.currentText()
+            ref = self._ref(combo)
+            order = gen_first if combo is self.generated else real_first
             combo.blockSignals(True)
             combo.clear()
             if combo is self.holdout:
-                combo.addItem("")
-            combo.addItems(items)
-            combo.setEditText(text)
+                combo.addItem("", "")
+            for n in order:
+                splits = (n,) if n in synthetic else (n, f"{n}:train", f"{n}:val", f"{n}:test")  # generated: one split
+                for r in splits:
+                    combo.addItem(dataset_label(r, n in synthetic), r)
+            idx = combo.findData(ref) if ref else -1
+            if idx >= 0:
+                combo.setCurrentIndex(idx)
+            else:
+                combo.setEditText(ref)
             combo.blockSignals(False)

@@ -29,15 +29,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.engine.metrics.report import row_label
-from app.engine.metrics.sets import load_set
+from app.engine.evaluation.report import row_label
+from app.engine.metrics.sets import load_set, size_sentence
 from app.engine.specs.evaluate import EvaluateSpec
 from app.views.job_controller import JobController, build_spec
 from app.views.widgets.plots import PALETTE
 from app.views.widgets.thumbnails import ThumbnailGrid
 from app.workers.manager import run_in_thread
 
-#: the columns of a result row (``metrics.job``'s table keys) as the table shows them
+#: the columns of a result row (``evaluation.job``'s table keys) as the table shows them
 EVAL_COLUMNS = (("n", "n", "{:d}"), ("n_real", "n real", "{:d}"), ("fid", "FID", "{:.3f}"), ("kid_mean", "KID", "{:.4f}"),
                 ("precision", "precision", "{:.3f}"), ("recall", "recall", "{:.3f}"),
                 ("spectrum_log_distance", "spectrum dist.", "{:.3f}"), ("histogram", "histogram W1", "{:.4f}"),
@@ -193,6 +193,8 @@ class EvaluationTab(QWidget):
         c = self.controls
         gen, train, hold = c.sets()
         v = {"real": train, "generated": gen, "extractor": c.eval_extractor.currentText()}
+        if c.compare_size() is not None:
+            v["size"] = c.compare_size()
         if hold:
             v["holdout"] = hold
         if c.utility_check.isChecked():
@@ -224,9 +226,11 @@ class EvaluationTab(QWidget):
         if spec.holdout is None and ":" not in real_ref and not Path(real_ref).exists() and ws.has_dataset(real_ref):
             real_ref = f"{real_ref}:train"
 
+        size = (res.get("image_size") or {}).get("size", spec.size)  # the size the job compared at
+
         def load():
-            return {"real": load_set(real_ref, ws, what="real images"),
-                    "generated": load_set(spec.generated, ws, what="generated images")}
+            return {"real": load_set(real_ref, ws, size=size, what="real images"),
+                    "generated": load_set(spec.generated, ws, size=size, what="generated images")}
 
         def show(sets):
             self.eval_sets = sets
@@ -262,7 +266,9 @@ class EvaluationTab(QWidget):
             for key, colour, name in (("real_log10_power", PALETTE[0], "real"), ("generated_log10_power", PALETTE[1], "generated")):
                 self.spectrum_plot.plot(f[keep], curves[key][keep], pen=pg.mkPen(colour, width=2), name=name)
         self.show_utility(res)
-        self.jobs.say(f"Evaluation done ({res.get('extractor')} features). Report: {res.get('html')}")
+        self.jobs.say(f"Evaluation done ({res.get('extractor')} features). "
+                      + (size_sentence(res["image_size"]) + " " if res.get("image_size") else "")
+                      + f"Report: {res.get('html')}")
         self.shown.emit()
 
     def show_utility(self, res: dict) -> None:

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from safetensors.torch import load_file
 
 from app.cli import main
-from app.engine.checkpoints import list_checkpoints
+from app.engine.training.checkpoints import list_checkpoints
 from app.engine.data.cache import ImageDataset
 from app.engine.data.ingest import IngestSpec
 from app.engine.data.preprocess import COMPLEX_HEADROOM, fit_complex, magnitude_display, normalize_complex
@@ -25,7 +25,7 @@ from app.engine.jobs import Cancelled, Done, Failed, Image as ImageEvent, Log, r
 from app.engine.recon.mri.coils import simulated_coil_maps
 from app.engine.recon.mri.fft import fft2c
 from app.engine.sampling.job import SampleSpec
-from app.engine.training import TrainSpec
+from app.engine.training.loop import TrainSpec
 from tests.conftest import shared_file
 
 TINY = dict(base_channels=8, channel_mults=[1, 2], num_res_blocks=1, attention_resolutions=[], batch_size=4,
@@ -313,7 +313,7 @@ def test_resume_with_crops_flips_and_phases_reproduces_the_uninterrupted_run(wor
 
 def test_augmentation_keeps_the_magnitude_and_draws_different_crops(workspace, complex_ds):
     from app.engine.jobs import JobContext
-    from app.engine.training import DistInfo, Trainer
+    from app.engine.training.loop import DistInfo, Trainer
 
     spec = TrainSpec(dataset="siatc", epochs=1, crop_size=32, hflip=True, **TINY)
     tr = Trainer(spec, JobContext(lambda e: None, lambda: False, workspace=workspace), DistInfo())

@@ -24,7 +24,7 @@ def _worker(workspace: str, spec_json: str, out: str) -> None:
 
     from app.engine.jobs import JobContext
     from app.engine.store import Workspace
-    from app.engine.training import DistInfo, Trainer, TrainSpec
+    from app.engine.training.loop import DistInfo, Trainer, TrainSpec
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
@@ -47,7 +47,7 @@ def _worker(workspace: str, spec_json: str, out: str) -> None:
 @pytest.mark.slow
 def test_two_gloo_processes_under_torchrun_keep_identical_weights(workspace, tmp_path):
     from app.engine.data.cache import CacheWriter
-    from app.engine.training import TrainSpec
+    from app.engine.training.loop import TrainSpec
     from tests.conftest import shared_file
 
     d = np.load(shared_file("pneumoniamnist_balanced_28.npz"))

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from app.engine import jobs as J
-from app.engine.checkpoints import load_checkpoint
+from app.engine.training.checkpoints import load_checkpoint
 from app.engine.export import ExportOnnxSpec, export_onnx
 from tests.engine.gen.test_sampling import make_checkpoint, tiny_unet
 

@@ -332,7 +332,7 @@ def test_generation_info_counts_network_evaluations():
 
 def make_checkpoint(workspace, process_name: str = "ddpm", num_classes: int = 2, seed: int = 0) -> str:
     """Register a run holding one checkpoint of a tiny random U-Net, written by the trainer's own writer."""
-    from app.engine.training import TrainSpec, write_checkpoint
+    from app.engine.training.loop import TrainSpec, write_checkpoint
 
     spec = TrainSpec(dataset="pneumonia-demo", process=process_name, base_channels=8, channel_mults=[1, 2],
                      num_res_blocks=1, attention_resolutions=[8], class_conditional=num_classes > 0)
@@ -471,3 +471,35 @@ def test_sample_job_can_be_cancelled_and_refuses_bad_requests(workspace, tmp_pat
     bad = SampleSpec(run=run_id, n_images=2, class_label=["cat"], out=str(tmp_path / "b"), device="cpu")
     final = J.run_collect(bad, workspace=workspace)[-1]
     assert isinstance(final, J.Failed) and "'cat' is not a class" in final.message
+
+
+def test_sample_job_registers_its_images_as_a_synthetic_dataset_with_their_provenance(workspace, tmp_path):
+    from app.engine import jobs as J
+    from app.engine.data.imagesets import load_image_set
+    from app.engine.sampling.job import SampleSpec
+
+    run_id = make_checkpoint(workspace)
+    spec = SampleSpec(run=run_id, n_images=3, sampler="ddim", steps=3, seed=5, class_label=["pneumonia"],
+                      guidance=1.5, format="npz", out=str(tmp_path / "s"), device="cpu", preview_every=0)
+    final = J.run_collect(spec, workspace=workspace, job_id="20250101-120000-abc123")[-1]
+    assert isinstance(final, J.Done), final
+    name = final.result["dataset"]
+    assert name == f"{run_id}-samples-abc123"
+    rec = workspace.dataset(name)
+    assert rec.synthetic and rec.n_images == 3 and (rec.height, rec.width) == (16, 16)
+    gen = rec.meta["generated"]
+    assert gen["run"] == run_id and gen["checkpoint_epoch"] == 3 and gen["sampler"] == "ddim"
+    assert gen["steps"] == 3 and gen["guidance"] == 1.5 and gen["seed"] == 5
+    assert gen["class_per_image"] == ["pneumonia"] * 3
+    s = load_image_set(name, workspace)
+    with np.load(final.result["files"][0]) as z:
+        np.testing.assert_allclose(s.images, z["images"], atol=1e-6)  # the same images as the exported set
+    assert s.labels.tolist() == [1, 1, 1] and s.class_names == ["normal", "pneumonia"]
+
+    # a name of the spec's choice; a taken name fails before any sampling
+    named = spec.model_copy(update={"dataset": "my-samples", "out": str(tmp_path / "t")})
+    assert J.run_collect(named, workspace=workspace)[-1].result["dataset"] == "my-samples"
+    again = spec.model_copy(update={"dataset": "my-samples", "out": str(tmp_path / "u")})
+    final = J.run_collect(again, workspace=workspace)[-1]
+    assert isinstance(final, J.Failed) and "already exists" in final.message
+    assert not (tmp_path / "u").exists()

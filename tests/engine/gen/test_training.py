@@ -10,11 +10,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from app.engine.checkpoints import list_checkpoints, load_checkpoint
+from app.engine.training.checkpoints import list_checkpoints, load_checkpoint
 from app.engine.data.cache import CacheWriter
 from app.engine.jobs import Cancelled, Done, Failed, Image, Scalar, UserError, run_collect
 from app.engine.run_history import read_history
-from app.engine.training import TrainSpec, list_presets, load_preset, resolve_spec
+from app.engine.training.loop import TrainSpec, list_presets, load_preset, resolve_spec
 from tests.conftest import shared_file
 
 
@@ -172,7 +172,7 @@ def test_options_are_checked_at_the_boundary(workspace, xray):
 
 def test_presets_are_complete_training_specs_whose_networks_build():
     from app.engine.nets.unet import UNet, count_parameters
-    from app.engine.training import build_net_config, build_process
+    from app.engine.training.loop import build_net_config, build_process
 
     names = {p["name"] for p in list_presets()}
     assert {"cpu-quickstart", "ncsn-brain-128", "ddpm-256-cond", "vpsde-cosine"} <= names

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from app.engine.jobs import UserError
-from app.engine.metrics.nn import ssim_pairs
-from app.engine.privacy import FlagRule, apply_gate, audit, flag, holdout_rank, load_report, write_cleaned_set, write_report
+from app.engine.audit.nn import ssim_pairs
+from app.engine.audit.memorization import FlagRule, apply_gate, audit, flag, holdout_rank, load_report, write_cleaned_set, write_report
 from tests.engine.metrics.realdata import COPY_KINDS, near_copies, pneumoniamnist, siat_magnitude
 
 

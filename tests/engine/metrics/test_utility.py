@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.engine.metrics.utility import auc_with_ci, downstream_utility, mcnemar
+from app.engine.evaluation.utility import auc_with_ci, downstream_utility, mcnemar
 from tests.engine.metrics.realdata import pneumoniamnist
 
 
@@ -77,7 +77,7 @@ def test_mcnemar_matches_the_exact_binomial_formula_and_the_chi_square_for_many_
 
 
 def test_auc_difference_of_a_classifier_with_itself_is_zero_and_a_better_one_is_positive(rng):
-    from app.engine.metrics.utility import auc_difference
+    from app.engine.evaluation.utility import auc_difference
 
     y = rng.integers(0, 2, 200)
     weak, strong = y * 0.3 + rng.normal(0, 1, 200), y * 2.0 + rng.normal(0, 1, 200)
@@ -90,7 +90,7 @@ def test_auc_difference_of_a_classifier_with_itself_is_zero_and_a_better_one_is_
 def test_subgroups_report_each_group_and_list_small_ones_by_size_only(rng):
     from sklearn.metrics import roc_auc_score
 
-    from app.engine.metrics.utility import subgroup_reports
+    from app.engine.evaluation.utility import subgroup_reports
 
     y = rng.integers(0, 2, 120)
     p1 = np.clip(y * 0.4 + rng.uniform(0, 0.6, 120), 0, 1)

@@ -1,6 +1,6 @@
 """Reading training checkpoints: a run id or a checkpoint folder -> a network ready to sample from.
 
-A checkpoint folder (written by ``app.engine.training.write_checkpoint``) holds::
+A checkpoint folder (written by ``write_checkpoint`` below, read by everything else here) holds::
 
     model.safetensors   raw weights            ema.safetensors   EMA weights (what samplers use)
     state.pt            optimiser / scheduler / RNG state (tensors and numbers only; resume)
@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,3 +204,34 @@ def load_checkpoint(ref: str | Path, workspace=None, ema: bool = True, device: s
         path=folder, sha256=_sha256(weights), epoch=int(meta.get("epoch", 0)), step=int(meta.get("step", 0)),
         run_id=meta.get("run") or run_id, ema=ema, meta=meta,
     )
+
+
+def write_checkpoint(folder: Path, *, net, ema_net, state: dict, spec, meta: dict) -> Path:
+    """Write a checkpoint folder atomically: everything into a temporary sibling, then one rename."""
+    import torch
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".tmp-{folder.name}-{uuid.uuid4().hex[:6]}"
+    tmp.mkdir()
+    try:
+        tensors = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
+        save_file(tensors, str(tmp / MODEL_FILE), metadata={"format": "radsynth-unet"})
+        ema_tensors = {k: v.detach().to("cpu").contiguous() for k, v in ema_net.state_dict().items()}
+        save_file(ema_tensors, str(tmp / EMA_FILE), metadata={"format": "radsynth-unet-ema"})
+        torch.save(state, tmp / STATE_FILE)
+        (tmp / SPEC_FILE).write_text(spec.to_json())
+        meta = dict(meta, model_sha256=_sha256(tmp / MODEL_FILE), ema_sha256=_sha256(tmp / EMA_FILE))
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+        old = None
+        if folder.exists():
+            old = folder.parent / f".old-{folder.name}-{uuid.uuid4().hex[:6]}"
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder

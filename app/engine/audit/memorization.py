@@ -1,7 +1,7 @@
 """Memorization audit of synthetic images: nearest training images, a calibrated copy rule, a gate.
 
 For every generated image the audit finds its nearest training images under several measures
-(``app/engine/metrics/nn.py``: pixel L2, NCC, coarse-scale NCC, SSIM, feature cosine; exact,
+(``app/engine/audit/nn.py``: pixel L2, NCC, coarse-scale NCC, SSIM, feature cosine; exact,
 chunked, shift-tolerant), does the same for held-out real images (real images the model never
 saw), and flags generated images that are closer to a training image than genuinely new images
 of the same population are.
@@ -36,8 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.engine.jobs import JobContext, UserError, register
-from app.engine.metrics.nn import (
+from app.engine.audit.nn import (
     MEASURES,
     PIXEL_MEASURES,
     aligned_difference,
@@ -49,6 +48,7 @@ from app.engine.metrics.nn import (
     pixel_candidates,
     refine_pairs,
 )
+from app.engine.jobs import JobContext, UserError, register
 from app.engine.specs.evaluate import AuditSpec
 from app.engine.specs.options import DEFAULT_RULE_MEASURES, RULE_MODES, RuleMode  # noqa: F401
 
@@ -489,14 +489,21 @@ def _png_b64(path: Path) -> str:
     return base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
-def write_report(report: AuditReport, generated: np.ndarray, train: np.ndarray, out_dir: str | Path, max_pairs: int = 48, emit_image=None) -> dict:
+def write_report(report: AuditReport, generated: np.ndarray, train: np.ndarray, out_dir: str | Path, max_pairs: int = 48,
+                 emit_image=None, sizes: dict | None = None) -> dict:
     """audit.json, audit_arrays.npz, one histogram PNG per measure, one PNG per flagged pair (up
-    to ``max_pairs``) and a self-contained audit.html (images inlined). Returns the paths."""
+    to ``max_pairs``) and a self-contained audit.html (images inlined). Returns the paths. ``sizes``
+    (``metrics.sets.load_at_one_size``'s record) says at which size the sets were compared."""
     from app.engine.imaging import save_png
+    from app.engine.metrics.sets import size_sentence
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     js = report.to_json()
+    if sizes is not None:
+        js["image_size"] = sizes
+    h, w = generated.shape[-2:]
+    size_line = size_sentence(sizes) if sizes is not None else f"Compared at {h}x{w} (as given)."
     paths: dict = {"json": out / "audit.json", "arrays": out / "audit_arrays.npz", "histograms": {}, "pairs": []}
     paths["json"].write_text(json.dumps(js, indent=2))
     report.save_arrays(paths["arrays"])
@@ -533,6 +540,7 @@ def write_report(report: AuditReport, generated: np.ndarray, train: np.ndarray, 
 <p>{js['n_flagged']} of {js['counts']['generated']} generated images flagged (rate {js['memorization_rate']:.4f},
 allowed {js['max_memorization_rate']}); {js['counts']['train']} training images, {js['counts']['holdout']} held-out real images;
 rule {report.rule.mode} (margin {report.rule.margin}, z {report.rule.z}, ratio {report.rule.ratio}); feature extractor: {js['extractor']}.</p>
+<p>{size_line}</p>
 <p>Distances: smaller is closer. l2 = RMS pixel difference; ncc / ncc_coarse / ssim / cosine = 1 - similarity.</p>
 <table><tr><th>measure</th><th>generated min</th><th>generated mean</th><th>held-out min</th><th>held-out median</th><th>threshold</th></tr>{rows}</table>
 <h2>Distributions</h2>{hists}
@@ -552,7 +560,9 @@ rule {report.rule.mode} (margin {report.rule.margin}, z {report.rule.z}, ratio {
 
 
 def _resolve_sets(spec: AuditSpec, ctx: JobContext):
-    from app.engine.metrics.sets import load_set
+    """(generated, training, held-out or None, size record): every set at one size, the training set's
+    unless ``spec.size`` states one (``metrics.sets.load_at_one_size``)."""
+    from app.engine.metrics.sets import load_at_one_size, size_sentence
 
     train_ref, hold_ref = spec.train, spec.holdout
     ws = None
@@ -571,10 +581,12 @@ def _resolve_sets(spec: AuditSpec, ctx: JobContext):
                 train_ref = f"{train_ref}:train"
                 ctx.log(f"held-out images: the {split} split of {spec.train}; training images: its train split")
                 break
-    gen = load_set(spec.generated, ws, size=spec.size, what="generated images")
-    train = load_set(train_ref, ws, size=spec.size, what="training images")
-    hold = load_set(hold_ref, ws, size=spec.size, what="held-out images") if hold_ref else None
-    return gen, train, hold
+    sets, sizes = load_at_one_size(
+        {"generated": (spec.generated, "generated images"), "train": (train_ref, "training images"),
+         "holdout": (hold_ref, "held-out images")}, ws, size=spec.size, reference="train")
+    if sizes["resampled"]:
+        ctx.log(size_sentence(sizes))
+    return sets["generated"], sets["train"], sets["holdout"], sizes
 
 
 def rule_from_spec(spec: AuditSpec, has_holdout: bool) -> FlagRule | None:
@@ -604,7 +616,7 @@ def run_audit(spec: AuditSpec, ctx: JobContext) -> dict:
     from app.engine.devices import resolve_device
 
     device = str(resolve_device(spec.device))
-    gen, train, hold = _resolve_sets(spec, ctx)
+    gen, train, hold, sizes = _resolve_sets(spec, ctx)
     rule = rule_from_spec(spec, hold is not None)
     ctx.log(f"audit: {len(gen.images)} generated vs {len(train.images)} training images"
             + (f", {len(hold.images)} held-out" if hold else ", no held-out set") + f" on {device}")
@@ -621,7 +633,7 @@ def run_audit(spec: AuditSpec, ctx: JobContext) -> dict:
     seconds = time.perf_counter() - t0
     out = Path(spec.out) if spec.out else ctx.job_dir()
     paths = write_report(report, gen.images, train.images, out, max_pairs=spec.max_pairs,
-                         emit_image=lambda name, img: ctx.image(name, img, "difference"))
+                         emit_image=lambda name, img: ctx.image(name, img, "difference"), sizes=sizes)
     for p in paths["histograms"].values():
         ctx.artifact("figure", p)
     ctx.artifact("report", paths["json"])
@@ -632,7 +644,7 @@ def run_audit(spec: AuditSpec, ctx: JobContext) -> dict:
         from app.engine.imaging import make_grid
 
         ctx.image("flagged generated images", make_grid(gen.images[flagged_idx[:64]]), "grid")
-    result = report.to_json()
+    result = {**report.to_json(), "image_size": sizes}
     if spec.clean_out:
         files = write_cleaned_set(gen, report, spec.clean_out, format="npz", provenance={"source": gen.source})
         result["cleaned"] = {"path": str(spec.clean_out), "kept": int((~report.flagged).sum()), "files": [str(f) for f in files]}

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from app.engine.audit.nn import check_same_size
 from app.engine.jobs import JobContext, UserError, register
-from app.engine.metrics.nn import check_same_size
 from app.engine.specs.evaluate import EvaluateSpec
 
 
@@ -58,7 +58,9 @@ def evaluate_sets(ref: np.ndarray, rows: dict[str, np.ndarray], extractor, *, ki
 
 
 def _split_holdout(spec: EvaluateSpec, ctx: JobContext):
-    from app.engine.metrics.sets import load_set, subset
+    """(real, generated, held-out, size record): every set at one size, the real set's unless
+    ``spec.size`` states one (``metrics.sets.load_at_one_size``)."""
+    from app.engine.metrics.sets import load_at_one_size, size_sentence, subset
 
     try:
         ws = ctx.workspace
@@ -73,11 +75,13 @@ def _split_holdout(spec: EvaluateSpec, ctx: JobContext):
             if len(ds.indices(split)):
                 real_ref, hold_ref = f"{spec.real}:train", f"{spec.real}:{split}"
                 break
-    real = load_set(real_ref, ws, size=spec.size, limit=spec.limit, what="real images")
-    gen = load_set(spec.generated, ws, size=spec.size, limit=spec.limit, what="generated images")
-    if hold_ref is not None:
-        hold = load_set(hold_ref, ws, size=spec.size, limit=spec.limit, what="held-out images")
-    else:
+    sets, sizes = load_at_one_size(
+        {"real": (real_ref, "real images"), "generated": (spec.generated, "generated images"),
+         "holdout": (hold_ref, "held-out images")}, ws, size=spec.size, reference="real", limit=spec.limit)
+    real, gen, hold = sets["real"], sets["generated"], sets["holdout"]
+    if sizes["resampled"]:
+        ctx.log(size_sentence(sizes))
+    if hold is None:
         if len(real.images) < 8:
             raise UserError(f"real images {spec.real}: {len(real.images)} images cannot be split into reference and held-out halves")
         perm = np.random.default_rng(spec.seed).permutation(len(real.images))
@@ -89,7 +93,7 @@ def _split_holdout(spec: EvaluateSpec, ctx: JobContext):
         check_same_size(s.images, real.images, what, "real images")
     from app.engine.metrics.sets import align_labels
 
-    return real, align_labels(real, gen), align_labels(real, hold)
+    return real, align_labels(real, gen), align_labels(real, hold), sizes
 
 
 @register(EvaluateSpec)
@@ -101,11 +105,11 @@ def run_evaluate(spec: EvaluateSpec, ctx: JobContext) -> dict:
     from app.engine.metrics.spectra import radial_power_spectrum
 
     device = str(resolve_device(spec.device))
-    real, gen, hold = _split_holdout(spec, ctx)
-    test = _utility_test_set(spec, ctx, real, gen, hold) if spec.utility else None  # labels checked before any work
+    real, gen, hold, sizes = _split_holdout(spec, ctx)
+    test = _utility_test_set(spec, ctx, real, gen, hold, sizes) if spec.utility else None  # labels checked before any work
     model = None
     if spec.extractor == "domain":
-        from app.engine.metrics.utility import train_classifier
+        from app.engine.evaluation.utility import train_classifier
 
         if real.labels is None:
             raise UserError(f"the domain extractor trains a classifier on labelled real images; {spec.real} has no labels")
@@ -148,9 +152,10 @@ def run_evaluate(spec: EvaluateSpec, ctx: JobContext) -> dict:
         "spectrum": {"frequency": freqs.round(5).tolist(), "real_log10_power": p_real.round(4).tolist(),
                      "generated_log10_power": p_gen.round(4).tolist()},
         "sources": {"real": real.source, "generated": gen.source, "holdout": hold.source},
+        "image_size": sizes,
     }
     if test is not None:
-        from app.engine.metrics.utility import downstream_utility
+        from app.engine.evaluation.utility import downstream_utility
 
         ctx.progress(0, 1, "downstream utility")
         subgroups = _subgroup_attributes(test, ctx.log)
@@ -170,8 +175,8 @@ def run_evaluate(spec: EvaluateSpec, ctx: JobContext) -> dict:
         ctx.progress(1, 1, "downstream utility")
     out = Path(spec.out) if spec.out else ctx.job_dir()
     out.mkdir(parents=True, exist_ok=True)
+    from app.engine.evaluation.report import write_evaluation_report
     from app.engine.jobs import to_jsonable
-    from app.engine.metrics.report import write_evaluation_report
 
     result["noise_sigma"] = spec.noise_sigma
     result["per_class_counts"] = _class_counts(real, gen, hold)
@@ -215,11 +220,12 @@ def _subgroup_attributes(test, log) -> dict:
     return out
 
 
-def _utility_test_set(spec: EvaluateSpec, ctx: JobContext, real, gen, hold):
-    """The held-out real test set of the utility classifier, labels aligned to the real classes;
-    every set's labels checked up front, so a missing label fails before minutes of metrics."""
-    from app.engine.metrics.sets import align_labels, load_set
-    from app.engine.metrics.utility import check_labelled
+def _utility_test_set(spec: EvaluateSpec, ctx: JobContext, real, gen, hold, sizes: dict):
+    """The held-out real test set of the utility classifier, labels aligned to the real classes and
+    resampled to the size of the other sets (noted in ``sizes``); every set's labels checked up front,
+    so a missing label fails before minutes of metrics."""
+    from app.engine.evaluation.utility import check_labelled
+    from app.engine.metrics.sets import align_labels, load_set, resample
 
     test = hold
     if spec.utility_test:
@@ -227,7 +233,13 @@ def _utility_test_set(spec: EvaluateSpec, ctx: JobContext, real, gen, hold):
             ws = ctx.workspace
         except Exception:
             ws = None
-        test = align_labels(real, load_set(spec.utility_test, ws, size=spec.size, what="utility test images"))
+        test = load_set(spec.utility_test, ws, size=spec.size, what="utility test images")
+        sizes["names"]["utility_test"] = "utility test images"
+        if test.images.shape[2:] != real.images.shape[2:]:
+            sizes["stored"]["utility_test"] = [int(v) for v in test.images.shape[2:]]
+            sizes["resampled"].append("utility_test")
+            test = resample(test, int(sizes["size"]))
+        test = align_labels(real, test)
         check_same_size(test.images, real.images, "utility test images", "real images")
     check_labelled(real.labels, len(real.images), f"the real training images ({spec.real})")
     n_cls = int(np.max(real.labels)) + 1

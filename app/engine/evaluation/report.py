@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from app.engine.metrics.sets import size_sentence
+
 ROW_LABELS = {"generated": "generated", "real_holdout_floor": "real held-out (floor)"}
 COLOURS = {"real": (70, 120, 220), "generated": (240, 140, 40), "real_only": (70, 120, 220),
            "real_plus_synthetic": (240, 140, 40)}
@@ -276,6 +278,7 @@ td:first-child,th:first-child{{text-align:left}} th{{background:#f3f3f3}} small{
 .pair{{display:inline-block;margin:6px 18px 6px 0;font-size:13px;vertical-align:top}} table.cm td{{border:1px solid #ccc;text-align:center}}</style></head><body>
 <h1>Evaluation of generated images</h1>
 <p>{counts}.</p>
+<p>{html.escape(size_sentence(result["image_size"])) if result.get("image_size") else ""}</p>
 <p>Feature extractor of FID, KID, precision / recall and the mode-collapse clusters: <b>{html.escape(ext)}</b> (values are comparable
 only with the same extractor and similar image counts). Histogram, spectrum and MS-SSIM are computed on pixels.
 Reference rows: <i>real held-out (floor)</i> is what a perfect generator would score with this many images;

@@ -1,6 +1,6 @@
 """Exact nearest-neighbour search between image sets (pixel L2, NCC, SSIM, feature cosine), chunked.
 
-This is the search behind the privacy audit (``app/engine/privacy.py``). Every measure is reported
+This is the search behind the privacy audit (``app/engine/audit/memorization.py``). Every measure is reported
 as a *distance* (smaller = closer) so that histograms, thresholds and rules treat them alike:
 
     l2      root-mean-square pixel difference, images in [-1, 1] (0 = identical)

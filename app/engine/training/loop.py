@@ -28,9 +28,7 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +47,15 @@ from app.engine.specs.train import (  # noqa: F401 (list_presets, load_preset: r
     list_presets,
     load_preset,
     resolve_spec,
+)
+from app.engine.training.checkpoints import (
+    EMA_FILE,
+    META_FILE,
+    MODEL_FILE,
+    STATE_FILE,
+    list_checkpoint_folders,
+    read_state_dict,
+    write_checkpoint,
 )
 
 
@@ -163,14 +170,6 @@ def _seed(*keys: int) -> int:
     return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1, np.uint64)[0] >> 1)
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _resize(images: np.ndarray, size: int):
     """(N, 1, H, W) float32 -> torch (N, 1, size, size); area averaging when shrinking, bilinear otherwise."""
     import torch
@@ -190,46 +189,12 @@ def _resize(images: np.ndarray, size: int):
 
 
 # --------------------------------------------------------------------------------------------
-# Checkpoint writing (reading is app/engine/checkpoints.py)
+# Checkpoint names (writing and reading: training/checkpoints.py)
 # --------------------------------------------------------------------------------------------
-
-CKPT_MODEL, CKPT_EMA, CKPT_STATE, CKPT_SPEC, CKPT_META = (
-    "model.safetensors", "ema.safetensors", "state.pt", "spec.json", "meta.json")
 
 
 def checkpoint_name(epoch: int, step: int, mid_epoch: bool) -> str:
     return f"epoch-{epoch:04d}-step-{step:08d}" if mid_epoch else f"epoch-{epoch:04d}"
-
-
-def write_checkpoint(folder: Path, *, net, ema_net, state: dict, spec: TrainSpec, meta: dict) -> Path:
-    """Write a checkpoint folder atomically: everything into a temporary sibling, then one rename."""
-    import torch
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".tmp-{folder.name}-{uuid.uuid4().hex[:6]}"
-    tmp.mkdir()
-    try:
-        tensors = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
-        save_file(tensors, str(tmp / CKPT_MODEL), metadata={"format": "radsynth-unet"})
-        ema_tensors = {k: v.detach().to("cpu").contiguous() for k, v in ema_net.state_dict().items()}
-        save_file(ema_tensors, str(tmp / CKPT_EMA), metadata={"format": "radsynth-unet-ema"})
-        torch.save(state, tmp / CKPT_STATE)
-        (tmp / CKPT_SPEC).write_text(spec.to_json())
-        meta = dict(meta, model_sha256=_sha256_file(tmp / CKPT_MODEL), ema_sha256=_sha256_file(tmp / CKPT_EMA))
-        (tmp / CKPT_META).write_text(json.dumps(meta, indent=2))
-        old = None
-        if folder.exists():
-            old = folder.parent / f".old-{folder.name}-{uuid.uuid4().hex[:6]}"
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder
 
 
 # --------------------------------------------------------------------------------------------
@@ -584,8 +549,6 @@ class Trainer:
     def _latest_checkpoint_path(self) -> Path | None:
         if self.run_dir is None:
             return None
-        from app.engine.checkpoints import list_checkpoint_folders
-
         folders = list_checkpoint_folders(self.run_dir)
         return folders[-1] if folders else None
 
@@ -649,21 +612,19 @@ class Trainer:
     def _restore(self, net, ema, opt, sched, scaler, gen, pos: _Position) -> None:
         import torch
 
-        from app.engine.checkpoints import list_checkpoint_folders, read_state_dict
-
         folders = list_checkpoint_folders(self.run_dir)
         if not folders:
             raise UserError(f"run {self.run_id!r} has no checkpoint to resume from in {self.run_dir / 'checkpoints'}")
         folder = folders[-1]
-        net.load_state_dict(read_state_dict(folder / CKPT_MODEL))
-        ema.net.load_state_dict(read_state_dict(folder / CKPT_EMA))
+        net.load_state_dict(read_state_dict(folder / MODEL_FILE))
+        ema.net.load_state_dict(read_state_dict(folder / EMA_FILE))
         try:
-            state = torch.load(folder / CKPT_STATE, map_location="cpu", weights_only=True)
+            state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
         except FileNotFoundError:
-            raise UserError(f"checkpoint file {folder / CKPT_STATE} is missing: cannot resume exactly") from None
+            raise UserError(f"checkpoint file {folder / STATE_FILE} is missing: cannot resume exactly") from None
         except Exception as exc:
-            raise UserError(f"checkpoint file {folder / CKPT_STATE} is unreadable ({exc})") from None
-        meta = json.loads((folder / CKPT_META).read_text())
+            raise UserError(f"checkpoint file {folder / STATE_FILE} is unreadable ({exc})") from None
+        meta = json.loads((folder / META_FILE).read_text())
         if meta.get("data_hash") != self.data_hash:
             self.log(f"the dataset {self.spec.dataset!r} changed since checkpoint {folder.name} was written "
                      "(its content hash differs)", "warning")

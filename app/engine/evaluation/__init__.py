@@ -1,0 +1,1 @@
+"""Evaluation of a generated set against real images: the evaluate job (job.py), its HTML report (report.py), the downstream classifier (utility.py). Pure metric functions are in app.engine.metrics."""
