@@ -22,6 +22,17 @@ Endpoints (all behind the bearer token, see app/server/auth.py):
                                         (oldest first; checkpoint paths are server paths a spec may name)
     GET  /api/artifacts?path=P          download a job output or dataset cache (a folder: its listing); never
                                         the registry, uploads or studies (see DOWNLOAD_AREAS)
+    GET  /api/reading/{study}/cases[?reader=R]
+                                        a reader's cases in their order, with their own answers so far: case ids,
+                                        mode, time limit; never the truth or the provenance
+    GET  /api/reading/{study}/cases/{case_id}/image[?reader=R]
+                                        the blinded uint8 pixels (K, S, S) of one case, as a .npy file
+    POST /api/reading/{study}/answers[?reader=R]
+                                        body {"case_id", "answer", "confidence", "plausibility", "comment",
+                                        "seconds", "over_time"}: recorded as ReadingSession.record records it
+
+A reader token (app/server/tokens.py) reaches only the three reading routes of its own study, as its own
+reader (``reader`` is then implied; another one is refused); an admin token names the reader.
 """
 
 from __future__ import annotations
@@ -41,10 +52,11 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import ValidationError
 
 from app.engine import jobs as J
-from app.server.auth import TokenGate
+from app.server.auth import TokenGate, principal_of
 from app.server.jobqueue import FINAL, JobQueue
 from app.server.paths import DataRoots, PathRefused, SpecConfiner
 from app.server.quota import WorkspaceQuota, folder_bytes
+from app.server.tokens import TokenRegistry, store_path
 from app.server.uploads import UnsafeArchive, UploadTooLarge, extract_archive, save_stream
 
 UPLOAD_PATH = "/api/datasets/upload"
@@ -267,6 +279,166 @@ def _module_present(name: str) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------
+# reading a study over the network
+# ----------------------------------------------------------------------------------------------
+
+#: the fields of a posted answer (those of ReadingSession.record, plus the case id)
+ANSWER_FIELDS = ("case_id", "answer", "confidence", "plausibility", "comment", "seconds", "over_time")
+MAX_COMMENT = 10_000
+
+
+class ReadingAccess:
+    """The reading routes' work: one ReadingSession per (study, reader), kept while the blinded file is
+    unchanged (at most SESSIONS of them), so answers are recorded exactly as the local reading view
+    records them. The truth (``study_cases.truth``, ``origin``) is never read here."""
+
+    SESSIONS = 8
+
+    def __init__(self, workspace):
+        import threading
+
+        self.ws = workspace
+        self._lock = threading.Lock()
+        self._sessions: dict[tuple[str, str], tuple[int, object]] = {}
+
+    def _scope(self, principal, study: str, reader: str | None):
+        """(study record, reader id), or the refusal."""
+        from app.engine.store import check_name
+        from app.engine.study import ensure_tables, get_study
+
+        admin = principal is None or principal.is_admin
+        if not admin:
+            if reader is not None and reader != principal.reader:
+                return _error(403, f"reader: this token reads as reader {principal.reader!r}, not {reader!r}",
+                              ["reader"])
+            reader = principal.reader
+        elif not reader:
+            return _error(422, "reader: an admin token names the reader (?reader=READER)", ["reader"])
+        try:
+            check_name(reader, "reader id")
+        except J.UserError as exc:
+            return _error(422, str(exc), ["reader"])
+        ensure_tables(self.ws)
+        try:
+            st = get_study(self.ws, study)
+        except J.UserError as exc:  # a reader is not told which other studies exist
+            return _error(404, str(exc) if admin else f"study {study!r} is not on this server", ["study"])
+        if not admin and st.id != principal.study:
+            return _error(403, f"study: this token reads study {principal.study_name!r} only", ["study"])
+        return st, reader
+
+    def _session(self, st, reader: str):
+        from app.engine.study import ReadingSession
+
+        try:
+            stamp = st.blinded_path.stat().st_mtime_ns
+        except OSError:
+            stamp = -1
+        key = (st.id, reader)
+        cached = self._sessions.get(key)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        session = ReadingSession(self.ws, st.id, reader)
+        self._sessions.pop(key, None)
+        while len(self._sessions) >= self.SESSIONS:
+            self._sessions.pop(next(iter(self._sessions)))
+        self._sessions[key] = (stamp, session)
+        return session
+
+    def _open(self, principal, study: str, reader: str | None):
+        scoped = self._scope(principal, study, reader)
+        if isinstance(scoped, JSONResponse):
+            return scoped
+        st, reader = scoped
+        try:
+            return st, self._session(st, reader)
+        except J.UserError as exc:
+            return _error(409, f"study {st.name!r} cannot be read here: {exc}", ["study"])
+
+    def cases(self, principal, study: str, reader: str | None):
+        with self._lock:
+            opened = self._open(principal, study, reader)
+            if isinstance(opened, JSONResponse):
+                return opened
+            st, s = opened
+            rows = self.ws.query(
+                "SELECT case_id, answer, confidence, plausibility, comment, seconds, over_time FROM study_answers"
+                " WHERE study_id = ? AND reader_id = ?", (st.id, s.reader_id))
+        answers = {r["case_id"]: {k: r[k] for k in ANSWER_FIELDS[1:]} for r in rows}
+        for a in answers.values():
+            a["over_time"] = bool(a["over_time"])
+        first = next((i for i, c in enumerate(s.order) if c not in answers), None)
+        return {"study": st.name, "study_id": st.id, "mode": s.mode.value, "time_limit_s": s.time_limit_s,
+                "reader": s.reader_id, "n_cases": len(s.order), "n_answered": sum(c in answers for c in s.order),
+                "first_unanswered": first,
+                "cases": [{"index": i, "case_id": c, "answer": answers.get(c)} for i, c in enumerate(s.order)]}
+
+    def image(self, principal, study: str, case_id: str, reader: str | None):
+        import io
+
+        import numpy as np
+        from fastapi.responses import Response
+
+        with self._lock:
+            opened = self._open(principal, study, reader)
+            if isinstance(opened, JSONResponse):
+                return opened
+            _st, s = opened
+            if case_id not in s.order:
+                return _error(404, f"case_id: no case {case_id!r} in this reader's order", ["case_id"])
+            pixels = np.ascontiguousarray(s.image(s.order.index(case_id)))
+        buf = io.BytesIO()
+        np.save(buf, pixels, allow_pickle=False)
+        return Response(buf.getvalue(), media_type="application/x-npy",
+                        headers={"X-RadSynth-Shape": ",".join(map(str, pixels.shape))})
+
+    def answer(self, principal, study: str, reader: str | None, data):
+        if not isinstance(data, dict):
+            return _error(422, f"an answer is a JSON object with the fields {', '.join(ANSWER_FIELDS)}", [])
+        unknown = sorted(set(data) - set(ANSWER_FIELDS))
+        if unknown:
+            return _error(422, f"{unknown[0]}: unknown field of an answer (fields: {', '.join(ANSWER_FIELDS)})",
+                          [unknown[0]])
+        case_id = data.get("case_id")
+        if not isinstance(case_id, str) or not case_id:
+            return _error(422, "case_id: an answer names its case (a case id from the cases listing)", ["case_id"])
+        for name in ("confidence", "plausibility"):
+            v = data.get(name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+                return _error(422, f"{name}: expected a whole number 1-5, got {v!r}", [name])
+        if data.get("answer") is not None and not isinstance(data["answer"], str):
+            return _error(422, f"answer: expected text, got {data['answer']!r}", ["answer"])
+        comment = data.get("comment")
+        if comment is not None and (not isinstance(comment, str) or len(comment) > MAX_COMMENT):
+            return _error(422, f"comment: expected text of at most {MAX_COMMENT} characters", ["comment"])
+        seconds = data.get("seconds", 0.0)
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < 1e7:
+            return _error(422, f"seconds: expected the viewing time in seconds (0 or more), got {seconds!r}",
+                          ["seconds"])
+        over_time = data.get("over_time", False)
+        if not isinstance(over_time, bool):
+            return _error(422, f"over_time: expected true or false, got {over_time!r}", ["over_time"])
+        with self._lock:
+            opened = self._open(principal, study, reader)
+            if isinstance(opened, JSONResponse):
+                return opened
+            _st, s = opened
+            if case_id not in s.order:
+                return _error(404, f"case_id: no case {case_id!r} in this reader's order", ["case_id"])
+            try:
+                row = s.record(s.order.index(case_id), answer=data.get("answer"), confidence=data.get("confidence"),
+                               plausibility=data.get("plausibility"), comment=comment, seconds=float(seconds),
+                               over_time=over_time)
+            except J.UserError as exc:
+                name = str(exc).split(" ", 1)[0]
+                return _error(422, str(exc), [name if name in ANSWER_FIELDS else "answer"])
+            answered = s.n_answered
+        row = {k: row.get(k) for k in ANSWER_FIELDS}
+        row["over_time"] = bool(row["over_time"])
+        return {**row, "reader": s.reader_id, "n_answered": answered, "n_cases": len(s.order)}
+
+
+# ----------------------------------------------------------------------------------------------
 # the application
 # ----------------------------------------------------------------------------------------------
 
@@ -284,6 +456,9 @@ def create_app(config: ServerConfig) -> FastAPI:
     quota = WorkspaceQuota(workspace.root, config.max_workspace_bytes)
     max_extract = config.max_extract_bytes or 4 * config.max_upload_bytes
     token_file = config.token_file.resolve() if config.token_file else None
+    registry = TokenRegistry(config.token, config.token_file)
+    secret_files = {token_file, store_path(token_file)} if token_file else set()
+    reading = ReadingAccess(workspace)
 
     resources = {"gpus": 0}
 
@@ -512,7 +687,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     @app.get("/api/runs")
     async def runs():
         def collect() -> list[dict]:
-            from app.engine.checkpoints import list_checkpoints
+            from app.engine.training.checkpoints import list_checkpoints
 
             out = []
             for r in workspace.runs():
@@ -534,7 +709,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         if ".." in raw.parts:
             return _error(403, f"path {path!r}: '..' is not allowed", ["path"])
         p = (raw if raw.is_absolute() else workspace.root / raw).resolve()
-        if not p.is_relative_to(workspace.root) or (token_file is not None and p == token_file):
+        if not p.is_relative_to(workspace.root) or p in secret_files:
             return _error(403, f"path {path!r} is outside the server's workspace", ["path"])
         refused = _not_downloadable(p, workspace.root)
         if refused:
@@ -545,6 +720,23 @@ def create_app(config: ServerConfig) -> FastAPI:
         if not p.is_file():
             return _error(404, f"no file {path!r} in the server's workspace", ["path"])
         return FileResponse(p, filename=p.name)
+
+    # -- reading: a reader token's only routes ------------------------------------------------------
+
+    @app.get("/api/reading/{study}/cases")
+    async def reading_cases(request: Request, study: str, reader: str | None = None):
+        return await asyncio.to_thread(reading.cases, principal_of(request.scope), study, reader)
+
+    @app.get("/api/reading/{study}/cases/{case_id}/image")
+    async def reading_image(request: Request, study: str, case_id: str, reader: str | None = None):
+        return await asyncio.to_thread(reading.image, principal_of(request.scope), study, case_id, reader)
+
+    @app.post("/api/reading/{study}/answers")
+    async def reading_answer(request: Request, study: str, reader: str | None = None):
+        data = await read_json(request)
+        if isinstance(data, JSONResponse):
+            return data
+        return await asyncio.to_thread(reading.answer, principal_of(request.scope), study, reader, data)
 
     @app.websocket("/api/jobs/{job_id}/events")
     async def events(ws: WebSocket, job_id: str, after: int = 0):
@@ -607,7 +799,7 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     # the gate goes last so that it is the outermost layer: authentication before anything else
     app.add_middleware(BodyLimit, default_limit=config.max_body_bytes, limits={UPLOAD_PATH: config.max_upload_bytes})
-    app.add_middleware(TokenGate, token=config.token)
+    app.add_middleware(TokenGate, registry=registry)
     return app
 
 

@@ -4,11 +4,14 @@
                    [--token-file FILE] [--show-token] [--tls-cert PEM --tls-key PEM] [--insecure]
                    [--max-concurrent 1] [--max-upload-mb 2048] [--max-body-kb 1024]
                    [--max-extract-mb 8192] [--max-upload-files 20000] [--max-workspace-gb 1024]
+    radsynth serve token new [--reader READER --study STUDY] | list | revoke ID   [--token-file FILE]
 
 It binds 127.0.0.1 by default: from a laptop, reach it through an SSH tunnel
 (``ssh -L 8765:127.0.0.1:8765 gpu-box``). Binding another address needs TLS (``--tls-cert`` and
 ``--tls-key``) or ``--insecure``, which prints a warning: the token would travel in clear text.
 The bearer token is created on first start in a file only the owner can read, and printed then.
+More tokens (admin, or reader tokens for one reader of one study) are issued, listed and revoked with
+``radsynth serve token new|list|revoke`` (app/server/tokens.py); the running server sees the change at once.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ EXIT_OK, EXIT_USAGE = 0, 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="radsynth serve", description="Run the engine as a service for a remote GPU box.")
+    p = argparse.ArgumentParser(prog="radsynth serve", description="Run the engine as a service for a remote GPU box.",
+                                epilog="Tokens: 'radsynth serve token new [--reader R --study S] | list | revoke ID' "
+                                       "issues, lists and revokes tokens; the running server sees it at once.")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: use an SSH tunnel)")
     p.add_argument("--port", type=int, default=8765, help="port (0 picks a free one and prints it)")
     p.add_argument("--workspace", type=Path, help="server workspace (default: $RADSYNTH_WORKSPACE or the user data dir)")
@@ -77,9 +82,14 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["token"]:  # radsynth serve token new|list|revoke
+        from app.server.tokens import main as token_main
+
+        return token_main(argv[1:])
     ns_parser = build_parser()
     try:
-        ns = ns_parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        ns = ns_parser.parse_args(argv)
     except SystemExit as exc:
         return EXIT_OK if exc.code == 0 else EXIT_USAGE
 
@@ -107,12 +117,14 @@ def main(argv: list[str] | None = None) -> int:
     from app.engine import jobs as J
     from app.engine.store import Workspace
     from app.server.auth import default_token_file, load_or_create_token
+    from app.server.tokens import TokenStoreError, read_store, store_path
 
     token_file = (ns.token_file or default_token_file()).expanduser()
     try:
         token, created = load_or_create_token(token_file)
+        read_store(store_path(token_file))  # a store others can read is refused now, not at the first request
         workspace = Workspace.open(ns.workspace)
-    except (OSError, ValueError, J.UserError) as exc:
+    except (OSError, ValueError, J.UserError, TokenStoreError) as exc:
         print(f"radsynth serve: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

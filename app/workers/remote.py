@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -240,6 +240,33 @@ class RemoteClient:
         except httpx.TransportError as exc:
             raise RemoteError(f"cannot reach the server at {self.url}: {exc}") from exc
         return dest
+
+    # -- reading a study (what a reader token may do; an admin token names the reader) --------------
+
+    def reading_cases(self, study: str, reader: str | None = None) -> dict:
+        """A reader's cases in their order: ``mode``, ``time_limit_s``, ``n_cases``, ``n_answered``,
+        ``first_unanswered`` and ``cases`` (``index``, ``case_id``, the reader's ``answer`` or None)."""
+        return self._request("GET", f"/api/reading/{quote(study, safe='')}/cases",
+                             params={"reader": reader} if reader else None).json()
+
+    def reading_image(self, study: str, case_id: str, reader: str | None = None):
+        """The blinded uint8 pixels (K, S, S) of one case (K = 2 in a 2afc study)."""
+        import io
+
+        import numpy as np
+
+        resp = self._request("GET", f"/api/reading/{quote(study, safe='')}/cases/{quote(case_id, safe='')}/image",
+                             params={"reader": reader} if reader else None)
+        return np.load(io.BytesIO(resp.content), allow_pickle=False)
+
+    def post_answer(self, study: str, case_id: str, *, answer: str | None = None, confidence: int | None = None,
+                    plausibility: int | None = None, comment: str | None = None, seconds: float = 0.0,
+                    over_time: bool = False, reader: str | None = None) -> dict:
+        """Record (or overwrite) the reader's answer to one case, as ReadingSession.record does locally."""
+        body = {"case_id": case_id, "answer": answer, "confidence": confidence, "plausibility": plausibility,
+                "comment": comment, "seconds": float(seconds), "over_time": bool(over_time)}
+        return self._request("POST", f"/api/reading/{quote(study, safe='')}/answers",
+                             params={"reader": reader} if reader else None, json=body).json()
 
     def events(self, job_id: str, after: int = 0, timeout: float | None = None) -> Iterator[tuple[int, J.Event]]:
         """(seq, event) of a job from ``after`` on, following it live until its terminal event."""
