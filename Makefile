@@ -1,11 +1,13 @@
 # Two commands on a fresh machine:
 #   make run    set everything up and open the app on the built-in demo workspace
 #   make test   set everything up and run the whole test suite headless
+#   make package        build dist/RadSynthReader-<version>-linux-x86_64.tar.gz (packaging/README.md)
+#   make package-check  build it, unpack it into an empty folder and do a whole reading with it
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_WORKSPACE ?= $(HOME)/.local/share/RadSynth Studio/demo-workspace
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test bench package package-check clean
 
 setup:
 	@bash scripts/setup.sh
@@ -15,6 +17,12 @@ run: setup
 
 test: setup
 	QT_QPA_PLATFORM=offscreen RADSYNTH_THREADS=2 $(PY) -m pytest -q -p no:cacheprovider
+
+package: setup
+	@bash packaging/build.sh
+
+package-check: package
+	$(PY) packaging/reader/check.py dist/RadSynthReader-$$($(PY) -c "import tomllib; print(tomllib.load(open('pyproject.toml', 'rb'))['project']['version'])")-linux-x86_64.tar.gz
 
 bench: setup
 	$(PY) -m pip install -q -e ".[bench]"
