@@ -1,8 +1,8 @@
 # Two commands on a fresh machine:
 #   make run    set everything up and open the app on the built-in demo workspace
 #   make test   set everything up and run the whole test suite headless
-#   make package        build dist/RadSynthReader-<version>-linux-x86_64.tar.gz (packaging/README.md)
-#   make package-check  build it, unpack it into an empty folder and do a whole reading with it
+#   make package        build dist/RadSynth{Reader,Studio}-<version>-linux-x86_64.tar.gz (packaging/README.md)
+#   make package-check  build them, unpack each into an empty folder and run it without the project's Python
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_WORKSPACE ?= $(HOME)/.local/share/RadSynth Studio/demo-workspace
@@ -21,8 +21,10 @@ test: setup
 package: setup
 	@bash packaging/build.sh
 
+VERSION = $(shell python3 -c "import tomllib; print(tomllib.load(open('pyproject.toml', 'rb'))['project']['version'])")
+
 package-check: package
-	$(PY) packaging/reader/check.py dist/RadSynthReader-$$($(PY) -c "import tomllib; print(tomllib.load(open('pyproject.toml', 'rb'))['project']['version'])")-linux-x86_64.tar.gz
+	$(PY) packaging/reader/check.py dist/RadSynthReader-$(VERSION)-linux-x86_64.tar.gz dist/RadSynthStudio-$(VERSION)-linux-x86_64.tar.gz
 
 bench: setup
 	$(PY) -m pip install -q -e ".[bench]"

@@ -1,6 +1,9 @@
-"""make package-check: the RadSynth Reader bundle, unpacked into an empty folder, does a whole reading.
+"""make package-check: the bundles, each unpacked into an empty folder, run without the project's Python.
 
-    .venv/bin/python packaging/reader/check.py dist/RadSynthReader-<version>-linux-x86_64.tar.gz
+    .venv/bin/python packaging/reader/check.py dist/RadSynthReader-<version>-linux-x86_64.tar.gz \
+        [dist/RadSynthStudio-<version>-linux-x86_64.tar.gz]
+
+The Reader does a whole reading:
 
 1. unpack the tarball into an empty folder; ``--version`` and ``--selftest`` under QT_QPA_PLATFORM=offscreen
    with a clean environment (no project .venv, no PYTHONPATH, PATH of the system only);
@@ -8,6 +11,10 @@
 3. the bundle opens the package and answers three cases from a script (``--keys``), and is killed (SIGKILL)
    once it has said so; reopened, it finds the three answers (``--status``) and exports them;
 4. the Studio imports the answers file and its statistics count three answers of ``dr-check``.
+
+The Studio (when given): ``--version`` and ``--selftest`` (Qt plugins, the main window offscreen, a demo dataset
+job and the torch self-test job) and a job from its command line (``radsynth-studio cli demo ...``), in the same
+clean environment.
 
 Prints the figures packaging/README.md quotes (sizes, time to the first window) and exits 0 when every step
 passed. Each step's failure is one line naming the step.
@@ -46,21 +53,50 @@ def last_json(text: str) -> dict:
     return json.loads(text.strip().splitlines()[-1])
 
 
+def unpack(tarball: Path, into: Path) -> Path:
+    with tarfile.open(tarball) as tf:
+        tf.extractall(into, filter="data")
+    bundle = next(into.iterdir())
+    unpacked_mb = sum(f.stat().st_size for f in bundle.rglob("*") if f.is_file() and not f.is_symlink()) / 2**20
+    print(f"bundle {tarball.name}: {tarball.stat().st_size / 2**20:.0f} MB packed, {unpacked_mb:.0f} MB unpacked")
+    return bundle
+
+
+def check_studio(tarball: Path) -> None:
+    with tempfile.TemporaryDirectory(prefix="studio-check-") as tmp:
+        tmp = Path(tmp)
+        (tmp / "home").mkdir()
+        env = clean_env(tmp / "home")
+        exe = unpack(tarball, tmp / "unpacked") / "radsynth-studio"
+        r = run([str(exe), "--version"], env)
+        if r.returncode != 0 or "RadSynth Studio" not in r.stdout:
+            fail("studio --version", r.stderr[-500:] or r.stdout)
+        t0 = time.perf_counter()
+        r = run([str(exe), "--selftest"], env, timeout=600)
+        print(r.stdout.strip())
+        if r.returncode != 0:
+            fail("studio --selftest", r.stderr[-1500:])
+        print(f"ok  studio selftest (start, Qt, the main window offscreen, two jobs) in {time.perf_counter() - t0:.1f} s")
+        r = run([str(exe), "cli", "demo", "--n", "16", "--size", "32", "--workspace", str(tmp / "ws"), "--json", "-q"],
+                env, timeout=600)
+        if r.returncode != 0 or last_json(r.stdout).get("kept") != 16:
+            fail("studio cli demo", r.stdout[-500:] + r.stderr[-800:])
+        print("ok  the bundle's command line ran a job (radsynth-studio cli demo)")
+
+
 def main() -> int:
-    if len(sys.argv) != 2:
+    if len(sys.argv) not in (2, 3):
         sys.exit(__doc__)
     tarball = Path(sys.argv[1]).resolve()
+    if len(sys.argv) == 3:
+        check_studio(Path(sys.argv[2]).resolve())
     with tempfile.TemporaryDirectory(prefix="reader-check-") as tmp:
         tmp = Path(tmp)
         home = tmp / "home"
         home.mkdir()
         env = clean_env(home)
-        with tarfile.open(tarball) as tf:
-            tf.extractall(tmp / "unpacked", filter="data")
-        bundle = next((tmp / "unpacked").iterdir())
+        bundle = unpack(tarball, tmp / "unpacked")
         exe = bundle / "radsynth-reader"
-        unpacked_mb = sum(f.stat().st_size for f in bundle.rglob("*") if f.is_file() and not f.is_symlink()) / 2**20
-        print(f"bundle {tarball.name}: {tarball.stat().st_size / 2**20:.0f} MB packed, {unpacked_mb:.0f} MB unpacked")
 
         r = run([str(exe), "--version"], env)
         if r.returncode != 0 or "RadSynth Reader" not in r.stdout:
