@@ -24,7 +24,7 @@ package: setup
 VERSION = $(shell python3 -c "import tomllib; print(tomllib.load(open('pyproject.toml', 'rb'))['project']['version'])")
 
 package-check: package
-	$(PY) packaging/reader/check.py dist/RadSynthReader-$(VERSION)-linux-x86_64.tar.gz dist/RadSynthStudio-$(VERSION)-linux-x86_64.tar.gz
+	$(PY) packaging/check.py dist/RadSynthReader-$(VERSION)-linux-x86_64.tar.gz dist/RadSynthStudio-$(VERSION)-linux-x86_64.tar.gz
 
 bench: setup
 	$(PY) -m pip install -q -e ".[bench]"

@@ -1,6 +1,6 @@
 """make package-check: the bundles, each unpacked into an empty folder, run without the project's Python.
 
-    .venv/bin/python packaging/reader/check.py dist/RadSynthReader-<version>-linux-x86_64.tar.gz \
+    .venv/bin/python packaging/check.py dist/RadSynthReader-<version>-linux-x86_64.tar.gz \
         [dist/RadSynthStudio-<version>-linux-x86_64.tar.gz]
 
 The Reader does a whole reading:
@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 STUDIO = [sys.executable, "-m", "app.cli"]
 
 
