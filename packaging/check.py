@@ -1,7 +1,7 @@
 """make package-check: the bundles, each unpacked into an empty folder, run without the project's Python.
 
-    .venv/bin/python packaging/check.py dist/RadSynthReader-<version>-linux-x86_64.tar.gz \
-        [dist/RadSynthStudio-<version>-linux-x86_64.tar.gz]
+    .venv/bin/python packaging/check.py READER.tar.gz [STUDIO.tar.gz]
+    (dist/RadSynthReader-<version>-linux-x86_64.tar.gz, dist/RadSynthStudio-<version>-linux-x86_64.tar.gz)
 
 The Reader does a whole reading:
 
