@@ -68,7 +68,7 @@ def build_parser(verb: str, spec_cls) -> argparse.ArgumentParser:
         if f.shape == "bool":
             kw["action"] = argparse.BooleanOptionalAction
         elif f.shape == "list":
-            kw["nargs"] = "+"
+            kw["nargs"] = "*"  # an empty list too (e.g. --attention-resolutions with none); the spec checks lengths
             if f.choices:
                 kw["choices"] = [str(c) for c in f.choices]
                 kw["metavar"] = "{" + "|".join(map(str, f.choices)) + "}"

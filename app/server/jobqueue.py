@@ -257,9 +257,26 @@ class JobQueue:
                 self._save_state(job)
                 try:
                     self.workspace.record_job_end(job.id, "interrupted", message=INTERRUPTED)
+                    self._stop_run_of(job)
                 except Exception:  # a registry that cannot be written: the job's own files still say it
                     pass
         return sorted(requeue, key=lambda j: j.created)
+
+    def _stop_run_of(self, job: ServerJob) -> None:
+        """A training job that was running: its run is "stopped" (resumable from its last checkpoint with
+        ``{"kind": "train", "resume": RUN}``), not left "running". The run is the one the job resumed, or the one
+        its checkpoint artifacts were written into (``runs/<id>/checkpoints/...``)."""
+        if getattr(job.spec, "kind", "") != "train":
+            return
+        run_id = getattr(job.spec, "resume", None)
+        for art in job.artifacts:
+            parts = Path(art.get("path", "")).parts
+            if "runs" in parts and parts.index("runs") + 1 < len(parts):
+                run_id = parts[parts.index("runs") + 1]
+        if not run_id:
+            return
+        if self.workspace.run(run_id).state == "running":
+            self.workspace.update_run(run_id, state="stopped", meta={"error": INTERRUPTED})
 
     @staticmethod
     def _read_lines(job: ServerJob) -> list[str]:

@@ -63,3 +63,27 @@ def test_a_full_disk_fails_the_job_with_a_clear_message_and_keeps_what_was_saved
     assert not list((again.root / "datasets").glob(".staging-*"))  # the failed ingest's files are gone
     failed = again.query("SELECT state, message FROM jobs WHERE state = 'failed'")
     assert len(failed) == 1 and "disk is full" in failed[0]["message"]
+
+
+def test_training_that_fills_the_disk_says_so_keeps_its_last_good_checkpoint_and_resumes(small_disk):
+    """A 12 MiB disk holds the dataset and a few checkpoints of a small net; the next one does not fit."""
+    from app.engine.jobs import parse_spec
+    from app.engine.training.checkpoints import list_checkpoint_folders, load_checkpoint
+
+    ws = Workspace.open(small_disk / "ws")
+    assert isinstance(run_collect(parse_spec({"kind": "demo", "n_images": 16, "size": 32, "slices_per_patient": 2}),
+                                  workspace=ws)[-1], Done)
+    train = {"kind": "train", "dataset": "demo-phantoms", "base_channels": 16, "channel_mults": [1, 2],
+             "num_res_blocks": 1, "attention_resolutions": [], "epochs": 40, "batch_size": 8, "preview_every": 0,
+             "val_every": 0, "checkpoint_every": 1}
+    end = run_collect(parse_spec(train), workspace=ws)[-1]
+    assert isinstance(end, Failed)
+    run = ws.runs()[-1]
+    kept = list_checkpoint_folders(ws.root / run.path)
+    assert kept, "at least one checkpoint fitted"
+    assert end.message.startswith("the disk is full (no space left on device) while writing checkpoint")
+    assert f"the last good checkpoint, {kept[-1].name}, is kept" in end.message.lower()
+    assert f"radsynth train --resume {run.id}" in end.message and "Traceback" not in end.message
+    # the kept checkpoint is whole, and nothing half-written was left behind
+    load_checkpoint(str(kept[-1]), workspace=ws)
+    assert not [p for p in (ws.root / run.path).rglob(".tmp-*")]

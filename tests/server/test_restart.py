@@ -100,3 +100,44 @@ def test_a_graceful_stop_keeps_queued_jobs_queued_for_the_next_start(server_dirs
             assert wait_state(c, cancelled, ("done", "failed", "cancelled"))["state"] == "cancelled"
     finally:
         second.stop()
+
+
+def test_a_training_run_interrupted_by_kill_9_is_stopped_not_running_and_resumes_from_the_api(server_dirs, tmp_path):
+    _, data_root, _ = server_dirs
+    ws, token_file = tmp_path / "ws", tmp_path / "token"
+    first = LiveServer(ws, token_file, data_root, log_dir=tmp_path).start()
+    train = {"kind": "train", "dataset": "demo-phantoms", "base_channels": 8, "channel_mults": [1, 2],
+             "num_res_blocks": 1, "attention_resolutions": [], "epochs": 200, "batch_size": 8, "preview_every": 0,
+             "val_every": 0, "checkpoint_every": 1}
+    try:
+        with RemoteClient(first.url, first.token) as c:
+            demo = c.submit({"kind": "demo", "n_images": 16, "size": 32, "slices_per_patient": 2})
+            assert wait_state(c, demo, ("done", "failed"))["state"] == "done"
+            job = c.submit(train)
+            checkpoints = 0
+            for _, ev in c.events(job):
+                if isinstance(ev, J.Artifact) and ev.kind == "checkpoint":
+                    checkpoints += 1
+                    if checkpoints == 2:
+                        break
+        first.proc.kill()
+        first.proc.wait(20)
+    finally:
+        first.stop()
+
+    from app.engine.store import Workspace
+
+    run = Workspace.open(ws).runs()[-1]
+    assert run.state == "running"  # what the killed process left
+    second = LiveServer(ws, token_file, data_root, log_dir=tmp_path).start()
+    try:
+        with RemoteClient(second.url, second.token) as c:
+            assert c.job(job)["state"] == "interrupted"
+            assert Workspace.open(ws).run(run.id).state == "stopped"  # resumable, not "running"
+            resumed = c.submit({"kind": "train", "resume": run.id, "epochs": 4})
+            end = wait_state(c, resumed, ("done", "failed", "cancelled"), timeout=240)
+            assert end["state"] == "done", end
+            assert end["result"]["run"] == run.id and end["result"]["epochs"] == 4  # on from its last checkpoint
+    finally:
+        second.stop()
+    assert Workspace.open(ws).run(run.id).state == "done"

@@ -13,6 +13,7 @@ Weights are read with safetensors only (no pickle); ``state.pt`` is only ever lo
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -231,7 +232,36 @@ def write_checkpoint(folder: Path, *, net, ema_net, state: dict, spec, meta: dic
         os.replace(tmp, folder)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+    except BaseException as exc:
+        # looked at before the partial files are removed (which frees the space again): a write that failed on
+        # a full disk becomes ENOSPC naming the folder, whatever torch or safetensors called it
+        full = isinstance(exc, Exception) and _disk_full(exc, tmp)
         shutil.rmtree(tmp, ignore_errors=True)
+        if full:
+            raise OSError(errno.ENOSPC, "No space left on device", str(folder)) from exc
         raise
     return folder
+
+
+#: how torch's and safetensors' writers say that a write failed (a full disk, most often)
+_WRITE_FAILED = ("PytorchStreamWriter failed writing", "inline_container.cc", "file write failed",
+                 "No space left on device", "errno = 28")
+
+
+def _disk_full(exc: BaseException, folder: Path) -> bool:
+    """Whether a failed checkpoint write ran out of disk: ENOSPC in the exception chain, or a writer's "write
+    failed" with less free space left on the folder's disk than the checkpoint had written so far."""
+    seen: list[BaseException] = []
+    e: BaseException | None = exc
+    while e is not None and e not in seen:
+        seen.append(e)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+            return True
+        e = e.__cause__ or e.__context__
+    if not any(any(w in str(x) for w in _WRITE_FAILED) for x in seen):
+        return False
+    try:
+        written = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        return shutil.disk_usage(folder).free <= max(written, 1 << 20)
+    except OSError:
+        return True

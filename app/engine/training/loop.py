@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import hashlib
 import json
 import math
@@ -588,8 +589,21 @@ class Trainer:
         }
         if o["scaler"] is not None:
             state["scaler"] = o["scaler"].state_dict()
-        folder = write_checkpoint(self.run_dir / "checkpoints" / name, net=o["net"], ema_net=o["ema"].net,
-                                  state=state, spec=self.spec, meta=self._meta(pos, loss))
+        try:
+            folder = write_checkpoint(self.run_dir / "checkpoints" / name, net=o["net"], ema_net=o["ema"].net,
+                                      state=state, spec=self.spec, meta=self._meta(pos, loss))
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+                raise
+            kept = f"the last good checkpoint, {self.last_checkpoint.name}, is kept" if self.last_checkpoint else \
+                "no checkpoint of this run was written yet"
+            try:  # resumable; on a disk too full for the registry's few bytes the row says "running" still
+                self.ws.update_run(self.run_id, state="stopped", meta={"error": "the disk is full"})
+            except Exception:
+                pass
+            raise UserError(f"the disk is full (no space left on device) while writing checkpoint {name} of run "
+                            f"{self.run_id}. {kept[0].upper()}{kept[1:]}: free some space and continue with "
+                            f"radsynth train --resume {self.run_id}") from None
         self.last_checkpoint = folder
         if name not in self.checkpoints:
             self.checkpoints.append(name)
