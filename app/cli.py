@@ -297,7 +297,40 @@ def _ws_from(argv: list[str], prog: str):
     return Workspace.open(ns.workspace), ns.json
 
 
+def _delete(argv: list[str], what: str) -> int:
+    """``radsynth datasets|runs delete NAME``: remove one from the workspace (a dataset a run trains on now, or a
+    run still training, is refused)."""
+    p = argparse.ArgumentParser(prog=f"radsynth {what} delete")
+    p.add_argument("name", help="dataset name" if what == "datasets" else "run id")
+    p.add_argument("--workspace", type=Path)
+    p.add_argument("--json", action="store_true")
+    ns = p.parse_args(argv)
+    from app.engine.errors import UserError
+    from app.engine.store import Workspace
+
+    ws = Workspace.open(ns.workspace)
+    try:
+        if what == "datasets":
+            busy = [r.id for r in ws.runs() if r.state == "running" and r.dataset == ns.name]
+            if busy:
+                raise UserError(f"dataset {ns.name!r} is being trained on by run {busy[0]}: stop it first")
+            if not ws.has_dataset(ns.name):
+                raise UserError(f"no dataset {ns.name!r} in workspace {ws.root}")
+            ws.delete_dataset(ns.name)
+        else:
+            ws.delete_run(ns.name)
+    except UserError as exc:
+        print(f"radsynth {what} delete: {exc}", file=sys.stderr)
+        if ns.json:
+            print(json.dumps({"error": str(exc), "exit_code": EXIT_FAILED}))
+        return EXIT_FAILED
+    print(json.dumps({"deleted": ns.name}) if ns.json else f"deleted {ns.name}")
+    return EXIT_OK
+
+
 def list_datasets(argv: list[str]) -> int:
+    if argv[:1] == ["delete"]:
+        return _delete(argv[1:], "datasets")
     ws, as_json = _ws_from(argv, "datasets")
     rows = [
         {"name": d.name, "images": d.n_images, "size": [d.height, d.width], "classes": d.classes, "source": d.source}
@@ -312,6 +345,8 @@ def list_datasets(argv: list[str]) -> int:
 
 
 def list_runs(argv: list[str]) -> int:
+    if argv[:1] == ["delete"]:
+        return _delete(argv[1:], "runs")
     ws, as_json = _ws_from(argv, "runs")
     rows = [{"id": r.id, "kind": r.kind, "dataset": r.dataset, "state": r.state, "meta": r.meta} for r in ws.runs()]
     if as_json:

@@ -84,3 +84,23 @@ def test_workspace_flag_selects_the_workspace(tmp_path, capsys):
     ws = tmp_path / "elsewhere"
     assert main(["selftest", "--steps", "1", "--workspace", str(ws), "--json"]) == 0
     assert (ws / "radsynth.sqlite").exists()
+
+
+def test_datasets_and_runs_are_deleted_from_the_command_line_but_not_a_run_that_trains(tmp_path, capsys):
+    from app.engine.store import Workspace
+
+    ws = tmp_path / "ws"
+    assert main(["demo", "--n", "16", "--size", "32", "--workspace", str(ws), "--json", "-q"]) == 0
+    w = Workspace.open(ws)
+    w.create_run("ddpm", {"kind": "train"}, dataset="demo-phantoms", run_id="run-a")  # "running"
+    capsys.readouterr()
+    assert main(["datasets", "delete", "demo-phantoms", "--workspace", str(ws)]) == 1  # run-a trains on it
+    assert "being trained on by run run-a" in capsys.readouterr().err
+    assert main(["runs", "delete", "run-a", "--workspace", str(ws)]) == 1
+    assert "stop it first" in capsys.readouterr().err
+    w.update_run("run-a", state="stopped")
+    assert main(["runs", "delete", "run-a", "--workspace", str(ws), "--json"]) == 0
+    assert main(["datasets", "delete", "demo-phantoms", "--workspace", str(ws), "--json"]) == 0
+    assert not w.datasets() and not w.runs() and not (ws / "runs" / "run-a").exists()
+    assert main(["datasets", "delete", "demo-phantoms", "--workspace", str(ws)]) == 1
+    assert "no dataset 'demo-phantoms'" in capsys.readouterr().err

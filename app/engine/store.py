@@ -370,6 +370,15 @@ class Workspace:
         shutil.rmtree(rec.path, ignore_errors=True)
 
     # -- runs --------------------------------------------------------------------------
+    def delete_run(self, run_id: str) -> None:
+        """Remove a run: its row and its folder (checkpoints, curves). A run still training is refused."""
+        rec = self.run(run_id)
+        if rec.state == "running":
+            raise UserError(f"run {run_id} is training (state 'running'): stop it first, then delete it")
+        with self.transaction() as con:
+            con.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        shutil.rmtree(rec.path, ignore_errors=True)
+
     def create_run(self, kind: str, spec: dict, dataset: str | None = None, run_id: str | None = None) -> RunRecord:
         run_id = run_id or f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
         check_name(run_id, "run id")

@@ -41,6 +41,7 @@ import asyncio
 import contextlib
 import importlib.util
 import json
+import os
 import shutil
 import sys
 import uuid
@@ -81,6 +82,7 @@ class ServerConfig:
     max_body_bytes: int = 1 << 20
     max_extract_bytes: int | None = None  # default: 4x the upload limit
     max_upload_files: int = 20_000
+    max_dataset_files: int = 500_000  # files one ingest may read (a large DICOM archive has ~100,000)
     max_workspace_bytes: int = 1 << 40  # 1 TiB: half of a 2 TB GPU box's disk
     token_file: Path | None = None
 
@@ -187,7 +189,29 @@ def check_resources(spec: J.Spec, gpus: int) -> JSONResponse | None:
     return _error(422, f"num_gpus: {asked} asked for, but this server has {have}", ["num_gpus"])
 
 
-def validate_spec(data, confiner: SpecConfiner, gpus: int | None = None) -> J.Spec | JSONResponse:
+def too_many_files(spec, limit: int | None) -> JSONResponse | None:
+    """422 when an ingest's source folder holds more than ``limit`` files; the walk stops at limit + 1."""
+    if limit is None or getattr(spec, "kind", "") != "ingest" or not Path(spec.source).is_dir():
+        return None
+    n, stack = 0, [Path(spec.source)]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for e in entries:
+            if e.is_dir(follow_symlinks=False):
+                stack.append(Path(e.path))
+            elif e.is_file():
+                n += 1
+                if n > limit:
+                    return _error(422, f"source: {spec.source} holds more than {limit} files, the most one dataset "
+                                  "may have on this server (radsynth serve --max-dataset-files)", ["source"])
+    return None
+
+
+def validate_spec(data, confiner: SpecConfiner, gpus: int | None = None,
+                  max_dataset_files: int | None = None) -> J.Spec | JSONResponse:
     """A spec from request JSON with every path confined, or a 422 response whose ``detail`` names the bad
     field(s): checked at submit, before anything runs. ``gpus``: the server's GPU count (None: not checked)."""
     if not isinstance(data, dict):
@@ -213,7 +237,8 @@ def validate_spec(data, confiner: SpecConfiner, gpus: int | None = None) -> J.Sp
         refused = check_resources(spec, gpus)
         if refused is not None:
             return refused
-    return spec
+    refused = too_many_files(spec, max_dataset_files)
+    return spec if refused is None else refused
 
 
 def gpu_count() -> int:
@@ -565,7 +590,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         reply = {"name": name, "path": str(dest), "bytes": size, "files": len(files), "job_id": None}
         if ingest:
             spec = validate_spec({"kind": "ingest", "source": str(dest), "name": name, **extra}, confiner,
-                                 resources["gpus"])
+                                 resources["gpus"], config.max_dataset_files)
             if isinstance(spec, JSONResponse):
                 return spec
             reply["job_id"] = jobs.submit(spec).id
@@ -576,7 +601,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         data = await read_json(request)
         if isinstance(data, JSONResponse):
             return data
-        spec = validate_spec(data, confiner, resources["gpus"])
+        spec = validate_spec(data, confiner, resources["gpus"], config.max_dataset_files)
         if isinstance(spec, JSONResponse):
             return spec
         if await asyncio.to_thread(quota.left) <= 0:
@@ -645,6 +670,22 @@ def create_app(config: ServerConfig) -> FastAPI:
         await asyncio.to_thread(workspace.delete_dataset, name)
         quota.add(-freed)
         return {"name": name, "deleted": True, "bytes": freed}
+
+    @app.delete("/api/runs/{run_id}")
+    async def delete_run(run_id: str):
+        try:
+            rec = workspace.run(run_id)
+        except J.UserError:
+            return _error(404, f"no run {run_id!r} in the server's workspace", ["run_id"])
+        busy = in_use(lambda v: v == run_id or (p := Path(v)) == rec.path or p.is_relative_to(rec.path))
+        if busy is not None:
+            return busy
+        if rec.state == "running":
+            return _error(409, f"run {run_id} is training: stop its job first, then delete it")
+        freed = await asyncio.to_thread(folder_bytes, rec.path)
+        await asyncio.to_thread(workspace.delete_run, run_id)
+        quota.add(-freed)
+        return {"id": run_id, "deleted": True, "bytes": freed}
 
     @app.delete("/api/uploads/{name}")
     async def delete_upload(name: str):

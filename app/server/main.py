@@ -3,7 +3,8 @@
     radsynth serve [--host 127.0.0.1] [--port 8765] [--workspace DIR] [--data-root DIR ...]
                    [--token-file FILE] [--show-token] [--tls-cert PEM --tls-key PEM] [--insecure]
                    [--max-concurrent 1] [--max-upload-mb 2048] [--max-body-kb 1024]
-                   [--max-extract-mb 8192] [--max-upload-files 20000] [--max-workspace-gb 1024]
+                   [--max-extract-mb 8192] [--max-upload-files 20000] [--max-dataset-files 500000]
+                   [--max-workspace-gb 1024]
     radsynth serve token new [--reader READER --study STUDY] | list | revoke ID   [--token-file FILE]
 
 It binds 127.0.0.1 by default: from a laptop, reach it through an SSH tunnel
@@ -50,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                         f"expands {MAX_EXPANSION_RATIO}x or more is refused as a zip bomb whatever its size")
     p.add_argument("--max-upload-files", type=int, default=20_000,
                    help="most files one upload may hold (default 20000)")
+    p.add_argument("--max-dataset-files", type=int, default=500_000,
+                   help="most files one dataset (an ingest's source folder) may hold (default 500000)")
     p.add_argument("--max-workspace-gb", type=float, default=1024,
                    help="quota of the whole workspace in GiB: uploads and new jobs are refused past it (default 1024)")
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
@@ -140,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
                           max_concurrent=ns.max_concurrent, max_upload_bytes=int(ns.max_upload_mb * 2**20),
                           max_body_bytes=int(ns.max_body_kb * 2**10), token_file=token_file,
                           max_extract_bytes=int(ns.max_extract_mb * 2**20) if ns.max_extract_mb else None,
-                          max_upload_files=ns.max_upload_files, max_workspace_bytes=int(ns.max_workspace_gb * 2**30))
+                          max_upload_files=ns.max_upload_files, max_workspace_bytes=int(ns.max_workspace_gb * 2**30),
+                          max_dataset_files=ns.max_dataset_files)
     app = create_app(config)
 
     sock = listening_socket(ns.host, ns.port)

@@ -198,6 +198,10 @@ class RemoteClient:
         """Delete a registered dataset on the server (409 while a queued or running job names it)."""
         return self._request("DELETE", f"/api/datasets/{name}").json()
 
+    def delete_run(self, run_id: str) -> dict:
+        """Delete a training run (its checkpoints) on the server (409 while it trains or a job uses it)."""
+        return self._request("DELETE", f"/api/runs/{run_id}").json()
+
     def delete_upload(self, name: str) -> dict:
         """Delete an uploaded folder on the server (409 while a queued or running job reads it)."""
         return self._request("DELETE", f"/api/uploads/{name}").json()

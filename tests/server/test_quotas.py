@@ -156,3 +156,53 @@ def test_the_file_listing_stops_at_its_cap_whatever_an_upload_holds(box):
         files = c.datasets()["files"]["uploads"]
     assert len(files) == LISTING_CAP
     assert files[0]["path"] == "on-disk" and files[1]["path"] == "on-disk/d0"  # in path order, from the top
+
+
+def test_runs_training_or_used_by_a_job_are_not_deleted_and_others_are(box):
+    from app.engine.store import Workspace
+
+    ws = Workspace.open(box.workspace)
+    ws.create_run("ddpm", {"kind": "train"}, run_id="run-training")  # a run's row says "running" while it trains
+    ws.create_run("ddpm", {"kind": "train"}, run_id="run-done")
+    ws.update_run("run-done", state="done")
+    with RemoteClient(box.url, box.token) as c:
+        with pytest.raises(RemoteError) as exc:
+            c.delete_run("run-training")
+        assert exc.value.status == 409 and "is training" in str(exc.value)
+        blocker = c.submit({"kind": "selftest", "steps": 100000, "size": 8, "delay": 0.01})
+        user = c.submit({"kind": "sample", "run": "run-done", "n_images": 1})  # queued behind the blocker
+        wait_state(c, blocker, ("running",))
+        with pytest.raises(RemoteError) as exc:
+            c.delete_run("run-done")
+        assert exc.value.status == 409 and user in str(exc.value)
+        c.cancel(user)
+        c.cancel(blocker)
+        wait_state(c, blocker, ("cancelled",))
+        wait_state(c, user, ("cancelled",))
+        assert c.delete_run("run-done")["deleted"]
+        assert not (box.workspace / "runs" / "run-done").exists()
+        with pytest.raises(RemoteError) as exc:
+            c.delete_run("run-done")
+        assert exc.value.status == 404
+
+
+def test_an_ingest_of_more_files_than_a_dataset_may_hold_is_refused_at_submit(tmp_path):
+    data = tmp_path / "data"
+    (data / "big").mkdir(parents=True)
+    (data / "small").mkdir()
+    for i in range(6):
+        (data / "big" / f"f{i}.png").write_bytes(b"x")
+    for i in range(2):
+        (data / "small" / f"f{i}.png").write_bytes(b"x")
+    srv = LiveServer(tmp_path / "ws", tmp_path / "token", data, log_dir=tmp_path,
+                     extra=["--max-dataset-files", "4"]).start()
+    try:
+        with RemoteClient(srv.url, srv.token) as c:
+            with pytest.raises(RemoteError) as exc:
+                c.submit({"kind": "ingest", "source": "big"})
+            assert exc.value.status == 422 and exc.value.detail[0]["loc"] == ["source"]
+            assert "more than 4 files" in str(exc.value)
+            job = c.submit({"kind": "ingest", "source": "small", "size": 16})
+            assert job  # accepted (what the two tiny files hold is the job's business)
+    finally:
+        srv.stop()
