@@ -234,3 +234,12 @@ def test_comparison_grid_without_a_reference_keeps_every_result_filling_its_view
         (x0, x1), (y0, y1) = v.vb.viewRange()
         # the locked aspect widens one axis; the other fits the 230 x 180 image
         assert min((x1 - x0) / 230, (y1 - y0) / 180) < 1.05, (v.objectName(), v.vb.viewRange())
+
+
+def test_the_jobs_dock_names_a_job_without_workspace_paths():
+    from app.views.widgets.jobs_dock import job_summary
+
+    ckpt = "/home/me/RadSynth/workspace/runs/ddpm-20261204-1dd6/checkpoints/epoch-0003"
+    assert job_summary("sample", {"sampler": "ddim", "run": ckpt}) == "sample: ddim · ddpm-20261204-1dd6 epoch-0003"
+    assert job_summary("sample", {"sampler": "ddim", "run": "ddpm-1"}) == "sample: ddim · ddpm-1"
+    assert job_summary("ingest", {"source": "/data/scans/brain"}) == "ingest: brain"

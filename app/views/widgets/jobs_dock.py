@@ -46,15 +46,23 @@ def format_eta(seconds: float | None) -> str:
     return f"{seconds // 3600} h {(seconds % 3600) // 60:02d} min"
 
 
+def _short(value: str) -> str:
+    """A path as a person names it: a checkpoint folder by its run and checkpoint, any other path by its name."""
+    parts = Path(value).parts
+    if "runs" in parts and "checkpoints" in parts and parts.index("checkpoints") == parts.index("runs") + 2:
+        i = parts.index("runs")
+        return " ".join(parts[i + 1:i + 2] + parts[i + 3:i + 4])
+    return Path(value).name if "/" in value or "\\" in value else value
+
+
 def job_summary(kind: str, spec: dict) -> str:
-    """A short human description of a job from its spec."""
+    """A short human description of a job from its spec (paths shortened: no workspace path in the dock)."""
     bits = []
     # a preset before the process: the spec as submitted holds the process default that the preset replaces
     for key in ("name", "dataset", "preset", "process", "sampler", "run", "checkpoint", "source", "method"):
         v = spec.get(key)
         if v:
-            s = str(v)
-            bits.append(Path(s).name if key in ("source", "checkpoint") else s)
+            bits.append(_short(str(v)))
         if len(bits) >= 2:
             break
     return f"{kind}: {' · '.join(bits)}" if bits else kind
@@ -273,6 +281,11 @@ class JobsWidget(QWidget):
         if total > 0:
             bar.setRange(0, total)
             bar.setValue(min(step, total))
+            if label:  # elided to the bar's width (a long stage name wrapped and was cut), whole in the tooltip
+                fm = bar.fontMetrics()
+                room = max(20, bar.width() - fm.horizontalAdvance(" 100%") - 12)
+                bar.setToolTip(label)
+                label = fm.elidedText(label, Qt.ElideRight, room)
             bar.setFormat(f"{label + ' ' if label else ''}%p%")
         else:
             bar.setRange(0, 0)
