@@ -18,19 +18,12 @@ def selftest() -> int:
     import os
 
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtCore import QLibraryInfo
-
     from app import __version__
     from app.engine import jobs as J
     from app.engine.specs import spec_class
-    from app.views.app import create_application
+    from app.views.app import create_application, platform_plugins_present
 
-    ok = True
-    plugins = Path(QLibraryInfo.path(QLibraryInfo.LibraryPath.PluginsPath)) / "platforms"
-    for need in ("libqoffscreen.so", "libqxcb.so"):
-        found = (plugins / need).is_file()
-        ok &= found
-        print(f"{'ok' if found else 'MISSING'}  Qt platform plugin {need} ({plugins})")
+    ok = platform_plugins_present()
     app = create_application(["RadSynth Studio"])
     from app.views.main_window import MainWindow
 

@@ -86,21 +86,15 @@ def selftest() -> int:
     """Qt plugins present, a reading view opens offscreen, an answer is saved and read back. 0 when all pass."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     import numpy as np
-    from PySide6.QtCore import QLibraryInfo
     from PySide6.QtWidgets import QApplication
 
     from app import __version__
     from app.engine.store import Workspace
     from app.engine.study import ReadingSession
     from app.engine.study.presentation import write_blinded
+    from app.views.app import platform_plugins_present
 
-    ok = True
-    plugins = Path(QLibraryInfo.path(QLibraryInfo.LibraryPath.PluginsPath)) / "platforms"
-    have = sorted(p.name for p in plugins.glob("*.so")) if plugins.is_dir() else []
-    for need in ("libqoffscreen.so", "libqxcb.so"):
-        found = need in have
-        ok &= found
-        print(f"{'ok' if found else 'MISSING'}  Qt platform plugin {need} ({plugins})")
+    ok = platform_plugins_present()
     app = QApplication.instance() or QApplication([APP_NAME])
     from app.views.reader_window import ReaderWindow
 

@@ -645,6 +645,13 @@ def create_app(config: ServerConfig) -> FastAPI:
                 return _error(409, f"job {job.id} ({job.kind}, {job.state}) uses it: cancel it or wait for its end")
         return None
 
+    async def removed(folder: Path, delete) -> int:
+        """Bytes of ``folder``, then ``delete()`` (off the event loop); the quota is given them back."""
+        freed = await asyncio.to_thread(folder_bytes, folder)
+        await asyncio.to_thread(delete)
+        quota.add(-freed)
+        return freed
+
     @app.delete("/api/jobs/{job_id}")
     async def delete_job(job_id: str):
         job = get_job(job_id)
@@ -666,9 +673,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         busy = in_use(lambda v: split_ref(v)[0] == name or Path(v) == rec.path or Path(v).is_relative_to(rec.path))
         if busy is not None:
             return busy
-        freed = await asyncio.to_thread(folder_bytes, rec.path)
-        await asyncio.to_thread(workspace.delete_dataset, name)
-        quota.add(-freed)
+        freed = await removed(rec.path, lambda: workspace.delete_dataset(name))
         return {"name": name, "deleted": True, "bytes": freed}
 
     @app.delete("/api/runs/{run_id}")
@@ -682,9 +687,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             return busy
         if rec.state == "running":
             return _error(409, f"run {run_id} is training: stop its job first, then delete it")
-        freed = await asyncio.to_thread(folder_bytes, rec.path)
-        await asyncio.to_thread(workspace.delete_run, run_id)
-        quota.add(-freed)
+        freed = await removed(rec.path, lambda: workspace.delete_run(run_id))
         return {"id": run_id, "deleted": True, "bytes": freed}
 
     @app.delete("/api/uploads/{name}")
@@ -701,9 +704,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         busy = in_use(lambda v: (p := Path(v)).is_absolute() and (p == folder or p.is_relative_to(folder)))
         if busy is not None:
             return busy
-        freed = await asyncio.to_thread(folder_bytes, folder)
-        await asyncio.to_thread(shutil.rmtree, folder)
-        quota.add(-freed)
+        freed = await removed(folder, lambda: shutil.rmtree(folder))
         return {"name": name, "deleted": True, "bytes": freed}
 
     @app.post("/api/jobs/{job_id}/cancel")

@@ -22,6 +22,20 @@ def app_icon():
     return icon
 
 
+def platform_plugins_present(needed=("libqoffscreen.so", "libqxcb.so")) -> bool:
+    """Print whether Qt's platform plugins are where Qt looks for them (the selftests of the Studio and the
+    Reader, frozen or not); True when all are."""
+    from PySide6.QtCore import QLibraryInfo
+
+    folder = Path(QLibraryInfo.path(QLibraryInfo.LibraryPath.PluginsPath)) / "platforms"
+    ok = True
+    for name in needed:
+        found = (folder / name).is_file()
+        ok &= found
+        print(f"{'ok' if found else 'MISSING'}  Qt platform plugin {name} ({folder})")
+    return ok
+
+
 def create_application(argv: list[str] | None = None):
     from PySide6.QtWidgets import QApplication
 

@@ -34,8 +34,8 @@ from PySide6.QtWidgets import (
 from app.views.import_wizard import ImportWizard, field_named, spec_class_or_reason, summary_rows  # noqa: F401
 from app.views.widgets.image_view import ImageView
 from app.views.widgets.plots import BarChart
-from app.views.widgets.thumbnails import ThumbnailGrid
 from app.views.widgets.set_picker import dataset_label
+from app.views.widgets.thumbnails import ThumbnailGrid
 from app.workers.manager import run_in_thread
 
 MAX_THUMBS = 96

@@ -190,13 +190,6 @@ def describe(spec_cls) -> tuple[FieldDesc, ...]:
     return tuple(out)
 
 
-def field(spec_cls, name: str) -> FieldDesc:
-    for f in describe(spec_cls):
-        if f.name == name:
-            return f
-    raise KeyError(f"{spec_cls.__name__} has no field {name!r}")
-
-
 def role_fields(spec_cls) -> tuple[FieldDesc, ...]:
     """The fields that carry a path role (what the server confines)."""
     return tuple(f for f in describe(spec_cls) if f.role is not None)

@@ -141,6 +141,3 @@ class GoalRule(StrEnum):
     point = "point"  # the point estimate is below the threshold
     upper_ci = "upper_ci"  # the upper end of the 95 % Wilson interval is below the threshold
 
-
-# -- devices ------------------------------------------------------------------------------------
-DEVICE_HELP = "auto | cpu | cuda | cuda:N | mps"

@@ -131,11 +131,7 @@ NewDatasetName = Annotated[str, PathRole("name", refs=("dataset",)), AfterValida
 NewStudyName = Annotated[str, PathRole("name", refs=("study",)), AfterValidator(_new_name("study name", False))]
 
 
-def labels_role() -> PathRole:
-    return PathRole("input", "file", prefix="csv:")
-
-
-LabelsSpec = Annotated[str, labels_role(), AfterValidator(_local_path("csv:"))]
+LabelsSpec = Annotated[str, PathRole("input", "file", prefix="csv:"), AfterValidator(_local_path("csv:"))]
 
 
 # -- reading roles back from a field -----------------------------------------------------------

@@ -31,8 +31,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.engine.metrics.sets import load_set, size_sentence
 from app.engine.audit.memorization import FlagRule, flag, load_report, pair_figure, write_cleaned_set
+from app.engine.metrics.sets import load_set, size_sentence
 from app.engine.specs.evaluate import AuditSpec
 from app.views.job_controller import JobController, build_spec
 from app.views.widgets.distance_histogram import DistanceHistogram

@@ -17,7 +17,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-
 #: shown after the name of a generated (synthetic) dataset in every list that offers datasets
 SYNTHETIC_BADGE = "⚗ synthetic"
 _REF = Qt.UserRole + 1
