@@ -297,11 +297,57 @@ def _ws_from(argv: list[str], prog: str):
     return Workspace.open(ns.workspace), ns.json
 
 
+def _fail(prog: str, exc, as_json: bool) -> int:
+    print(f"radsynth {prog}: {exc}", file=sys.stderr)
+    if as_json:
+        print(json.dumps({"error": str(exc), "exit_code": EXIT_FAILED}))
+    return EXIT_FAILED
+
+
 def _delete(argv: list[str], what: str) -> int:
     """``radsynth datasets|runs delete NAME``: remove one from the workspace (a dataset a run trains on now, or a
-    run still training, is refused)."""
+    run still training, is refused). A dataset that others depend on (runs trained on it, synthetic sets of those
+    runs, studies) is deleted only with ``--yes``, after they are named."""
     p = argparse.ArgumentParser(prog=f"radsynth {what} delete")
     p.add_argument("name", help="dataset name" if what == "datasets" else "run id")
+    p.add_argument("--workspace", type=Path)
+    p.add_argument("--json", action="store_true")
+    if what == "datasets":
+        p.add_argument("--yes", action="store_true", help="delete even though runs, synthetic sets or studies depend on it")
+    ns = p.parse_args(argv)
+    from app.engine.errors import UserError
+    from app.engine.store import Workspace
+
+    ws = Workspace.open(ns.workspace)
+    dependents: list[str] = []
+    try:
+        if what == "datasets":
+            busy = [r.id for r in ws.runs() if r.state == "running" and r.dataset == ns.name]
+            if busy:
+                raise UserError(f"dataset {ns.name!r} is being trained on by run {busy[0]}: stop it first")
+            if not ws.has_dataset(ns.name):
+                raise UserError(f"no dataset {ns.name!r} in workspace {ws.root}")
+            dependents = ws.dataset_dependents(ns.name)
+            if dependents and not ns.yes:
+                raise UserError(f"dataset {ns.name!r} is used by: " + "; ".join(dependents)
+                                + ". They keep what they made but can no longer read it; pass --yes to delete it anyway")
+            ws.delete_dataset(ns.name)
+        else:
+            ws.delete_run(ns.name)
+    except UserError as exc:
+        return _fail(f"{what} delete", exc, ns.json)
+    if ns.json:
+        print(json.dumps({"deleted": ns.name, "dependents": dependents}))
+    else:
+        print(f"deleted {ns.name}" + (f" (it was used by: {'; '.join(dependents)})" if dependents else ""))
+    return EXIT_OK
+
+
+def _rename(argv: list[str]) -> int:
+    """``radsynth datasets rename OLD NEW``: the runs trained on it follow the new name."""
+    p = argparse.ArgumentParser(prog="radsynth datasets rename")
+    p.add_argument("name", help="dataset name")
+    p.add_argument("new_name", help="its new name")
     p.add_argument("--workspace", type=Path)
     p.add_argument("--json", action="store_true")
     ns = p.parse_args(argv)
@@ -310,37 +356,81 @@ def _delete(argv: list[str], what: str) -> int:
 
     ws = Workspace.open(ns.workspace)
     try:
-        if what == "datasets":
-            busy = [r.id for r in ws.runs() if r.state == "running" and r.dataset == ns.name]
-            if busy:
-                raise UserError(f"dataset {ns.name!r} is being trained on by run {busy[0]}: stop it first")
-            if not ws.has_dataset(ns.name):
-                raise UserError(f"no dataset {ns.name!r} in workspace {ws.root}")
-            ws.delete_dataset(ns.name)
-        else:
-            ws.delete_run(ns.name)
+        ws.rename_dataset(ns.name, ns.new_name)
     except UserError as exc:
-        print(f"radsynth {what} delete: {exc}", file=sys.stderr)
-        if ns.json:
-            print(json.dumps({"error": str(exc), "exit_code": EXIT_FAILED}))
-        return EXIT_FAILED
-    print(json.dumps({"deleted": ns.name}) if ns.json else f"deleted {ns.name}")
+        return _fail("datasets rename", exc, ns.json)
+    print(json.dumps({"renamed": ns.name, "name": ns.new_name}) if ns.json else f"renamed {ns.name} to {ns.new_name}")
     return EXIT_OK
 
 
+def _classes(argv: list[str]) -> int:
+    """``radsynth datasets classes NAME [NEW_NAME ...]``: list a dataset's classes, or name them in index order
+    (``0=normal 1=pneumonia`` names some by index)."""
+    p = argparse.ArgumentParser(prog="radsynth datasets classes")
+    p.add_argument("name", help="dataset name")
+    p.add_argument("names", nargs="*", help="new class names in index order, or INDEX=NAME pairs")
+    p.add_argument("--workspace", type=Path)
+    p.add_argument("--json", action="store_true")
+    ns = p.parse_args(argv)
+    from app.engine.errors import UserError
+    from app.engine.store import Workspace
+
+    ws = Workspace.open(ns.workspace)
+    try:
+        rec = ws.dataset(ns.name)
+        if ns.names:
+            rec = ws.set_class_names(ns.name, _class_names_from(ns.names, rec.classes))
+    except UserError as exc:
+        return _fail("datasets classes", exc, ns.json)
+    counts = rec.meta.get("class_counts") or {}
+    if ns.json:
+        print(json.dumps({"name": rec.name, "classes": rec.classes}))
+    else:
+        for i, c in enumerate(rec.classes):
+            print(f"{i:3d}  {c}" + (f"  ({counts[c]} images)" if c in counts else ""))
+        if not rec.classes:
+            print(f"{rec.name} has no classes (unlabelled)")
+    return EXIT_OK
+
+
+def _class_names_from(given: list[str], current: list[str]) -> list[str]:
+    """New names from the command line: all of them in order, or INDEX=NAME pairs over the current names."""
+    from app.engine.errors import UserError
+
+    if not any("=" in g for g in given):
+        return list(given)
+    names = list(current)
+    for g in given:
+        key, sep, value = g.partition("=")
+        if not sep or not key.strip().isdigit():
+            raise UserError(f"{g!r} is not INDEX=NAME (mix no plain names with INDEX=NAME pairs)")
+        k = int(key)
+        if k >= len(names):
+            raise UserError(f"class index {k} does not exist: the dataset has {len(names)} classes (0..{len(names) - 1})")
+        names[k] = value
+    return names
+
+
+DATASET_COMMANDS = {"delete": lambda argv: _delete(argv, "datasets"), "rename": _rename, "classes": _classes}
+
+
 def list_datasets(argv: list[str]) -> int:
-    if argv[:1] == ["delete"]:
-        return _delete(argv[1:], "datasets")
+    """``radsynth datasets [--json]`` lists them; ``radsynth datasets delete|rename|classes ...``."""
+    if argv[:1] and argv[0] in DATASET_COMMANDS:
+        return DATASET_COMMANDS[argv[0]](argv[1:])
     ws, as_json = _ws_from(argv, "datasets")
     rows = [
-        {"name": d.name, "images": d.n_images, "size": [d.height, d.width], "classes": d.classes, "source": d.source}
+        {"name": d.name, "images": d.n_images, "size": [d.height, d.width], "classes": d.classes, "source": d.source,
+         "splits": d.meta.get("splits") or {}, "modalities": d.meta.get("modalities") or {}, "synthetic": d.synthetic}
         for d in ws.datasets()
     ]
     if as_json:
         print(json.dumps(rows))
     else:
         for r in rows:
-            print(f"{r['name']:24s} {r['images']:6d} images {r['size'][0]}x{r['size'][1]}  classes={r['classes']}")
+            splits = " ".join(f"{k} {v}" for k, v in r["splits"].items())
+            print(f"{r['name']:24s} {r['images']:6d} images {r['size'][0]}x{r['size'][1]}  classes={r['classes']}"
+                  + (f"  splits: {splits}" if splits else "") + ("  [synthetic]" if r["synthetic"] else ""))
     return EXIT_OK
 
 

@@ -11,6 +11,13 @@ File ``cache.h5`` holds:
     source    str (N,), source file path as given at ingest
     frame     int32 (N,), frame / slice index within the source file (0 for 2-D files)
     modality  str (N,), "MR", "CT", "CR", "DX", "OT" ...
+    value_range float32 (N, 2): the values of the source's units that -1 and +1 stand for (the image's linear
+              normalisation, ``preprocess.value_range``); NaN when not known (generated, complex)
+    unit      str (N,), "HU" for CT images read in Hounsfield units (DICOM CT after its modality LUT,
+              NPZ volume_hu), "" otherwise: with value_range the Datasets panel shows HU
+    generated str (N,), the JSON provenance of an image RadSynth generated and exported as synthetic,
+              "" for a real image (an import of an exported set keeps its marking)
+              (caches written before these three lack them: no units, no per-image provenance)
     attributes/<name>  str (N,), optional: coarse subgroup attributes (sex, age_group, manufacturer,
               body_part, modality, CSV / NPZ attributes), "unknown" where missing; never names, ids
               or dates (see ``attributes.py``). Caches written before attributes simply lack the group.
@@ -56,15 +63,19 @@ class CacheWriter:
         f.create_dataset("labels", shape=(0,), maxshape=(None,), dtype="int64", chunks=(4096,))
         f.create_dataset("split", shape=(0,), maxshape=(None,), dtype="uint8", chunks=(4096,))
         f.create_dataset("frame", shape=(0,), maxshape=(None,), dtype="int32", chunks=(4096,))
-        for name in ("group", "source", "modality"):
+        for name in ("group", "source", "modality", "unit", "generated"):
             f.create_dataset(name, shape=(0,), maxshape=(None,), dtype=_STR, chunks=(4096,))
+        f.create_dataset("value_range", shape=(0, 2), maxshape=(None, 2), dtype="float32", chunks=(4096, 2))
         f.attrs["class_names"] = json.dumps(list(class_names))
         f.attrs["format_version"] = FORMAT_VERSION
         f.attrs["created"] = time.time()
         for k, v in (attrs or {}).items():
             f.attrs[k] = v if isinstance(v, (int, float, str)) else json.dumps(v)
 
-    def append(self, images: np.ndarray, labels, groups, sources, frames, modalities) -> None:
+    def append(self, images: np.ndarray, labels, groups, sources, frames, modalities, value_ranges=None,
+               units="", generated="") -> None:
+        """``value_ranges`` (k, 2) or None (not known), ``units`` and ``generated`` (JSON or "") one per
+        image or one for all: see the module docstring."""
         images = np.asarray(images, dtype=np.float32)
         if images.ndim == 2:
             images = images[None, None]
@@ -83,7 +94,8 @@ class CacheWriter:
             return list(v) if isinstance(v, (list, tuple, np.ndarray)) else [v] * k
 
         f = self.f
-        for name in ("images", "labels", "split", "frame", "group", "source", "modality"):
+        for name in ("images", "labels", "split", "frame", "group", "source", "modality", "value_range", "unit",
+                     "generated"):
             f[name].resize((self.n + k,) + f[name].shape[1:])
         f["images"][self.n : self.n + k] = np.clip(images, -1, 1)
         f["labels"][self.n : self.n + k] = np.asarray(as_list(labels), dtype=np.int64)
@@ -92,6 +104,10 @@ class CacheWriter:
         f["group"][self.n : self.n + k] = [str(x) for x in as_list(groups)]
         f["source"][self.n : self.n + k] = [str(x) for x in as_list(sources)]
         f["modality"][self.n : self.n + k] = [str(x) for x in as_list(modalities)]
+        vr = np.full((k, 2), np.nan, np.float32) if value_ranges is None else np.asarray(value_ranges, np.float32)
+        f["value_range"][self.n : self.n + k] = vr.reshape(k, 2)
+        f["unit"][self.n : self.n + k] = [str(x) for x in as_list(units)]
+        f["generated"][self.n : self.n + k] = [str(x) for x in as_list(generated)]
         self.n += k
 
     def set_splits(self, split: np.ndarray) -> None:
@@ -149,6 +165,15 @@ class CacheWriter:
             pass
         del f
         gc.collect()  # h5py closes the file's last id when its objects are collected
+
+
+def write_class_names(path: Path, names: list[str]) -> None:
+    """Rename the classes of an existing cache in place (the labels keep their indices)."""
+    try:
+        with h5py.File(path, "r+") as f:
+            f.attrs["class_names"] = json.dumps(list(names))
+    except OSError as exc:
+        raise UserError(f"dataset cache {path} cannot be written: {exc}") from None
 
 
 class ImageDataset:
@@ -232,8 +257,43 @@ class ImageDataset:
             return magnitude_display(out, float(self.attrs.get("complex_headroom", COMPLEX_HEADROOM)))
         return out
 
+    def units(self, indices) -> tuple[np.ndarray, list[str]]:
+        """(value ranges (k, 2), units) of images ``indices``: NaN / "" where not known (see the module
+        docstring); stored values v stand for lo + (v + 1) / 2 * (hi - lo) of the unit."""
+        idx = np.asarray(indices, dtype=np.int64)
+        with h5py.File(self.path, "r") as f:
+            if "value_range" not in f or "unit" not in f:
+                return np.full((len(idx), 2), np.nan, np.float32), [""] * len(idx)
+            vr, unit = f["value_range"][:], f["unit"].asstr()[:]
+        return vr[idx].astype(np.float32), [str(unit[i]) for i in idx]
+
+    def count_of(self, name: str) -> dict[str, int]:
+        """How many images carry each value of a per-image string column ("modality", "unit"), most first."""
+        with h5py.File(self.path, "r") as f:
+            if name not in f:
+                return {}
+            values, counts = np.unique(f[name].asstr()[:], return_counts=True)
+        order = np.argsort(-counts, kind="stable")
+        return {str(values[i]): int(counts[i]) for i in order}
+
+    def split_counts(self) -> dict[str, int]:
+        return {s: int((self._split == v).sum()) for s, v in SPLITS.items()}
+
     def provenance(self, i: int) -> dict:
         with h5py.File(self.path, "r") as f:
+            extra = {}
+            if "unit" in f and f["unit"].asstr()[i]:
+                lo, hi = (float(v) for v in f["value_range"][i])
+                extra["stored range"] = f"-1..1 = {lo:.6g}..{hi:.6g} {f['unit'].asstr()[i]}"
+            if "generated" in f and f["generated"].asstr()[i]:
+                extra["synthetic"] = "yes: generated by a model (RadSynth), provenance below"
+                gen = json.loads(f["generated"].asstr()[i])
+                for k in ("model", "run", "checkpoint", "epoch", "sampler", "steps", "seed", "guidance", "created"):
+                    if gen.get(k) is not None:
+                        extra[f"generated {k}"] = gen[k]
+                image = gen.get("image") or {}
+                if image.get("class_name"):
+                    extra["generated class"] = image["class_name"]
             return {
                 "index": int(i),
                 "source": f["source"].asstr()[i],
@@ -243,6 +303,7 @@ class ImageDataset:
                 "label": int(self._labels[i]),
                 "class": self.class_names[self._labels[i]] if 0 <= self._labels[i] < len(self.class_names) else "",
                 "split": {v: k for k, v in SPLITS.items()}[int(self._split[i])],
+                **extra,
             }
 
     def attributes(self, split: str | None = None, indices=None) -> dict[str, np.ndarray]:

@@ -12,6 +12,14 @@ DICOM headers only sex, an age group in decades, manufacturer, body part and mod
 columns of a labels CSV; an NPZ's ``attr_<name>`` arrays. Identifying values (names, ids, UIDs,
 dates) are never stored: columns that look like them are dropped and listed in the report.
 
+One bad image inside a file (NaN in 2 of an NPZ's 20 images) is left out with its reason, not the
+whole file. Per image the cache keeps the linear map of its normalisation (``value_range``) and, for
+CT read in Hounsfield units, the unit "HU", so the Datasets panel can show HU and window presets.
+Images that RadSynth exported as synthetic (PNG / DICOM / NPZ with its provenance) keep their
+provenance per image, and the dataset is registered as synthetic (``meta["generated"]``), so an
+exported set that comes back is never taken for real images. The ``provenance.json`` an export
+writes beside its files is read as a sidecar, not listed as a skipped file.
+
 ``--complex`` keeps complex MR images (complex NPZ / NPY, fully sampled k-space in NPZ or fastMRI
 HDF5) as two channels, real and imaginary, for the priors of score-based MRI reconstruction
 (``preprocess.normalize_complex``). Multi-coil k-space and coil images are combined with ESPIRiT
@@ -43,6 +51,7 @@ from app.engine.data.preprocess import (
     normalize_complex,
     normalize_frame,
     parse_normalize,
+    value_range,
 )
 from app.engine.data.readers import SkipFile, detect_format, list_files, read_file
 from app.engine.data.splits import grouped_split, split_counts
@@ -102,7 +111,7 @@ def _rel(path: Path, root: Path) -> str:
 
 @register(IngestSpec)
 def run_ingest(spec: IngestSpec, ctx: JobContext) -> dict:
-    from app.engine.store import check_name
+    from app.engine.store import GENERATED_META, check_name
 
     t0 = time.perf_counter()
     src = Path(spec.source).expanduser()
@@ -140,6 +149,7 @@ def run_ingest(spec: IngestSpec, ctx: JobContext) -> dict:
     series: set[str] = set()
     preview: list[np.ndarray] = []
     cropped: Counter = Counter()  # complex images larger than size (centre-cropped, not resampled)
+    generated: list[dict] = []  # provenance of the images RadSynth exported as synthetic
     try:
         cache_attrs = {"normalize": "complex" if spec.complex else spec.normalize, "size": size,
                        "source_root": str(src.resolve()), "spec": spec.model_dump(mode="json")}
@@ -149,11 +159,12 @@ def run_ingest(spec: IngestSpec, ctx: JobContext) -> dict:
         for k, f in enumerate(files):
             ctx.check()
             ctx.progress(k, len(files), f.name)
-            if labeler.is_sidecar(f):
+            if labeler.is_sidecar(f) or is_export_sidecar(f):
                 continue
             rel = _rel(f, root)
+            bad_images: list[str] = []
             try:
-                frames = read_file(f, axis=spec.axis, keep_complex=spec.complex,
+                frames = read_file(f, axis=spec.axis, keep_complex=spec.complex, bad_images=bad_images,
                                    on_slice=lambda i, n, k=k, f=f: _slice_progress(ctx, k, len(files), f, i, n))
             except JobCancelled:
                 raise
@@ -167,7 +178,7 @@ def run_ingest(spec: IngestSpec, ctx: JobContext) -> dict:
             file_label = labeler.label(f)
             fmt = detect_format(f)
             attrs_of = attr_reader.of_file(f, fmt, frames)
-            batch, reasons = [], Counter()
+            batch, reasons = [], Counter(bad_images)
             for fr in frames:
                 ctx.check()
                 label = None if labeler.mode == "none" and spec.labels == "none" else (fr.label or file_label)
@@ -199,7 +210,10 @@ def run_ingest(spec: IngestSpec, ctx: JobContext) -> dict:
                 group = _group_of(spec.group_by, fr, f, root, salt, per_image=fmt == "npz")
                 if fr.series:
                     series.add(fr.series)
-                batch.append((img, fr, label, group, modality, attrs_of(fr)))
+                span = (np.nan, np.nan) if spec.complex else value_range(fr, mode, window)
+                unit = "HU" if ((modality == "CT" or mode == "ct-window") and not spec.complex
+                                and fmt not in ("png", "jpeg", "tiff")) else ""
+                batch.append((img, fr, label, group, modality, attrs_of(fr), span, unit))
             if not batch:
                 reason = "; ".join(reasons) if reasons else "no images in the file"
                 skipped.append({"file": rel, "reason": reason})
@@ -208,9 +222,13 @@ def run_ingest(spec: IngestSpec, ctx: JobContext) -> dict:
                 frames_skipped.append({"file": rel, "frames": sum(reasons.values()), "reason": "; ".join(reasons)})
             writer.append(
                 np.stack([b[0] for b in batch]), -1, [b[3] for b in batch], rel,
-                [b[1].frame for b in batch], [b[4] for b in batch],
+                [b[1].frame for b in batch], [b[4] for b in batch], value_ranges=[b[6] for b in batch],
+                units=[b[7] for b in batch],
+                generated=[json.dumps(b[1].provenance) if b[1].provenance else "" for b in batch],
             )
-            for img, fr, label, group, modality, attrs in batch:
+            for img, fr, label, group, modality, attrs, _span, _unit in batch:
+                if fr.provenance:
+                    generated.append(fr.provenance)
                 image_attrs.append(attrs)
                 labels.append(label)
                 groups.append(group)
@@ -223,11 +241,12 @@ def run_ingest(spec: IngestSpec, ctx: JobContext) -> dict:
             ctx.log(f"complex images centre-cropped to {size}x{size} (not resampled): "
                     + ", ".join(f"{k} images of {hw}" for hw, k in cropped.items())
                     + "; import with a larger size to keep whole slices", "warning")
-        ctx.progress(len(files), len(files), "splitting")
         n = writer.n
-        if n == 0:
+        if n == 0:  # before the bar reaches the end: a failed import does not look finished
             first = "; ".join(f"{s['file']}: {s['reason']}" for s in skipped[:3])
-            raise UserError(f"no usable images in {src}: {len(skipped)} file(s) skipped ({first})")
+            raise UserError(f"no usable images in {src}: {len(skipped)} file(s) skipped ({first}). "
+                            "Choose a file or folder of DICOM, PNG / JPEG / TIFF, NIfTI, fastMRI HDF5 or NPZ images")
+        ctx.progress(len(files), len(files), "splitting")
         class_names = class_order(labels) if any(lab is not None for lab in labels) else []
         index = {c: i for i, c in enumerate(class_names)}
         label_arr = np.array([index[lab] if lab is not None else -1 for lab in labels], np.int64)
@@ -279,7 +298,14 @@ def run_ingest(spec: IngestSpec, ctx: JobContext) -> dict:
         meta = {k: result[k] for k in ("splits", "groups", "class_counts", "modalities", "normalize", "labels",
                                        "split_source", "files_kept", "series", "attributes", "complex")}
         meta["skipped"] = len(skipped)
-        meta["modality"] = modalities.most_common(1)[0][0]
+        meta["modality"] = modalities.most_common(1)[0][0]  # the commonest; "modalities" has them all
+        if generated:  # an exported synthetic set came back: it stays marked synthetic, with its provenance
+            first = {k: v for k, v in generated[0].items() if k != "image"}
+            meta[GENERATED_META] = {**first, "imported_from": str(src.name), "synthetic_images": len(generated),
+                                    "images": int(n)}
+            result["synthetic_images"] = len(generated)
+            ctx.log(f"{len(generated)} of {n} image(s) were generated by RadSynth (their files say so): "
+                    "the dataset is registered as synthetic", "warning")
         meta["spec"] = spec.model_dump(mode="json")
         rec = ws.commit_dataset(
             staging, name, n_images=n, height=size, width=size, classes=class_names,
@@ -301,6 +327,16 @@ def run_ingest(spec: IngestSpec, ctx: JobContext) -> dict:
     ctx.log(f"{name}: kept {n} image(s) from {len(kept_files)} file(s), skipped {len(skipped)} file(s); "
             f"splits {counts}" + (f"; subgroup attributes: {', '.join(attributes)}" if attributes else ""))
     return result
+
+
+def is_export_sidecar(path: Path) -> bool:
+    """The ``provenance.json`` that an export writes beside its images (read with them, not an image)."""
+    if path.name != "provenance.json":
+        return False
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("synthetic") is True
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _slice_progress(ctx: JobContext, k: int, n_files: int, f: Path, i: int, n: int) -> None:

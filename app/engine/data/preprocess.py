@@ -29,50 +29,64 @@ def _span(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.clip((x - lo) / (hi - lo) * 2.0 - 1.0, -1.0, 1.0).astype(np.float32)
 
 
-def _window(x: np.ndarray, centre: float, width: float) -> np.ndarray:
-    # linear window [C - W/2, C + W/2] (PS3.3 C.11.2.1.2 up to its half-unit offsets)
-    return _span(x, centre - width / 2.0, centre + width / 2.0)
+def value_range(frame: Frame, mode: str, window: tuple[float, float] | None = None) -> tuple[float, float]:
+    """(lo, hi): the values of the frame's own units (HU for CT) that ``mode`` maps to -1 and +1.
 
-
-def _float_rule(x: np.ndarray) -> np.ndarray:
-    lo, hi = float(x.min()), float(x.max())
-    if lo >= -1.0 and hi <= 1.0 and lo < 0:
-        return x.astype(np.float32)
-    if lo >= 0.0 and hi <= 1.0:
-        return (x * 2.0 - 1.0).astype(np.float32)
-    return _span(x, lo, hi)
-
-
-def normalize_frame(frame: Frame, mode: str, window: tuple[float, float] | None = None) -> np.ndarray:
-    """The frame's pixels mapped to float32 in [-1, 1] by ``mode`` (see the module docstring)."""
-    x = frame.pixels.astype(np.float32, copy=False)
+    Every mode is this linear map followed by a clip, so a stored value v stands for
+    lo + (v + 1) / 2 * (hi - lo) inside the range: what the Datasets panel shows as HU. Resizing by
+    linear interpolation keeps the map."""
+    x = frame.pixels
     if mode == "minmax":
-        return _span(x, float(x.min()), float(x.max()))
+        return float(x.min()), float(x.max())
     if mode == "percentile":
         lo, hi = np.percentile(x, PERCENTILES)
         if hi <= lo:
             lo, hi = float(x.min()), float(x.max())
-        return _span(x, float(lo), float(hi))
+        return float(lo), float(hi)
     if mode == "ct-window":
         assert window is not None
-        return _window(x, *window)
+        return _window_range(*window)
     if mode == "dicom-window":
         if frame.window is not None:
-            return _window(x, *frame.window)
-        return normalize_frame(frame, "percentile")
+            return _window_range(*frame.window)
+        return value_range(frame, "percentile")
     if mode == "bit-depth":
         if frame.kind == "int" and frame.bits in (8, 16):
-            return _span(x, 0.0, 255.0 if frame.bits == 8 else 65535.0)
-        return _float_rule(x) if frame.kind == "float" else _span(x, float(x.min()), float(x.max()))
+            return 0.0, 255.0 if frame.bits == 8 else 65535.0
+        return _float_range(x) if frame.kind == "float" else (float(x.min()), float(x.max()))
     if mode == "auto":
         if frame.kind == "int" and frame.bits in (8, 16):
-            return normalize_frame(frame, "bit-depth")
+            return value_range(frame, "bit-depth")
         if frame.window is not None:
-            return _window(x, *frame.window)
+            return _window_range(*frame.window)
         if frame.kind == "float":
-            return _float_rule(x)
-        return _span(x, float(x.min()), float(x.max()))
+            return _float_range(x)
+        return float(x.min()), float(x.max())
     raise ValueError(f"unknown normalisation mode {mode!r}")
+
+
+def _window_range(centre: float, width: float) -> tuple[float, float]:
+    # linear window [C - W/2, C + W/2] (PS3.3 C.11.2.1.2 up to its half-unit offsets)
+    return centre - width / 2.0, centre + width / 2.0
+
+
+def _float_range(x: np.ndarray) -> tuple[float, float]:
+    lo, hi = float(x.min()), float(x.max())
+    if lo >= -1.0 and hi <= 1.0 and lo < 0:
+        return -1.0, 1.0
+    if lo >= 0.0 and hi <= 1.0:
+        return 0.0, 1.0
+    return lo, hi
+
+
+def normalize_frame(frame: Frame, mode: str, window: tuple[float, float] | None = None) -> np.ndarray:
+    """The frame's pixels mapped to float32 in [-1, 1] by ``mode`` (see the module docstring)."""
+    return _span(frame.pixels.astype(np.float32, copy=False), *value_range(frame, mode, window))
+
+
+def stored_to_units(images: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Stored values in [-1, 1] -> the source's units (HU for CT) by the image's ``value_range``."""
+    return (lo + (np.asarray(images, np.float32) + 1.0) * 0.5 * (hi - lo)).astype(np.float32)
 
 
 def fit_size(img: np.ndarray, size: int, keep_aspect: bool = True, pad_value: float = -1.0) -> np.ndarray:

@@ -7,6 +7,15 @@ meant for the user; ingest lists it and goes on with the next file.
 
 ``detect_format`` looks at the file's content (magic bytes, DICOM preamble or a DICOM parse),
 not only at its extension, so a DICOM file called ``IM0001`` is still read as DICOM.
+
+One bad image inside a file of many (NaN or infinite values in 2 of 20 images of an NPZ, a bad
+frame of a multi-frame DICOM) does not cost the file: with ``bad_images`` (a list) given, the
+reader leaves that image out and appends its reason; without, the file is skipped as before.
+
+Images that RadSynth exported as synthetic (PNG text chunk, DICOM private block, NPZ
+``provenance`` / ``per_image`` arrays) carry their generation provenance in ``Frame.provenance``,
+so that an import of an exported set is marked synthetic again. NPZ ``volume_hu`` / ``image_hu``
+arrays (the layout CT reconstruction reads) are CT slices in Hounsfield units.
 """
 
 from __future__ import annotations
@@ -59,6 +68,29 @@ class Frame:
     window: tuple[float, float] | None = None  # (centre, width) the file recommends (DICOM VOI)
     kind: str = "int"  # "int" for integer stored values, "float" otherwise, "complex" for complex reads
     bits: int = 0  # bit depth of integer pixels from image files (8 / 16), 0 when unknown
+    provenance: dict | None = None  # RadSynth provenance of an image it exported as synthetic, else None
+
+
+def _unusable(reason: str, bad_images: list[str] | None) -> None:
+    """One image of a file cannot be used: noted in ``bad_images`` (the caller leaves it out) or, without
+    that list, the whole file is skipped."""
+    if bad_images is None:
+        raise SkipFile(reason)
+    bad_images.append(reason)
+
+
+def _json_or_none(text) -> dict | list | None:
+    import json
+
+    try:
+        return json.loads(str(text))
+    except (TypeError, ValueError):
+        return None
+
+
+def synthetic_provenance(prov) -> dict | None:
+    """``prov`` when it is the provenance of a synthetic image that RadSynth exported, else None."""
+    return prov if isinstance(prov, dict) and prov.get("synthetic") is True else None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -182,7 +214,18 @@ def _decoder_reason(ts, msg: str) -> str:
     return reason
 
 
-def read_dicom(path: str | Path) -> list[Frame]:
+def _dicom_provenance(ds) -> dict | None:
+    """The provenance JSON of a DICOM file that RadSynth exported (private block), else None."""
+    from app.engine.specs.options import EXPORT_PRIVATE_CREATOR, EXPORT_PRIVATE_GROUP
+
+    try:
+        block = ds.private_block(EXPORT_PRIVATE_GROUP, EXPORT_PRIVATE_CREATOR)
+        return synthetic_provenance(_json_or_none(block[0x01].value))
+    except (KeyError, ValueError):
+        return None
+
+
+def read_dicom(path: str | Path, bad_images: list[str] | None = None) -> list[Frame]:
     """All frames of one DICOM file, modality LUT applied (HU for CT), MONOCHROME1 inverted."""
     import pydicom
     from pydicom.errors import InvalidDicomError
@@ -251,6 +294,7 @@ def read_dicom(path: str | Path) -> list[Frame]:
     patient = str(ds.get("PatientID", "") or "").strip() or None
     series = str(ds.get("SeriesInstanceUID", "") or "").strip() or None
     window = _dicom_window(ds)
+    provenance = _dicom_provenance(ds)
     frames = []
     for i in range(arr.shape[0]):
         px = arr[i]
@@ -268,9 +312,11 @@ def read_dicom(path: str | Path) -> list[Frame]:
             if photometric == "MONOCHROME1":  # minimum is white: invert within the image's range
                 px = (px.max() + px.min()) - px
         if not np.isfinite(px).all():
-            raise SkipFile(f"frame {i} contains NaN or infinite values")
+            _unusable(f"frame {i} contains NaN or infinite values", bad_images)
+            continue
         frames.append(
-            Frame(px.astype(np.float32), str(path), i, modality, patient, series, window=window, kind=kind)
+            Frame(px.astype(np.float32), str(path), i, modality, patient, series, window=window, kind=kind,
+                  provenance=provenance)
         )
     return frames
 
@@ -280,10 +326,11 @@ def read_dicom(path: str | Path) -> list[Frame]:
 # ------------------------------------------------------------------------------------------------
 
 
-def read_image(path: str | Path) -> list[Frame]:
+def read_image(path: str | Path, bad_images: list[str] | None = None) -> list[Frame]:
     """A PNG / JPEG / TIFF image (8 or 16 bit, grey or RGB -> grey); multi-page TIFF gives frames."""
     path = Path(path)
     fmt = detect_format(path)
+    provenance = None
     try:
         if fmt == "tiff":
             import tifffile
@@ -300,8 +347,11 @@ def read_image(path: str | Path) -> list[Frame]:
         else:
             from PIL import Image as PILImage
 
+            from app.engine.specs.options import EXPORT_PNG_PROVENANCE_KEY
+
             with PILImage.open(path) as im:
                 im.load()
+                provenance = synthetic_provenance(_json_or_none(getattr(im, "text", {}).get(EXPORT_PNG_PROVENANCE_KEY)))
                 if im.mode in ("I;16", "I;16B", "I;16L", "I"):
                     data = np.asarray(im).astype(np.uint16 if im.mode.startswith("I;16") else np.int32)
                 elif im.mode in ("L", "RGB", "RGBA", "F"):
@@ -319,8 +369,9 @@ def read_image(path: str | Path) -> list[Frame]:
         kind = "int" if page.dtype.kind in "uib" else "float"
         px = _to_grey(page)
         if not np.isfinite(px).all():
-            raise SkipFile(f"image {i} contains NaN or infinite values")
-        frames.append(Frame(px, str(path), i, "", kind=kind, bits=bits))
+            _unusable(f"image {i} contains NaN or infinite values", bad_images)
+            continue
+        frames.append(Frame(px, str(path), i, "", kind=kind, bits=bits, provenance=provenance))
     return frames
 
 
@@ -514,13 +565,18 @@ def _npz_kspace_images(kspace: np.ndarray, on_slice: OnSlice | None) -> np.ndarr
 NPZ_SPLITS = ("train", "val", "test")
 
 
+NPZ_HU_KEYS = ("volume_hu", "image_hu")
+
+
 def read_npz(path: str | Path, split: str | None = None, keep_complex: bool = False,
-             on_slice: OnSlice | None = None) -> list[Frame]:
+             on_slice: OnSlice | None = None, bad_images: list[str] | None = None) -> list[Frame]:
     """Images of an NPZ: ``images`` [+ ``labels``, ``groups``/``series``, ``class_names``], or the
     MedMNIST layout ``{train,val,test}_images`` / ``_labels`` (the split is kept per frame).
 
     ``split`` restricts a MedMNIST file to one of its splits. Complex images give their magnitude,
     or stay complex with ``keep_complex`` (which refuses real-valued images). ``on_slice``: see ``OnSlice``.
+    ``volume_hu`` (S, H, W) / ``image_hu`` (H, W) are CT slices in HU. An image with NaN or infinite
+    values is left out with its reason in ``bad_images`` when given (else the file is skipped).
     """
     path = Path(path)
     try:
@@ -530,6 +586,8 @@ def read_npz(path: str | Path, split: str | None = None, keep_complex: bool = Fa
     with z:
         keys = set(z.files)
         parts: list[tuple[str | None, np.ndarray, np.ndarray | None, np.ndarray | None]] = []
+        modality = ""
+        hu_key = next((k for k in NPZ_HU_KEYS if k in keys), None)
         if any(f"{s}_images" in keys for s in NPZ_SPLITS):
             wanted = [split] if split else [s for s in NPZ_SPLITS if f"{s}_images" in keys]
             for s in wanted:
@@ -542,6 +600,11 @@ def read_npz(path: str | Path, split: str | None = None, keep_complex: bool = Fa
             if split:
                 raise SkipFile(f"NPZ has a single 'kspace' array, no split {split!r}")
             parts.append((None, _npz_kspace_images(z["kspace"], on_slice), None, None))
+        elif hu_key is not None and "images" not in keys and not keep_complex:
+            if split:
+                raise SkipFile(f"NPZ has a single {hu_key!r} array, no split {split!r}")
+            parts.append((None, z[hu_key], None, None))
+            modality = "CT"  # the array's name says Hounsfield units
         elif "images" in keys:
             if split:
                 raise SkipFile(f"NPZ has a single 'images' array, no split {split!r}")
@@ -549,9 +612,11 @@ def read_npz(path: str | Path, split: str | None = None, keep_complex: bool = Fa
             parts.append((None, z["images"], z["labels"] if "labels" in keys else None, groups))
         else:
             raise SkipFile(
-                f"NPZ has no 'images' or 'train_images' array (keys: {', '.join(sorted(keys)) or 'none'})"
+                f"NPZ has no 'images', 'train_images' or 'volume_hu' array (keys: {', '.join(sorted(keys)) or 'none'})"
             )
         names = [str(n) for n in z["class_names"]] if "class_names" in keys else None
+        set_prov = synthetic_provenance(_json_or_none(z["provenance"])) if "provenance" in keys else None
+        per_image = _json_or_none(z["per_image"]) if set_prov is not None and "per_image" in keys else None
     frames: list[Frame] = []
     for s, images, labels, groups in parts:
         images = np.asarray(images)
@@ -588,7 +653,8 @@ def read_npz(path: str | Path, split: str | None = None, keep_complex: bool = Fa
         for i in range(len(images)):
             px = images[i].astype(np.complex64) if keep_complex else _to_grey(images[i])
             if not np.isfinite(px).all():
-                raise SkipFile(f"image {i}{f' of split {s}' if s else ''} contains NaN or infinite values")
+                _unusable(f"image {i}{f' of split {s}' if s else ''} contains NaN or infinite values", bad_images)
+                continue
             lab = None
             if labels is not None:
                 if names is None:
@@ -600,13 +666,18 @@ def read_npz(path: str | Path, split: str | None = None, keep_complex: bool = Fa
                 else:
                     raise SkipFile(f"label {int(labels[i])} of image {i} has no entry in class_names ({len(names)} names)")
             grp = None if groups is None else str(groups[i].item() if hasattr(groups[i], "item") else groups[i])
+            prov = None
+            if set_prov is not None:
+                image = per_image[i] if isinstance(per_image, list) and i < len(per_image) else {"index": i}
+                prov = {**set_prov, "image": image}
             frames.append(
-                Frame(px, str(path), i, "", None, grp, label=lab, split=s, kind=kind, bits=bits)
+                Frame(px, str(path), i, modality, None, grp if grp is not None or not modality else str(path),
+                      label=lab, split=s, kind=kind, bits=bits, provenance=prov)
             )
     return frames
 
 
-def read_npy(path: str | Path, keep_complex: bool = False) -> list[Frame]:
+def read_npy(path: str | Path, keep_complex: bool = False, bad_images: list[str] | None = None) -> list[Frame]:
     """A single .npy array: (H, W) or a stack (N, H, W); complex kept with ``keep_complex``."""
     path = Path(path)
     try:
@@ -628,7 +699,8 @@ def read_npy(path: str | Path, keep_complex: bool = False) -> list[Frame]:
     for i, px in enumerate(arr):
         px = px.astype(np.complex64 if keep_complex else np.float32)
         if not np.isfinite(px).all():
-            raise SkipFile(f"image {i} contains NaN or infinite values")
+            _unusable(f"image {i} contains NaN or infinite values", bad_images)
+            continue
         out.append(Frame(px, str(path), i, "", series=str(path), kind=kind))
     return out
 
@@ -645,12 +717,14 @@ def _check_complex(arr: np.ndarray, what: str) -> None:
 
 
 def read_file(path: str | Path, *, axis: int = 2, split: str | None = None, fmt: str | None = None,
-              keep_complex: bool = False, on_slice: OnSlice | None = None) -> list[Frame]:
+              keep_complex: bool = False, on_slice: OnSlice | None = None,
+              bad_images: list[str] | None = None) -> list[Frame]:
     """The frames of any supported file (format from its content); SkipFile when unusable.
 
     ``keep_complex``: complex-valued frames (complex NPZ / NPY, fully sampled k-space), for
     priors of MRI reconstruction; formats that store magnitudes only are skipped with the reason.
-    ``on_slice``: progress and cancellation of the slow per-slice conversions (``OnSlice``)."""
+    ``on_slice``: progress and cancellation of the slow per-slice conversions (``OnSlice``).
+    ``bad_images``: a list that collects the reasons of single images left out (else they skip the file)."""
     path = Path(path)
     fmt = fmt or detect_format(path)
     if keep_complex and fmt not in ("hdf5", "npz", "npy"):
@@ -661,13 +735,13 @@ def read_file(path: str | Path, *, axis: int = 2, split: str | None = None, fmt:
     if fmt == "hdf5":
         return read_fastmri_h5(path, keep_complex, on_slice)
     if fmt == "npz":
-        return read_npz(path, split, keep_complex, on_slice)
+        return read_npz(path, split, keep_complex, on_slice, bad_images)
     if fmt == "npy":
-        return read_npy(path, keep_complex)
+        return read_npy(path, keep_complex, bad_images)
     if fmt == "dicom":
-        return read_dicom(path)
+        return read_dicom(path, bad_images)
     if fmt in ("png", "jpeg", "tiff"):
-        return read_image(path)
+        return read_image(path, bad_images)
     if fmt == "nifti":
         return read_nifti(path, axis)
     if path.stat().st_size == 0:

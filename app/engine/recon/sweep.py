@@ -108,7 +108,9 @@ def run_recon_sweep(spec: ReconSweepSpec, ctx: JobContext) -> dict:
         model = load_prior(spec.run, workspace=ctx.workspace, device=spec.device)
     attrs = {}
     if spec.input.lower().endswith(".npz"):
-        with np.load(spec.input, allow_pickle=False) as z:
+        from app.engine.data.files import open_npz
+
+        with open_npz(spec.input) as z:
             arrays = {key: (key, z[key]) for key in SUBGROUP_KEYS if key in z.files}
         # and attr_<name> arrays, read as ingest and evaluation read them
         arrays.update({name: (f"attr_{name}", v) for (split, name), v in npz_attribute_arrays(spec.input).items()

@@ -188,7 +188,7 @@ def run_sample(spec: SampleSpec, ctx: JobContext) -> dict:
     if images.shape[1] == 2:  # complex (real, imag) models: export the magnitude
         images = magnitude_display(images, headroom)
         provenance["exported_as"] = "magnitude of the complex (real, imag) image"
-    files = export_images(images, out_dir, spec.format, provenance, per_image=per_image)
+    files = export_images(images, out_dir, spec.format, provenance, per_image=per_image, workspace_root=ws.root)
     grid = make_grid(images[: min(64, len(images))], ncol=int(math.ceil(math.sqrt(min(64, len(images))))))
     ctx.image("samples", grid, "grid")
     save_png(ctx.job_dir() / "samples_grid.png", grid)  # beside, not inside, the exported set

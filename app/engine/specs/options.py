@@ -22,6 +22,11 @@ SAMPLER_NAMES: tuple[str, ...] = ("langevin", "ancestral", "ddim", "pc", "heun",
 #: the export formats of ``app.engine.export.export_images``
 ExportFormat = Literal["png", "png16", "dicom", "npz", "hdf5"]
 EXPORT_FORMATS: tuple[str, ...] = ("png", "png16", "dicom", "npz", "hdf5")
+#: where an export keeps each image's provenance JSON, for the exporter and the readers that find it again:
+#: the PNG text-chunk key, the DICOM private creator and group (element 0x01 holds the JSON)
+EXPORT_PNG_PROVENANCE_KEY = "radsynth:provenance"
+EXPORT_PRIVATE_CREATOR = "RadSynth Studio"
+EXPORT_PRIVATE_GROUP = 0x0011
 
 # -- training -----------------------------------------------------------------------------------
 ProcessName = Literal["ncsn", "ddpm", "vpsde", "flow"]

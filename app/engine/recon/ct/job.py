@@ -32,7 +32,9 @@ def load_ct_slice(path: str | Path, index: int) -> np.ndarray:
     if not path.exists():
         raise UserError(f"{path}: file does not exist")
     if path.suffix.lower() == ".npz":
-        with np.load(path, allow_pickle=False) as z:
+        from app.engine.data.files import open_npz
+
+        with open_npz(path) as z:
             key = "volume_hu" if "volume_hu" in z.files else ("image_hu" if "image_hu" in z.files else None)
             if key is None:
                 raise UserError(f"{path}: NPZ has no 'volume_hu' or 'image_hu' array (found: {', '.join(z.files)})")
@@ -45,14 +47,14 @@ def load_ct_slice(path: str | Path, index: int) -> np.ndarray:
             raise UserError(f"{path}: slice {index} is out of range (0..{arr.shape[0] - 1})")
         img = arr[index].astype(np.float32)
     else:
-        import pydicom
+        from app.engine.data.files import read_dicom_dataset
 
+        ds = read_dicom_dataset(path)
         try:
-            ds = pydicom.dcmread(path)
             img = ds.pixel_array.astype(np.float32) * float(getattr(ds, "RescaleSlope", 1)) + float(
                 getattr(ds, "RescaleIntercept", 0))
         except Exception as exc:
-            raise UserError(f"{path}: cannot be read as DICOM: {exc}") from None
+            raise UserError(f"{path}: the DICOM pixel data cannot be read ({exc})") from None
     if img.shape[0] != img.shape[1]:
         raise UserError(f"{path}: CT slices must be square for the parallel-beam projector, got {img.shape}")
     if not np.all(np.isfinite(img)):

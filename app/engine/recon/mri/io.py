@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.engine.data.files import open_npz
 from app.engine.errors import UserError
 from app.engine.recon.mri.fft import fft2c, ifft2c, rss
 from app.engine.recon.mri.masks import center_is_sampled
@@ -174,7 +175,7 @@ def load_recon_input(path: str | Path, slice_index: int | None = None) -> ReconI
     suffix = path.suffix.lower()
     try:
         if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
+            with open_npz(path) as z:
                 keys = set(z.files)
                 if "kspace" in keys:
                     ref = z["reference"] if "reference" in keys else None
@@ -184,7 +185,7 @@ def load_recon_input(path: str | Path, slice_index: int | None = None) -> ReconI
                         return _from_image_stack(path, z[key], slice_index)
                 raise _bad(path, f"NPZ has no 'kspace' or 'images' array (found: {', '.join(sorted(keys)) or 'none'})")
         if suffix == ".npy":
-            return _from_image_stack(path, np.load(path, allow_pickle=False), slice_index)
+            return _from_image_stack(path, open_npz(path), slice_index)
         if suffix in (".h5", ".hdf5"):
             return _from_fastmri(path, slice_index)
     except UserError:
