@@ -9,6 +9,13 @@ per dataset for the session, and stored in the workspace next to the dataset
 neither browsing nor the next start of the app runs the job again for an unchanged dataset; a
 changed or re-imported dataset, or a stored result that cannot be read, gets a fresh job.
 "Statistics" always runs the job again (and stores its result).
+
+Managing a dataset: Rename… (the runs trained on it follow), Classes… (name the classes that an
+NPZ gave as 0 / 1; the names then show in the thumbnails, the provenance, the statistics and every
+job that reads the dataset), Delete… (what depends on it named in the question first; refused
+while a job of this window uses it). The summary gives the split counts and the images of each
+modality. CT images ingested in Hounsfield units (cache ``unit`` "HU") are shown in HU, with the
+HU under the cursor and the usual window presets (brain, subdural, bone, lung, soft tissue).
 """
 
 from __future__ import annotations
@@ -18,9 +25,15 @@ import logging
 import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
+    QButtonGroup,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
     QHBoxLayout,
     QHeaderView,
+    QInputDialog,
     QLabel,
+    QLineEdit,
     QListWidget,
     QListWidgetItem,
     QPushButton,
@@ -31,6 +44,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.engine.specs.options import CT_WINDOWS
+from app.views.dialogs import report_error
 from app.views.import_wizard import ImportWizard, field_named, spec_class_or_reason, summary_rows  # noqa: F401
 from app.views.widgets.image_view import ImageView
 from app.views.widgets.plots import BarChart
@@ -40,6 +55,56 @@ from app.workers.manager import run_in_thread
 
 MAX_THUMBS = 96
 log = logging.getLogger(__name__)
+
+#: the CT window presets of the viewer: (button text, name in ``CT_WINDOWS`` (centre, width) in HU)
+CT_PRESETS = [("Brain", "brain"), ("Subdural", "subdural"), ("Bone", "bone"), ("Lung", "lung"),
+              ("Soft tissue", "soft")]
+
+
+def count_summary(counts: dict, what: str) -> str:
+    """"modality: CT 50 · MR 30 · CR 20" (every value with its count, most first); "" when none."""
+    items = [(str(k), int(v)) for k, v in (counts or {}).items() if int(v) > 0]
+    if not items:
+        return ""
+    items.sort(key=lambda kv: -kv[1])
+    return f"{what}: " + " · ".join(f"{k} {v}" for k, v in items)
+
+
+def split_summary(splits: dict) -> str:
+    """"splits: train 80 · val 10 · test 10" in that order."""
+    if not splits:
+        return ""
+    return "splits: " + " · ".join(f"{s} {int(splits.get(s, 0))}" for s in ("train", "val", "test"))
+
+
+class ClassNamesDialog(QDialog):
+    """One line edit per class index: the names of a dataset's classes."""
+
+    def __init__(self, name: str, classes: list[str], counts: dict, parent=None):
+        super().__init__(parent)
+        self.setObjectName("classNamesDialog")
+        self.setWindowTitle(f"Class names of {name}")
+        lay = QVBoxLayout(self)
+        hint = QLabel("Name the classes in the order of their labels; the labels themselves do not change.")
+        hint.setWordWrap(True)
+        hint.setProperty("role", "hint")
+        lay.addWidget(hint)
+        form = QFormLayout()
+        self.edits: list[QLineEdit] = []
+        for i, c in enumerate(classes):
+            e = QLineEdit(c)
+            e.setObjectName(f"className{i}")
+            n = counts.get(c)
+            form.addRow(f"label {i}" + (f" ({n} images)" if n is not None else ""), e)
+            self.edits.append(e)
+        lay.addLayout(form)
+        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        lay.addWidget(buttons)
+
+    def names(self) -> list[str]:
+        return [e.text().strip() for e in self.edits]
 
 
 def subgroup_summary(attributes, most: int = 6) -> str:
@@ -98,6 +163,21 @@ class DatasetsPanel(QWidget):
         self.eda_button.clicked.connect(lambda: self.current and self.run_eda(self.current, force=True))
         row.addWidget(self.eda_button)
         ll.addLayout(row)
+        manage = QHBoxLayout()
+        self.rename_button = QPushButton("Rename…")
+        self.rename_button.setObjectName("renameButton")
+        self.rename_button.clicked.connect(self._ask_rename)
+        self.classes_button = QPushButton("Classes…")
+        self.classes_button.setObjectName("classesButton")
+        self.classes_button.setToolTip("Name the dataset's classes (e.g. 0 / 1 of an NPZ)")
+        self.classes_button.clicked.connect(self._ask_class_names)
+        self.delete_button = QPushButton("Delete…")
+        self.delete_button.setObjectName("deleteButton")
+        self.delete_button.setToolTip("Delete the dataset (what depends on it is named first)")
+        self.delete_button.clicked.connect(lambda: self.delete_dataset())
+        for b in (self.rename_button, self.classes_button, self.delete_button):
+            manage.addWidget(b)
+        ll.addLayout(manage)
         self.info = QLabel("")
         self.info.setObjectName("datasetInfo")
         self.info.setWordWrap(True)
@@ -116,6 +196,38 @@ class DatasetsPanel(QWidget):
         vl.setContentsMargins(0, 0, 0, 0)
         self.view = ImageView(title="")
         vl.addWidget(self.view, 3)
+        # CT in Hounsfield units: the usual window presets (shown only for such images)
+        self.ct_bar = QWidget()
+        self.ct_bar.setObjectName("ctWindows")
+        # the chosen preset is seen at a glance (the navigation's selection colour)
+        self.ct_bar.setStyleSheet("QPushButton { padding: 3px 6px; }"
+                                  "QPushButton:checked { background: #2f4f75; color: white; border: 1px solid #6e9fe6; }")
+        cb = QHBoxLayout(self.ct_bar)
+        cb.setContentsMargins(0, 0, 0, 0)
+        cb.setSpacing(4)
+        cb.addWidget(QLabel("Window:"))
+        self.ct_group = QButtonGroup(self)
+        self.ct_group.setExclusive(True)
+        self.ct_buttons: dict[str, QPushButton] = {}
+        for text, key in [("Auto", "auto"), *CT_PRESETS]:
+            b = QPushButton(text)
+            b.setObjectName(f"ctWindow_{key}")
+            b.setCheckable(True)
+            b.setMinimumWidth(b.fontMetrics().horizontalAdvance(text) + 16)  # never cut ("Soft tissue")
+            if key != "auto":
+                c, w = CT_WINDOWS[key]
+                b.setToolTip(f"{text}: centre {c:g} HU, width {w:g} HU")
+            else:
+                b.setToolTip("The 1st..99th percentile of the image")
+            b.clicked.connect(lambda _=False, k=key: self.set_ct_window(k))
+            self.ct_group.addButton(b)
+            self.ct_buttons[key] = b
+            cb.addWidget(b)
+        cb.addStretch(1)
+        self.ct_buttons["auto"].setChecked(True)
+        self.ct_window = "auto"
+        self.ct_bar.setVisible(False)
+        vl.addWidget(self.ct_bar)
         self.provenance = QTableWidget(0, 2)
         self.provenance.setObjectName("provenance")
         self.provenance.setHorizontalHeaderLabels(["source", "value"])
@@ -211,19 +323,18 @@ class DatasetsPanel(QWidget):
     def select(self, name: str | None) -> None:
         if not name:
             return
+        try:
+            rec = self.ctx.workspace.dataset(name)
+        except Exception as exc:  # deleted by another process (the command line) meanwhile
+            self.info.setText(str(exc))
+            return
         self.current = name
-        rec = self.ctx.workspace.dataset(name)
-        meta = rec.meta or {}
-        bits = [f"<b>{rec.name}</b>", f"{rec.n_images} images, {rec.height}×{rec.width}",
-                f"source: {rec.source}"]
-        for k in ("modality", "normalize", "format", "skipped"):
-            if k in meta and not isinstance(meta[k], (dict, list)):
-                bits.append(f"{k}: {meta[k]}")
-        if meta.get("complex"):
-            bits.append("complex: real and imaginary parts kept, for reconstruction priors (shown: magnitude)")
-        if rec.classes:
-            bits.append("classes: " + ", ".join(rec.classes))
-        self.info.setText("<br>".join(bits))
+        self.dataset = None
+        self.view.clear()  # no image, and no readout, of the dataset shown before
+        self.view._title = ""
+        self.ct_bar.setVisible(False)
+        self.provenance.setRowCount(0)
+        self._show_info(rec)
         self._load_token += 1
         token = self._load_token
         path = rec.cache_path
@@ -247,8 +358,36 @@ class DatasetsPanel(QWidget):
             self._clear_eda("Looking for stored statistics…")
             self._load_stored_eda(name, self._eda_token)
 
+    def _show_info(self, rec, ds=None) -> None:
+        """The summary of a dataset: from its record, then (``ds`` read) its split and modality counts
+        as the cache holds them."""
+        meta = rec.meta or {}
+        bits = [f"<b>{rec.name}</b>" + (" (synthetic: generated by a model)" if rec.synthetic else ""),
+                f"{rec.n_images} images, {rec.height}×{rec.width}", f"source: {rec.source}"]
+        splits = ds.split_counts() if ds is not None else meta.get("splits")
+        modalities = (ds.count_of("modality") if ds is not None else None) or meta.get("modalities") \
+            or ({meta["modality"]: rec.n_images} if meta.get("modality") else {})
+        for line in (split_summary(splits or {}), count_summary(modalities, "modality")):
+            if line:
+                bits.append(line)
+        for k in ("normalize", "format", "skipped"):
+            if k in meta and not isinstance(meta[k], (dict, list)):
+                bits.append(f"{k}: {meta[k]}")
+        if ds is not None and ds.count_of("unit").get("HU"):
+            bits.append("CT in Hounsfield units: shown in HU, with window presets")
+        if meta.get("complex"):
+            bits.append("complex: real and imaginary parts kept, for reconstruction priors (shown: magnitude)")
+        if rec.classes:
+            counts = meta.get("class_counts") or {}
+            bits.append("classes: " + ", ".join(f"{c} ({counts[c]})" if c in counts else c for c in rec.classes))
+        self.info.setText("<br>".join(bits))
+
     def _show_thumbs(self, ds, idx: list[int], imgs: np.ndarray) -> None:
         self.dataset = ds
+        try:
+            self._show_info(self.ctx.workspace.dataset(ds.name), ds)
+        except Exception as exc:  # the summary from the record stays; the counts could not be read
+            log.warning("dataset summary of %r: %s", ds.name, exc)
         labels = ds.labels()
         names = [f"#{i}" + (f" {ds.class_names[labels[i]]}" if 0 <= labels[i] < len(ds.class_names) else "")
                  for i in idx]
@@ -262,13 +401,31 @@ class DatasetsPanel(QWidget):
             return
         i = int(keys[-1])
         ds = self.dataset
-        run_in_thread(lambda: (ds.images(indices=[i])[0, 0], ds.provenance(i)),
-                      lambda v: self._show_image(i, *v),
+        token = self._load_token
+
+        def load():
+            from app.engine.data.preprocess import stored_to_units
+
+            img = ds.images(indices=[i])[0, 0]
+            (span,), (unit,) = ds.units([i])
+            if unit and np.all(np.isfinite(span)):
+                img = stored_to_units(img, *span)  # HU for CT
+            else:
+                unit = ""
+            return img, unit, ds.provenance(i)
+
+        run_in_thread(load, lambda v: token == self._load_token and self._show_image(i, *v),
                       lambda msg, tb: self._report("Could not read the image", msg, tb))
 
-    def _show_image(self, i: int, img: np.ndarray, prov: dict) -> None:
+    def _show_image(self, i: int, img: np.ndarray, unit: str, prov: dict) -> None:
         self.view._title = f"{self.current} #{i}"
-        self.view.set_image(img, autolevel=True)
+        self.view.set_unit(unit)
+        self.ct_bar.setVisible(unit == "HU")
+        if unit == "HU" and self.ct_window != "auto":
+            c, w = CT_WINDOWS[self.ct_window]
+            self.view.set_image(img, levels=(c - w / 2, c + w / 2))
+        else:
+            self.view.set_image(img, autolevel=True)
         self.provenance.setRowCount(len(prov))
         for r, (k, v) in enumerate(prov.items()):
             self.provenance.setItem(r, 0, QTableWidgetItem(str(k)))
@@ -276,6 +433,133 @@ class DatasetsPanel(QWidget):
             item.setToolTip(str(v))
             self.provenance.setItem(r, 1, item)
         self.provenance.resizeColumnToContents(0)
+
+    def set_ct_window(self, key: str) -> None:
+        """A CT window preset ("brain", "subdural", "bone", "lung", "soft") or "auto", kept for the next images."""
+        self.ct_window = key
+        self.ct_buttons[key].setChecked(True)
+        if key == "auto":
+            self.view.auto_levels()
+        else:
+            c, w = CT_WINDOWS[key]
+            self.view.set_levels(c - w / 2, c + w / 2)
+
+    # -- managing ---------------------------------------------------------------------------------
+    def _jobs_using(self, name: str) -> list[str]:
+        """Kinds of this window's active jobs whose spec names dataset ``name``."""
+        out = []
+        for h in self.ctx.jobs.active():
+            values = [v for v in h.spec.model_dump(mode="json").values() if isinstance(v, str)]
+            if any(v == name or v.startswith(name + ":") for v in values):
+                out.append(h.kind)
+        return out
+
+    def _confirm(self, question: str) -> bool:
+        main = self.ctx.main_window
+        if main is not None and hasattr(main, "confirm"):
+            return bool(main.confirm(question))
+        from PySide6.QtWidgets import QMessageBox
+
+        return QMessageBox.question(self, "Delete dataset", question) == QMessageBox.Yes
+
+    def delete_dataset(self, name: str | None = None) -> bool:
+        """Delete a dataset after a question that names what depends on it; True when it was deleted."""
+        name = name or self.current
+        if not name:
+            return False
+        ws = self.ctx.workspace
+        busy = self._jobs_using(name)
+        if busy:
+            self._report("The dataset cannot be deleted", f"dataset {name!r} is used by a running {busy[0]} job: "
+                         "wait for it to end or cancel it in the Jobs dock, then delete the dataset")
+            return False
+        try:
+            deps = ws.dataset_dependents(name)
+        except Exception as exc:
+            self._report("The dataset cannot be deleted", str(exc))
+            return False
+        question = f"Delete dataset {name!r} and its files?"
+        if deps:
+            question += ("\n\nThese depend on it; they keep what they made, but cannot read the dataset again:\n• "
+                         + "\n• ".join(deps))
+        if not self._confirm(question):
+            return False
+        try:
+            busy_runs = [r.id for r in ws.runs() if r.state == "running" and r.dataset == name]
+            if busy_runs:
+                raise RuntimeError(f"dataset {name!r} is being trained on by run {busy_runs[0]}: stop it first")
+            ws.delete_dataset(name)
+        except Exception as exc:
+            self._report("The dataset could not be deleted", str(exc))
+            return False
+        self._forget(name)
+        self.current = None if self.current == name else self.current
+        self.refresh()
+        if not self.dataset_names():
+            self.thumbs.clear()
+            self.view.clear()
+            self.provenance.setRowCount(0)
+            self.ct_bar.setVisible(False)
+        return True
+
+    def _forget(self, name: str) -> None:
+        self.eda_results.pop(name, None)
+        self.eda_sources.pop(name, None)
+        self.eda_handles.pop(name, None)
+
+    def _ask_rename(self) -> None:
+        if not self.current:
+            return
+        new, ok = QInputDialog.getText(self, "Rename dataset", f"New name of {self.current!r}:", text=self.current)
+        if ok and new.strip():
+            self.rename_dataset(new.strip())
+
+    def rename_dataset(self, new: str, name: str | None = None) -> bool:
+        name = name or self.current
+        if not name:
+            return False
+        busy = self._jobs_using(name)
+        if busy:
+            self._report("The dataset cannot be renamed", f"dataset {name!r} is used by a running {busy[0]} job: "
+                         "wait for it to end, then rename it")
+            return False
+        try:
+            self.ctx.workspace.rename_dataset(name, new)
+        except Exception as exc:
+            self._report("The dataset could not be renamed", str(exc))
+            return False
+        self._forget(name)
+        self.current = new if self.current == name else self.current
+        self.refresh(select=new)
+        self.select(new)
+        return True
+
+    def _ask_class_names(self) -> None:
+        if not self.current:
+            return
+        rec = self.ctx.workspace.dataset(self.current)
+        if not rec.classes:
+            self._report("No classes to name", f"dataset {rec.name!r} is unlabelled; import it with labels "
+                         "(class subfolders, a labels CSV or NPZ labels) to give it classes")
+            return
+        dlg = ClassNamesDialog(rec.name, rec.classes, rec.meta.get("class_counts") or {}, self)
+        if dlg.exec() == QDialog.Accepted:
+            self.set_class_names(dlg.names())
+
+    def set_class_names(self, names: list[str], name: str | None = None) -> bool:
+        name = name or self.current
+        if not name:
+            return False
+        try:
+            self.ctx.workspace.set_class_names(name, names)
+        except Exception as exc:
+            self._report("The class names were not changed", str(exc))
+            return False
+        self._forget(name)  # the statistics name the classes: computed again
+        self.refresh(select=name)
+        if name == self.current:
+            self.select(name)
+        return True
 
     # -- EDA ------------------------------------------------------------------------------------
     def _eda_spec(self, name: str):
@@ -439,8 +723,4 @@ class DatasetsPanel(QWidget):
         return self.wizard
 
     def _report(self, title: str, message: str, details: str = "") -> None:
-        main = self.ctx.main_window
-        if main is not None and hasattr(main, "show_error"):
-            main.show_error(title, message, details)
-        else:
-            self.info.setText(f"{title}: {message}")
+        report_error(self.ctx if self.ctx.main_window is not None else self, title, message, details)

@@ -1,6 +1,14 @@
-"""Dialogs of the main window: job errors (message + details), about, keyboard shortcuts."""
+"""Dialogs of the main window: errors (what went wrong, with which file, what to do; the traceback behind
+a Details button), about, keyboard shortcuts.
+
+``report_error(where, title, message, details)`` is the one way a view reports a failure: the main
+window's ``show_error`` (recorded, status bar, one non-modal ErrorDialog) when ``where`` belongs to
+one, else an ErrorDialog of its own; either way the details (a traceback) go to the log.
+"""
 
 from __future__ import annotations
+
+import logging
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -8,10 +16,13 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QLabel,
     QPlainTextEdit,
+    QPushButton,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
 )
+
+log = logging.getLogger(__name__)
 
 # Keys handled inside widgets (not menu actions); the menu shortcuts are read from the window's
 # actions when the dialog opens, so the list cannot drift from what the menus really do.
@@ -61,31 +72,77 @@ def menu_shortcuts(window) -> list[tuple[str, str, str]]:
 
 
 class ErrorDialog(QDialog):
-    """A failed job: the message in plain words, the details (traceback, log) below. Non-modal."""
+    """An error in plain words: what failed (the title) and the message (which file, why, what to do).
+    The details (traceback, the job's log) are behind the Details button, shut at first. Non-modal."""
 
     def __init__(self, title: str, message: str, details: str = "", parent=None):
         super().__init__(parent)
         self.setObjectName("errorDialog")
         self.setWindowTitle(title)
         self.setModal(False)
-        self.resize(680, 420)
         lay = QVBoxLayout(self)
         head = QLabel(title)
         head.setProperty("role", "title")
+        head.setWordWrap(True)
         lay.addWidget(head)
         self.message = QLabel(message)
+        self.message.setObjectName("errorMessage")
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextSelectableByMouse)
         lay.addWidget(self.message)
         self.details = QPlainTextEdit(details or "(no details)")
+        self.details.setObjectName("errorDetails")
         self.details.setReadOnly(True)
         self.details.setLineWrapMode(QPlainTextEdit.NoWrap)
-        lay.addWidget(QLabel("Details"))
+        self.details.setVisible(False)
         lay.addWidget(self.details, 1)
         buttons = QDialogButtonBox(QDialogButtonBox.Close)
+        self.details_button = QPushButton("Details")
+        self.details_button.setObjectName("errorDetailsButton")
+        self.details_button.setCheckable(True)
+        self.details_button.setEnabled(bool(details))
+        self.details_button.setToolTip("The technical details (traceback), also written to the log")
+        self.details_button.toggled.connect(self._show_details)
+        buttons.addButton(self.details_button, QDialogButtonBox.ActionRole)
         buttons.rejected.connect(self.close)
         buttons.accepted.connect(self.close)
         lay.addWidget(buttons)
+        self._fit_collapsed()
+
+    def _fit_collapsed(self) -> None:
+        """As high as the title, the message and the buttons need (no gap above the buttons)."""
+        self.resize(620, self.layout().heightForWidth(620) if self.layout().hasHeightForWidth()
+                    else self.sizeHint().height())
+
+    def _show_details(self, shown: bool) -> None:
+        self.details.setVisible(shown)
+        self.details_button.setText("Hide details" if shown else "Details")
+        if shown:
+            self.resize(max(self.width(), 620), max(self.height(), 440))
+        else:
+            self._fit_collapsed()
+
+
+def report_error(where, title: str, message: str, details: str = ""):
+    """Report a failure from a view: ``where`` is a widget or an AppContext. Shown by the main window when
+    there is one (it records it and puts it in the status bar), else in an ErrorDialog of its own; the
+    details are logged either way. Returns what the main window recorded, or the dialog."""
+    main = getattr(where, "main_window", None)
+    if main is None and hasattr(where, "window"):
+        main = where.window()
+    if main is not None and hasattr(main, "show_error"):
+        return main.show_error(title, message, details)
+    log.error("%s: %s%s", title, message, f"\n{details}" if details else "")
+    parent = where if hasattr(where, "window") else None
+    dlg = ErrorDialog(title, message, details, parent)
+    dlg.setAttribute(Qt.WA_DeleteOnClose)
+    _open_dialogs.append(dlg)
+    dlg.destroyed.connect(lambda _=None, d=dlg: d in _open_dialogs and _open_dialogs.remove(d))
+    dlg.show()
+    return dlg
+
+
+_open_dialogs: list[ErrorDialog] = []  # held while shown (a parentless dialog would be collected)
 
 
 class ShortcutsDialog(QDialog):

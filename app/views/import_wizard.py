@@ -206,10 +206,14 @@ class _RunPage(QWizardPage):
             self.bar.setRange(0, 1)
             self.bar.setValue(1)
             self.show_summary(h.result or {})
-        elif h.state == "failed":
-            self.status.setText(f"Import failed: {h.message}")
-        else:
-            self.status.setText("Import cancelled; nothing was registered.")
+        else:  # the bar stays where the job stopped, never at 100 %, and says so
+            if self.bar.maximum() == 0:
+                self.bar.setRange(0, 1)
+            if self.bar.value() >= self.bar.maximum():
+                self.bar.setValue(max(self.bar.maximum() - 1, 0))
+            self.bar.setFormat(("failed" if h.state == "failed" else "cancelled") + " at %p%")
+            self.status.setText(f"Import failed: {h.message}" if h.state == "failed"
+                                else "Import cancelled; nothing was registered.")
         self.completeChanged.emit()
 
     def show_summary(self, result: dict):

@@ -12,7 +12,9 @@ on ``finished`` read ``handle.result`` or ``handle.message`` -> update the statu
     ctl.group_done.connect(...)                            # every job of the run has ended
     ctl.busy, ctl.stop(), ctl.run_io(write, on_done)       # file I/O off the GUI thread, errors to the status
 
-A failed job's message and a stopped job go to the status line by themselves. ``FieldErrors`` shows a
+A failed job's message and a stopped job go to the status line by themselves (the main window opens the
+error dialog of a failed job); a failed file read or write (``run_io``) opens it through
+``dialogs.report_error``, the traceback behind its Details button and in the log. ``FieldErrors`` shows a
 spec's validation errors next to the fields they name.
 """
 
@@ -25,6 +27,7 @@ from pydantic import ValidationError
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QLabel
 
+from app.views.dialogs import report_error
 from app.workers.manager import run_in_thread
 
 
@@ -142,8 +145,14 @@ class JobController(QObject):
                 h.cancel()
 
     def run_io(self, fn: Callable[[], object], on_done: Callable[[object], None], what: str = "") -> None:
-        """Run a file read / write off the GUI thread; a failure is said on the status line."""
-        run_in_thread(fn, on_done, lambda msg, tb: self.say(f"{what or 'Reading'} failed: {msg}"))
+        """Run a file read / write off the GUI thread; a failure is said on the status line and in the error
+        dialog (``report_error``: the message, the traceback behind Details)."""
+
+        def failed(msg: str, tb: str) -> None:
+            self.say(f"{what or 'Reading'} failed: {msg}")
+            report_error(self.status, f"{what or 'Reading'} failed", msg, tb)
+
+        run_in_thread(fn, on_done, failed)
 
     @staticmethod
     def outcome(handle) -> str:

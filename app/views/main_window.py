@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import traceback
 from pathlib import Path
@@ -69,6 +70,8 @@ PANEL_MODULES = {
     "audit": ("app.views.audit_panel", "AuditPanel"),
     "study": ("app.views.study_panel", "StudyPanel"),
 }
+
+log = logging.getLogger(__name__)
 
 
 class PlaceholderPanel(QWidget):
@@ -411,6 +414,7 @@ class MainWindow(QMainWindow):
     def show_error(self, title: str, message: str, details: str = "") -> dict:
         """Report an error: recorded always, shown in a non-modal dialog unless error_mode is record."""
         err = {"title": title, "message": message, "details": details}
+        log.error("%s: %s%s", title, message, f"\n{details}" if details else "")  # the traceback in the log
         self.errors.append(err)
         self.last_error = err
         self.statusBar().showMessage(f"{title}: {message}", 10000)

@@ -15,6 +15,7 @@ Public API (small on purpose; the reconstruction, audit and study panels use it)
     view.auto_levels()                     # 1st..99th percentile of the image
     view.reset_view()                      # fit the image, auto window
     view.set_colormap(name | None)         # e.g. "inferno" for uncertainty / error maps, adds a colour bar
+    view.set_unit("HU")                    # the unit of the values (readout and window), "" for none
     view.link(other)                       # share zoom / pan and window / level (symmetric, transitive)
     view.unlink()
     view.clear()
@@ -88,6 +89,8 @@ class ImageView(QWidget):
         self._colorbar = None
         self._cmap_name: str | None = None
         self._hover_text = ""
+        self._hover_at: tuple[int, int] | None = None  # (row, col) under the cursor
+        self._unit = ""
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -137,6 +140,13 @@ class ImageView(QWidget):
             self.item.setLevels(self._levels)
         if first:
             self.vb.autoRange(padding=0.0)
+        self._read_hover()  # the readout is of this image, never of the one before
+        self._update_info()
+
+    def set_unit(self, unit: str) -> None:
+        """The unit of the image's values ("HU"), shown after the readout and the window; "" for none."""
+        self._unit = unit
+        self._read_hover()
         self._update_info()
 
     def image(self) -> np.ndarray | None:
@@ -145,7 +155,7 @@ class ImageView(QWidget):
     def clear(self) -> None:
         self._image = None
         self.item.clear()
-        self._hover_text = ""
+        self._hover_text = ""  # the cursor stays where it is: the next image's pixel there is read
         self._update_info()
 
     def levels(self) -> tuple[float, float]:
@@ -261,15 +271,25 @@ class ImageView(QWidget):
             return
         p = self.vb.mapSceneToView(scene_pos)
         col, row = int(np.floor(p.x())), int(np.floor(p.y()))
-        h, w = self._image.shape[:2]
-        if 0 <= row < h and 0 <= col < w:
-            v = self._image[row, col]
-            value = float(np.mean(v)) if np.ndim(v) else float(v)
-            self._hover_text = f"(r {row}, c {col}) = {value:.4g}"
+        self._hover_at = (row, col)
+        value = self._read_hover()
+        if value is not None:
             self.hovered.emit(row, col, value)
-        else:
-            self._hover_text = ""
         self._update_info()
+
+    def _read_hover(self) -> float | None:
+        """The readout text of the pixel under the cursor in the image shown now; its value, or None."""
+        self._hover_text = ""
+        if self._image is None or self._hover_at is None:
+            return None
+        row, col = self._hover_at
+        h, w = self._image.shape[:2]
+        if not (0 <= row < h and 0 <= col < w):
+            return None
+        v = self._image[row, col]
+        value = float(np.mean(v)) if np.ndim(v) else float(v)
+        self._hover_text = f"(r {row}, c {col}) = {value:.4g}{' ' + self._unit if self._unit else ''}"
+        return value
 
     def _update_info(self) -> None:
         lo, hi = self._levels
@@ -278,7 +298,10 @@ class ImageView(QWidget):
             parts.append(self._title)
         if self._image is not None:
             parts.append(f"{self._image.shape[1]}×{self._image.shape[0]}")
-            parts.append(f"W {hi - lo:.3g}  C {(hi + lo) / 2:.3g}")
+            if self._unit:  # physical units (HU): whole numbers, never 1.5e+03
+                parts.append(f"W {hi - lo:.0f} {self._unit}  C {(hi + lo) / 2:.0f} {self._unit}")
+            else:
+                parts.append(f"W {hi - lo:.3g}  C {(hi + lo) / 2:.3g}")
         if self._hover_text:
             parts.append(self._hover_text)
         self.info.setText("   ".join(parts))

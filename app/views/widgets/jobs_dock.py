@@ -308,6 +308,10 @@ class JobsWidget(QWidget):
                     bar.setRange(0, 1)
                 if state == "done":
                     bar.setValue(bar.maximum())
+                elif bar.value() >= bar.maximum():  # a job that failed at its last step is not shown complete
+                    bar.setValue(max(bar.maximum() - 1, 0))
+                if state != "done":  # the bar says how far it got and that it did not finish
+                    bar.setFormat(f"{state} at %p%")
                 item.setText(2, "")
         btn = self.cancel_buttons.get(jid)
         if btn is not None:
