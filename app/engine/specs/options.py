@@ -138,6 +138,15 @@ class StudyMode(StrEnum):
 class GoalRule(StrEnum):
     """How the goal threshold is applied to the pooled accuracy (AUC in plausibility mode)."""
 
-    point = "point"  # the point estimate is below the threshold
-    upper_ci = "upper_ci"  # the upper end of the 95 % Wilson interval is below the threshold
+    point = "point"  # the point estimate is below the threshold (the interval is reported, not tested)
+    upper_ci = "upper_ci"  # the upper end of the 95 % interval is below the threshold (the default)
+
+
+class RealSplit(StrEnum):
+    """Which images of a workspace dataset named without a split become a study's real cases."""
+
+    test = "test"  # the held-out test split (the default: images no model trained on)
+    val = "val"
+    train = "train"  # training images: an explicit choice, said in the results
+    all = "all"  # every image, training images included: an explicit choice, said in the results
 
