@@ -386,9 +386,8 @@ class StudyPanel(QWidget):
         self._sync_sets()
         spec = self.form.spec()
         if spec is None:
-            msgs = [f"{name.replace('_', ' ')}: {msg}" for name, msg in self.form.errors.items()]
-            msgs += [m for m in self.form.spec_error.text().split("\n") if m]
-            self.design_error.setText("Not created yet. " + " ".join(msgs) if msgs else "The design is not complete.")
+            # the form says what is missing (plain words, DESIGN_MESSAGES) where it is; here only that it stops
+            self.design_error.setText("Not created: complete what is marked above first.")
         else:
             self.design_error.setText("")
         return spec

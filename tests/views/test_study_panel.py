@@ -99,13 +99,17 @@ def test_the_panel_designs_a_study_and_a_reader_reads_it_from_the_panel(qtbot, p
 def test_a_design_without_sets_says_what_is_missing_in_plain_words(panel):
     panel.form.set_values({"name": "incomplete"})
     assert panel.design_spec() is None
-    text = panel.design_error.text()
+    text = panel.form.spec_error.text()  # under the form, as the design changes
     assert "Tick at least one real set" in text and "Tick at least one synthetic set" in text
-    for shown in (text, panel.form.spec_error.text()):
+    assert panel.design_error.text() == "Not created: complete what is marked above first."
+    for shown in (text, panel.design_error.text()):
         assert "validation" not in shown and "List should" not in shown
     panel.real_picker.add_ref("elsewhere.npz")
     assert panel.design_spec() is None
-    assert "real set" not in panel.design_error.text() and "synthetic set" in panel.design_error.text()
+    text = panel.form.spec_error.text()
+    assert "real set" not in text and "synthetic set" in text
+    panel.resize(1366, 768)
+    assert_not_blank(panel, "study_design_missing_1366x768.png")
 
 
 def _ingest_chest(jobs, qtbot, tmp_path, name="chest"):
@@ -148,6 +152,12 @@ def test_the_dataset_lists_follow_imports_and_real_cases_come_from_the_held_out_
     panel.select_study("with-training")
     qtbot.waitUntil(lambda: "include training images (chest:train)" in panel.verdict.text(), timeout=10000)
     assert "chest:train" in panel.summary.text()
+    for tab, name in ((panel.design_tab, "design"), (panel.results_tab, "results")):
+        panel.tabs.setCurrentWidget(tab)
+        for size in ((1366, 768), (1920, 1080)):
+            panel.resize(*size)
+            qtbot.wait(50)
+            assert_not_blank(panel, f"study_{name}_{size[0]}x{size[1]}.png")
 
 
 def test_the_results_view_shows_the_statistics_the_plots_and_exports_csv_and_json(qtbot, panel, workspace,

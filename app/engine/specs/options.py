@@ -98,6 +98,10 @@ class Method(str, enum.Enum):
 
 
 METHODS = tuple(m.value for m in Method)
+#: the fewest noise levels annealed Langevin (score-ald) is run with: with fewer its level ratio is too coarse
+#: for a few Langevin steps per level to remove the excess noise (recon.mri.score.posterior_sample; with 10 a
+#: small SIAT prior gave pure noise at -2.2 dB), so a spec with fewer is refused
+ALD_MIN_STEPS = 50
 SCORE_METHODS = ("score-ald", "score-pc", "score-dds")
 #: regularisation weight of the CS methods (and of the CS-TV image a warm start begins from)
 DEFAULT_LAM = 0.005
