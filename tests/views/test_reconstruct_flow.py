@@ -77,6 +77,7 @@ def test_an_mr_dicom_is_refused_as_ct_input_once(panel, qtbot, main_window):
     assert len(main_window.errors) == n_errors + 1  # one dialog for the input, not one per method
     msg = main_window.last_error["message"]
     assert "MR_small.dcm" in msg and "modality is MR, not CT" in msg
+    assert panel.ct_status.text().startswith("Cannot reconstruct MR_small.dcm: the DICOM modality is MR, not CT")
     for size in ((1366, 768), (1920, 1080)):
         main_window.resize(*size)
         qtbot.wait(50)

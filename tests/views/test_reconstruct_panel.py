@@ -370,5 +370,5 @@ def test_a_bad_ct_input_gives_one_message_and_one_dialog_not_one_failed_job_per_
     assert len(main_window.jobs.handles()) == n_jobs  # no job started
     assert len(main_window.errors) == n_errors + 1 and "does not exist" in main_window.last_error["message"]
     text = panel.ct_status.text()
-    assert text.startswith("Cannot reconstruct this input: ") and "does not exist" in text
+    assert text == "Cannot reconstruct missing.npz: file does not exist"
     assert panel.ct_button.isEnabled() and panel.ct_table.rowCount() == 0

@@ -225,9 +225,11 @@ class CTTab(QWidget):
         self.update_buttons()
 
     def _input_refused(self, msg: str, _tb: str) -> None:
-        """One bad input, one message: on the status line and in one error dialog (no job was started)."""
+        """One bad input, one message: on the status line (the file by its name) and in one error dialog (the
+        whole message, its path included); no job was started."""
         self.checking = False
-        self.jobs.say(f"Cannot reconstruct this input: {msg}")
+        path = self.ct_file.text().strip()
+        self.jobs.say(f"Cannot reconstruct {Path(path).name}: {msg.removeprefix(f'{path}: ')}")
         main = self.ctx.main_window
         if main is not None and hasattr(main, "show_error"):
             main.show_error("CT input refused", msg)
