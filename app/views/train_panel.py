@@ -322,6 +322,7 @@ class TrainPanel(QWidget):
     def _on_preset(self, _i: int) -> None:
         name = self.preset.currentData()
         if self.form is None or name is None:
+            self.preset_note.hide()  # "(defaults)": no preset, nothing it needs
             return
         try:
             loaded = self.training.load_preset(name)

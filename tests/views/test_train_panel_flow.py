@@ -106,6 +106,9 @@ def test_a_failed_start_keeps_its_message_and_a_preset_takes_the_dataset_kind_it
     panel.form.set_values({"dataset": "phantoms"})
     panel.apply_preset("mri-prior-complex")
     assert panel.form.values()["dataset"] == "siat-complex" and not panel.preset_note.isVisible()
+    panel.preset.setCurrentIndex(0)  # "(defaults)"
+    assert not panel.preset_note.isVisible()
+    panel.apply_preset("mri-prior-complex")
     for size in ((1366, 768), (1920, 1080)):
         main_window.resize(*size)
         qtbot.wait(50)
