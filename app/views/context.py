@@ -12,7 +12,8 @@ class AppContext:
 
     - ``workspace``: app.engine.store.Workspace (datasets, runs, jobs, studies registry)
     - ``jobs``: app.workers.manager.JobManager — ``jobs.submit(spec) -> JobHandle`` runs any engine
-      job on the current transport (local thread or remote server) and lists it in the Jobs dock
+      job on the current transport (local thread or remote server) and lists it in the Jobs dock;
+      ``jobs.datasets_changed`` says that a job added or replaced datasets (lists of datasets re-read then)
     - ``settings``: a QSettings for persisted choices
     - ``main_window``: the QMainWindow (for dialogs and status messages), may be None in tests
     """

@@ -6,7 +6,10 @@ denoising estimate (``pred_x0`` image events, thinned by the JobHandle) is shown
 ends, its images are read off the GUI thread into the results grid, with images per second.
 Select images; two selected are compared side by side in linked views (same zoom and window);
 export writes PNG / DICOM / NPZ through ``app.engine.export.export_images`` on a worker thread,
-with the sample job's provenance, so every file is marked synthetic.
+with the sample job's provenance, so every file is marked synthetic. A class-conditional model's
+thumbnails say each image's class under it (``class_captions``: the name from the generated dataset's
+class names, else the checkpoint's, else the number). When a training job ends, its run is selected
+(the newest run, the one just trained).
 """
 
 from __future__ import annotations
@@ -79,12 +82,44 @@ def load_samples(path: str) -> np.ndarray:
     return arr
 
 
+def class_captions(labels, names: list[str], n: int) -> list[str]:
+    """One caption per image: its class's name when ``names`` has one, else its number; "" without a class.
+
+    ``labels``: one class per image (the generated dataset's, -1 for none), one class for all, or None."""
+    if labels is None or len(labels) == 0:
+        return [""] * n
+    labels = list(labels) * n if len(labels) == 1 else list(labels)
+    out = []
+    for c in labels[:n]:
+        if isinstance(c, str) and not c.lstrip("-").isdigit():
+            out.append(c)  # given by name
+            continue
+        k = int(c)
+        out.append("" if k < 0 else (names[k] if k < len(names) and names[k] else str(k)))
+    return out + [""] * (n - len(out))
+
+
+def load_generated(path: str, workspace, dataset: str | None):
+    """(images, per-image class labels or None, class names) of a sample job's output: the labels and names
+    from the dataset it registered when this workspace has it (a job run on a server: (images, None, []))."""
+    images = load_samples(path)
+    if dataset and workspace is not None and workspace.has_dataset(dataset):
+        from app.engine.data.cache import ImageDataset
+
+        ds = ImageDataset.from_workspace(workspace, dataset)
+        labels = ds.labels()
+        if len(labels) == len(images) and (labels >= 0).any():
+            return images, [int(v) for v in labels], list(ds.class_names)
+    return images, None, []
+
+
 class GeneratePanel(QWidget):
     def __init__(self, ctx):
         super().__init__()
         self.ctx = ctx
         self.handle = None
         self.images: np.ndarray | None = None
+        self.classes: list[str] = []  # the class caption of every result image ("" without a class)
         self.result: dict = {}
         self.live_updates = 0
         self.last_export: list[Path] = []
@@ -450,7 +485,17 @@ class GeneratePanel(QWidget):
         if path is None:
             self.status.setText("The job finished but wrote no images.")
             return
-        run_in_thread(lambda: load_samples(path), self._show_results,
+        ws, dataset = self.ctx.workspace, self.result.get("dataset")
+        spec_labels = getattr(h.spec, "class_label", None)
+        names = list(self.class_names)
+
+        def show(res):
+            images, labels, ds_names = res
+            if labels is None:  # not in this workspace: the classes as the job was given them
+                labels, ds_names = spec_labels, names
+            self._show_results(images, class_captions(labels, ds_names or names, len(images)))
+
+        run_in_thread(lambda: load_generated(path, ws, dataset), show,
                       lambda msg, tb: self.status.setText(f"Could not read the images: {msg}"))
 
     @staticmethod
@@ -471,11 +516,12 @@ class GeneratePanel(QWidget):
                 return path
         return None
 
-    def _show_results(self, images: np.ndarray) -> None:
+    def _show_results(self, images: np.ndarray, classes: list[str] | None = None) -> None:
         self.images = images
         self._update_buttons()  # export is possible from now on
         n = len(images)
-        self.results.set_images(images, labels=[f"#{i}" for i in range(n)])
+        self.classes = list(classes) if classes else [""] * n
+        self.results.set_images(images, labels=[f"#{i} · {c}" if c else f"#{i}" for i, c in enumerate(self.classes)])
         seconds = self.result.get("seconds") or (time.monotonic() - self._t_start)
         ips = self.result.get("images_per_second") or (n / seconds if seconds else 0.0)
         self.status.setText(f"{n} images in {seconds:.1f} s · {ips:.2f} images/s")
@@ -552,8 +598,9 @@ class GeneratePanel(QWidget):
 
     # -- misc ------------------------------------------------------------------------------------
     def _on_any_job_finished(self, handle) -> None:
-        if handle.kind == "train":
-            self.refresh_runs()
+        if handle.kind == "train":  # the run just trained (or resumed) is the one to sample from now
+            run = (handle.result or {}).get("run")
+            self.refresh_runs(select=run if handle.state == "done" and run else None)
 
     def _update_buttons(self, *_):
         running = self.handle is not None and not self.handle.is_final

@@ -7,19 +7,23 @@
 - **CT** (``reconstruct/ct_tab.py``): sparse-view reconstruction and denoising ("ct-recon" jobs).
 
 Specs are built with the spec classes on the GUI thread (torch-free) and validated as the values change;
-results come from the jobs' image events and Done results; file I/O runs on worker threads. The tabs own
+results come from the jobs' image events and Done results; file I/O runs on worker threads. The checkpoint
+pickers offer only runs that can serve as the prior (``refresh_runs``: 2-channel complex checkpoints for MRI,
+1-channel ones for CT). The tabs own
 their widgets: ``panel.accel``, ``panel.run_sweep()``, ``panel.ct_grid`` ... reach the tab that has them.
 """
 
 from __future__ import annotations
 
 from PySide6.QtWidgets import QLabel, QTabWidget, QVBoxLayout, QWidget
+from shiboken6 import Shiboken
 
 from app.engine.recon.mri.warm import warm_default  # noqa: F401 (the form's defaults, for callers and tests)
 from app.views.reconstruct.ct_tab import CTTab
 from app.views.reconstruct.mri_form import SCORE_DEFAULT_STEPS  # noqa: F401
 from app.views.reconstruct.mri_tab import MRITab
 from app.views.reconstruct.sweep_tab import SweepTab
+from app.workers.manager import run_in_thread
 
 
 class ReconstructPanel(QWidget):
@@ -63,12 +67,26 @@ class ReconstructPanel(QWidget):
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
     def refresh_runs(self) -> None:
-        try:
-            runs = list(self.ctx.workspace.runs())
-        except Exception:
-            runs = []
-        self.mri.form.set_runs(runs)
-        self.ct.set_runs(runs)
+        """Offer each run only where it can serve as a prior: a 2-channel (complex) checkpoint for MRI's score
+        methods, a 1-channel one for CT; a run without a checkpoint nowhere. Its checkpoint is read off the GUI
+        thread (``checkpoints.prior_channels``)."""
+        ws = self.ctx.workspace
+
+        def load():
+            from app.engine.training.checkpoints import prior_channels
+
+            return [(r, prior_channels(r.path)) for r in ws.runs()]
+
+        def show(runs):
+            if Shiboken.isValid(self):
+                self.set_priors(runs)
+
+        run_in_thread(load, show, lambda msg, tb: None)
+
+    def set_priors(self, runs) -> None:
+        """``runs``: (run record, channels of its newest checkpoint or None)."""
+        self.mri.form.set_runs([r for r, ch in runs if ch == 2])
+        self.ct.set_runs([r for r, ch in runs if ch == 1])
 
     def refresh_datasets(self) -> None:
         try:

@@ -2,13 +2,18 @@
 
 Left: the studies of the workspace. Right, three tabs:
 
-- **Design**: pick real and synthetic sets (workspace datasets, or image folders / NPZ files), the
-  number of cases, the share of synthetic cases, the mode, the display size, the seed, the goal
-  and an optional time limit per case; "Create study" runs the ``study-create`` job.
+- **Design**: pick real and synthetic sets (workspace datasets, or image folders / NPZ files), the split
+  real cases come from (``real_split``: the held-out test split unless training images are chosen on
+  purpose), the number of cases, the share of synthetic cases, the mode, the display size, the seed,
+  the goal and its rule (the 95 % interval by default, the point estimate by name) and an optional
+  time limit per case; "Create study" runs the ``study-create`` job. What is missing is said in plain
+  words (``DESIGN_MESSAGES``), not as validation text. The dataset lists follow the workspace: they
+  are read again whenever a job adds datasets (``JobManager.datasets_changed``).
 - **Readers**: the selected study's readers and their progress; add a reader; start / resume a
   reading (opens the full-screen ``ReaderWindow``); export the study for reading on another
   machine; import a study package or the answers that come back.
-- **Results**: the verdict against the study's goal, per-reader and pooled statistics, Fleiss'
+- **Results**: the verdict against the study's goal (read from the interval: "not distinguishable from
+  chance" when it holds 0.5; a note when the real cases include training images), per-reader and pooled statistics, Fleiss'
   kappa, the ROC curves and the per-reader accuracies with their Wilson intervals, the cases that
   fooled most readers; export CSV + JSON.
 
@@ -48,6 +53,14 @@ from app.engine import study as S
 from app.views.widgets.set_picker import SetPicker
 from app.views.widgets.spec_form import SpecForm
 
+#: what the design lacks, in plain words (the form's hidden set fields)
+DESIGN_MESSAGES = {
+    "real": "Tick at least one real set (a workspace dataset, or add an image folder / NPZ).",
+    "synthetic": "Tick at least one synthetic set (a generated dataset, or add an image folder / NPZ).",
+}
+#: the verdict's colour by its state: met, not met, not shown yet (an interval that straddles the goal), no answers
+VERDICT_COLOURS = {"met": "#7bd17b", "not met": "#e8a04a", "not shown": "#bbbbbb", None: "#bbbbbb"}
+
 PALETTE = [(90, 160, 240), (240, 150, 70), (120, 200, 120), (220, 100, 200), (230, 220, 90),
            (100, 220, 220), (240, 100, 100), (170, 140, 250)]
 
@@ -76,6 +89,8 @@ class StudyPanel(QWidget):
         self._shown_once = False
         self._build()
         self.refresh()
+        if getattr(ctx.jobs, "datasets_changed", None) is not None:
+            ctx.jobs.datasets_changed.connect(self.refresh_datasets)
 
     @property
     def ws(self):
@@ -149,8 +164,9 @@ class StudyPanel(QWidget):
         sets.addStretch(1)
         lay.addLayout(sets, 1)
         right = QVBoxLayout()
-        self.form = SpecForm(S.StudyCreateSpec, only=("name", "mode", "n_cases", "synthetic_fraction", "size", "seed",
-                                                      "goal_accuracy", "goal_rule", "time_limit_s"))
+        self.form = SpecForm(S.StudyCreateSpec, only=("name", "real_split", "mode", "n_cases", "synthetic_fraction",
+                                                      "size", "seed", "goal_accuracy", "goal_rule", "time_limit_s"),
+                             messages=DESIGN_MESSAGES)
         self.form.set_values({"real": [], "synthetic": [], "readers": []})
         right.addWidget(self.form)
         self.b_create = QPushButton("Create study")
@@ -259,14 +275,18 @@ class StudyPanel(QWidget):
         return w
 
     # -- lists ----------------------------------------------------------------------------------
-    def refresh(self) -> None:
-        """Re-read datasets, studies and the selected study's readers from the workspace."""
-        S.ensure_tables(self.ws)
+    def refresh_datasets(self) -> None:
+        """Re-read the workspace's datasets into both pickers (ticks kept)."""
         datasets = self.ws.datasets()
         names = [d.name for d in datasets]
         synthetic = {d.name for d in datasets if d.synthetic}
         self.real_picker.set_datasets(names, synthetic)
         self.syn_picker.set_datasets(names, synthetic)
+
+    def refresh(self) -> None:
+        """Re-read datasets, studies and the selected study's readers from the workspace."""
+        S.ensure_tables(self.ws)
+        self.refresh_datasets()
         current = self.current_study_id()
         self.study_list.blockSignals(True)
         self.study_list.clear()
@@ -310,7 +330,7 @@ class StudyPanel(QWidget):
         if st.is_reader_copy:
             lines.append("Reader copy: read here, then export the answers and send them to the study's owner.")
         else:
-            lines.append(f"Real: {', '.join(st.spec.get('real', []))} · Synthetic: {', '.join(st.spec.get('synthetic', []))}"
+            lines.append(f"Real: {', '.join(st.meta.get('real_sets') or st.spec.get('real', []))} · Synthetic: {', '.join(st.spec.get('synthetic', []))}"
                          f" · goal: {'AUC' if st.mode == 'plausibility' else 'accuracy'} below "
                          f"{st.spec.get('goal_accuracy')} ({st.spec.get('goal_rule')})")
         for wmsg in st.meta.get("warnings", []):
@@ -366,8 +386,8 @@ class StudyPanel(QWidget):
         self._sync_sets()
         spec = self.form.spec()
         if spec is None:
-            msgs = list(self.form.errors.values()) + ([self.form.spec_error.text()] if self.form.spec_error.text() else [])
-            self.design_error.setText("; ".join(m for m in msgs if m) or "the design is not complete")
+            # the form says what is missing (plain words, DESIGN_MESSAGES) where it is; here only that it stops
+            self.design_error.setText("Not created: complete what is marked above first.")
         else:
             self.design_error.setText("")
         return spec
@@ -456,10 +476,15 @@ class StudyPanel(QWidget):
     def show_stats(self, stats: dict) -> None:
         self.stats = stats
         v = stats["verdict"]
-        colour = "#7bd17b" if v.get("passed") else ("#e8a04a" if v.get("passed") is False else "#bbbbbb")
+        colour = VERDICT_COLOURS.get(v.get("state"), VERDICT_COLOURS[None])
+        real = ", ".join(stats.get("real_sets") or [])
+        training = stats.get("real_training") or []
+        note = (f"<br><span style='color:#e0a050'>The real cases include training images ({', '.join(training)}), "
+                "chosen in the design: a model may reproduce them.</span>" if training else "")
         self.verdict.setText(f"<span style='font-size:15px; color:{colour}'><b>{v['text']}</b></span>"
                              f"<br><span style='color:#999'>{stats['n_answers']} answers from "
-                             f"{len(stats['readers'])} reader(s) · {stats.get('n_cases', '?')} cases · mode {stats['mode']}</span>")
+                             f"{len(stats['readers'])} reader(s) · {stats.get('n_cases', '?')} cases · mode {stats['mode']}"
+                             + (f" · real cases from {real}" if real else "") + "</span>" + note)
         rows = [(r, stats["per_reader"][r]) for r in stats["readers"]] + [("pooled", stats["pooled"])]
         self.stats_table.setRowCount(len(rows))
         for i, (name, g) in enumerate(rows):

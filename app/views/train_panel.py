@@ -5,7 +5,11 @@ engine has is here with its bounds and description, and pydantic's messages show
 field. Live: the training loss (log-scale toggle), validation losses per noise level where the
 process reports them (scalar names starting with ``val``), the preview grid as previews arrive
 (thinned by the JobHandle), epoch / step / ETA. The run's checkpoints are listed; "Resume" starts
-the job again from the selected one.
+the job again from the selected one, and its curves go on from the run's history (one curve across
+resumes). The run list says what each run is doing (``RUN_STATE_LABELS``: training, queued, stopped and
+resumable...), the job is named by its preset (``train: resume RUN · PRESET``), a job's outcome stays in
+the status line until another run is picked, and a preset that needs a kind of dataset (``needs`` in its
+file: complex, class labels) picks a dataset of that kind or says that the workspace has none.
 """
 
 from __future__ import annotations
@@ -89,6 +93,24 @@ def _latest_preview(run_dir: Path, known: str | None = None):
         return known, None
 
 
+#: how the run list names a run's registry state
+RUN_STATE_LABELS = {"running": "training", "stopped": "stopped · resumable", "done": "finished", "failed": "failed",
+                    "created": "starting"}
+#: ... and the state of the job this panel runs for it
+LIVE_STATE_LABELS = {"queued": "queued", "running": "training", "reconnecting": "training · reconnecting"}
+
+
+def _resumed_history(ws, run_id: str):
+    """A run's curves up to the checkpoint it resumes from (the steps after it are logged again) and its
+    latest preview: (points, (preview name, array or None)). Read off the UI thread."""
+    rec = ws.run(run_id)
+    points, _offset = read_history(rec.path, 0)
+    step = (rec.meta or {}).get("step")
+    if step is not None:
+        points = [p for p in points if p[1] <= int(step)]
+    return points, _latest_preview(rec.path)
+
+
 def _read_run(ws, run_id: str, offset: int, known_preview: str | None):
     """What the panel shows of a run it does not train itself, read off the UI thread: (state, history points
     from ``offset``, next offset, (preview name, preview array or None), seconds since the history grew)."""
@@ -133,6 +155,12 @@ class TrainPanel(QWidget):
         self.preset.setObjectName("presetCombo")
         prow.addWidget(self.preset, 1)
         ll.addLayout(prow)
+        self.preset_note = QLabel("")
+        self.preset_note.setObjectName("presetNote")
+        self.preset_note.setWordWrap(True)
+        self.preset_note.setProperty("role", "error")
+        self.preset_note.hide()
+        ll.addWidget(self.preset_note)
         self.form = None
         if self.spec_cls is not None:
             exclude = tuple(n for n in ("resume", "resume_from", "preset") if n in self.spec_cls.model_fields)
@@ -201,6 +229,7 @@ class TrainPanel(QWidget):
         self.runs = QComboBox()
         self.runs.setObjectName("runCombo")
         self.runs.currentIndexChanged.connect(self._on_run_selected)
+        self.runs.activated.connect(self._on_run_picked)  # the user's choice (not a refresh)
         rrow.addWidget(self.runs, 1)
         cl.addLayout(rrow)
         self.checkpoints = QListWidget()
@@ -227,6 +256,9 @@ class TrainPanel(QWidget):
         self._preview_file: str | None = None  # its preview shown last (not decoded again)
         self._history_reading = False
         self._elsewhere = False  # the selected run trains in another process now: not to be resumed here too
+        self._held: list | None = None  # a resume's live points, held until the run's earlier curve is drawn
+        self._outcome: str | None = None  # how the last job ended: kept in the status line until a run is picked
+        self._run_states: dict[str, str] = {}
         self._follow = QTimer(self)
         self._follow.setInterval(FOLLOW_MS)
         self._follow.timeout.connect(self._follow_history)
@@ -290,6 +322,7 @@ class TrainPanel(QWidget):
     def _on_preset(self, _i: int) -> None:
         name = self.preset.currentData()
         if self.form is None or name is None:
+            self.preset_note.hide()  # "(defaults)": no preset, nothing it needs
             return
         try:
             loaded = self.training.load_preset(name)
@@ -300,11 +333,27 @@ class TrainPanel(QWidget):
         # every field not in the preset goes back to the spec default, then the preset's own values
         values = {**{k: f.get_default(call_default_factory=True) for k, f in self.spec_cls.model_fields.items()
                      if k != "kind" and not f.is_required()}, **values, "preset": name}
-        dsets = self._dataset_names()
         current = self.form.values().get("dataset")
-        if "dataset" in values and dsets and values.get("dataset") not in dsets:
-            values["dataset"] = current if current in dsets else dsets[0]
+        fitting, why = self._fitting_datasets(name)
+        if why and not fitting:  # nothing to train it on yet: say so (the engine refuses a dataset that misfits)
+            values["dataset"] = current
+            self.preset_note.setText(f"Preset {name} needs {why}; this workspace has none yet.")
+        else:
+            if fitting and values.get("dataset") not in fitting:
+                values["dataset"] = current if current in fitting else fitting[0]
+            self.preset_note.setText("")
+        self.preset_note.setVisible(bool(self.preset_note.text()))
         self.form.set_values(values)
+
+    def _fitting_datasets(self, preset: str) -> tuple[list[str], str]:
+        """(the datasets that give what ``preset`` needs, real ones first; what it needs in words, "" for anything)."""
+        needs = self.training.preset_needs(preset)
+        names = self._dataset_names()
+        if not needs:
+            return names, ""
+        recs = {d.name: d for d in self.ctx.workspace.datasets()}
+        fit = [n for n in names if n in recs and self.training.dataset_misfit(needs, recs[n]) is None]
+        return fit, " and ".join(self.training.PRESET_NEEDS[k] for k in needs if needs[k])
 
     def apply_preset(self, name: str) -> None:
         idx = self.preset.findData(name)
@@ -323,8 +372,9 @@ class TrainPanel(QWidget):
             runs = [r for r in self.ctx.workspace.runs()]
         except Exception:
             runs = []
+        self._run_states = {r.id: r.state for r in runs}
         for r in reversed(runs):
-            self.runs.addItem(f"{r.id} ({r.state})", r.id)
+            self.runs.addItem(self.run_label(r.id), r.id)
         self.runs.blockSignals(False)
         idx = self.runs.findData(keep) if keep else (0 if self.runs.count() else -1)
         if idx >= 0:
@@ -332,6 +382,32 @@ class TrainPanel(QWidget):
         self._on_run_selected()
         if self.form is not None:
             self._refresh_dataset_choices()
+
+    def run_label(self, run_id: str) -> str:
+        """``RUN-ID (what it is doing)``: this panel's own job's state for the run it trains, else the registry's."""
+        h = self.handle
+        if h is not None and not h.is_final and run_id == self.run_id:
+            state = LIVE_STATE_LABELS.get(h.state, h.state)
+        else:
+            raw = self._run_states.get(run_id, "")
+            state = RUN_STATE_LABELS.get(raw, raw)
+        return f"{run_id} ({state})"
+
+    def _relabel_runs(self) -> None:
+        for i in range(self.runs.count()):
+            self.runs.setItemText(i, self.run_label(self.runs.itemData(i)))
+
+    def _on_run_picked(self, *_):
+        """The user picked a run (the one shown, perhaps): the status line is that run's again."""
+        self._outcome = None
+        run_id = self.runs.currentData()
+        if run_id and not self._live():
+            self._plotted_run = None  # drawn again from its history, with its status
+            self._show_history(run_id)
+
+    def _say(self, text: str) -> None:
+        """A run's status, unless the last job's outcome is still to be read (``_outcome``)."""
+        self.status.setText(self._outcome or text)
 
     def _on_run_selected(self, *_):
         run_id = self.runs.currentData()
@@ -395,17 +471,17 @@ class TrainPanel(QWidget):
         self._add_history(offset, points, preview)
         if state == "running" and age is not None and age > STALE_S:
             # a run whose process crashed stays "running" in the registry; its history tells
-            self.status.setText(f"Run {run_id} is marked running but has logged nothing for {age / 60:.0f} min: "
-                                f"its process may have stopped (up to step {self._last_step}; resume it to go on).")
+            self._say(f"Run {run_id} is marked running but has logged nothing for {age / 60:.0f} min: "
+                      f"its process may have stopped (up to step {self._last_step}; resume it to go on).")
             self._follow.start()
         elif state == "running":
             self._say_training_elsewhere(run_id)
             self._follow.start()
         elif points:
-            self.status.setText(f"Run {run_id} ({state}): its curves up to step {self._last_step}.")
+            self._say(f"Run {run_id} ({RUN_STATE_LABELS.get(state, state)}): its curves up to step {self._last_step}.")
         else:
-            self.status.setText(f"Run {run_id} ({state}) has no loss history to show (trained before runs "
-                                "kept one).")
+            self._say(f"Run {run_id} ({RUN_STATE_LABELS.get(state, state)}) has no loss history to show (trained "
+                      "before runs kept one).")
         self._update_buttons()
 
     def _follow_history(self) -> None:
@@ -429,7 +505,7 @@ class TrainPanel(QWidget):
             if state != "running":  # finished there: this was the last read
                 self._follow.stop()
                 self._elsewhere = False
-                self.status.setText(f"Run {r} ({state}): its curves up to step {self._last_step}.")
+                self._say(f"Run {r} ({RUN_STATE_LABELS.get(state, state)}): its curves up to step {self._last_step}.")
                 self.refresh_runs(select=r)
             self._update_buttons()
 
@@ -474,6 +550,9 @@ class TrainPanel(QWidget):
                 saved = None
             updates = {k: values[k] for k in overridable if k in values
                        and (saved is None or values[k] != getattr(saved, k, None))}
+            if saved is not None:  # the same values as the run's (no clash): they name the job (train: resume RUN · PRESET)
+                updates.update({k: getattr(saved, k) for k in ("preset", "dataset", "process")
+                                if getattr(saved, k) is not None})
             try:
                 spec = self.spec_cls(resume=resume_run, **updates)
             except Exception as exc:
@@ -488,15 +567,23 @@ class TrainPanel(QWidget):
         self.val_plot.clear()
         self.preview.clear()
         self._follow.stop()
+        self._outcome = None
         self.run_id = self._plotted_run = resume_run
+        self._held = None
+        if resume_run:  # one curve across resumes: the run's history first, the new points after it
+            self._held = []
+            ws = self.ctx.workspace
+            run_in_thread(lambda: _resumed_history(ws, resume_run), self._on_resumed_history,
+                          lambda msg, tb: self._on_resumed_history(([], (None, None))))
         h = self.ctx.jobs.submit(spec)
         self.handle = h
         h.scalars.connect(self._on_scalars)
         h.image.connect(self._on_image)
         h.progress.connect(self._on_progress)
         h.artifact.connect(self._on_artifact)
-        h.state_changed.connect(lambda _s: self._update_buttons())
+        h.state_changed.connect(lambda _s: (self._update_buttons(), self._relabel_runs()))
         h.finished.connect(self._on_finished)
+        self._relabel_runs()
         self.status.setText("Queued…" if h.state == "queued" else "Starting…")
         self._update_buttons()
         return h
@@ -513,7 +600,25 @@ class TrainPanel(QWidget):
             self.handle.cancel()
             self.status.setText("Stopping at the next step…")
 
+    def _on_resumed_history(self, res) -> None:
+        points, preview = res
+        held, self._held = self._held or [], None
+        if points:
+            self.loss_plot.add_points(points)
+            self.val_plot.add_points(points)
+            self._last_step = max(p[1] for p in points)
+        if held:
+            self.loss_plot.add_points(held)
+            self.val_plot.add_points(held)
+        self.loss_plot.flush()
+        self.val_plot.flush()
+        if preview[1] is not None and self.preview_updates == 0:
+            self.preview.set_image(preview[1])
+
     def _on_scalars(self, batch) -> None:
+        if self._held is not None:  # the run's earlier curve is still being read
+            self._held.extend(batch)
+            return
         self.loss_plot.add_points(batch)
         self.val_plot.add_points(batch)
 
@@ -536,7 +641,7 @@ class TrainPanel(QWidget):
         m = _RUN_IN_PATH.search(path)
         if m and m.group(1) != self.run_id:
             self.run_id = self._plotted_run = m.group(1)
-            self.refresh_runs(select=self.run_id)
+            self.refresh_runs(select=self.run_id)  # labelled "training": this panel's job trains it
         elif kind == "checkpoint" and self.run_id and self.runs.currentData() == self.run_id:
             self._on_run_selected()
 
@@ -545,8 +650,11 @@ class TrainPanel(QWidget):
         self.loss_plot.flush()  # the last points now, not at the next redraw tick
         self.val_plot.flush()
         self.run_id = run_id_from(h) or self.run_id
-        msg = {"done": "Training finished.", "cancelled": "Training stopped; resume from its last checkpoint.",
-               "failed": f"Training failed: {h.message}"}.get(h.state, h.state)
+        run = f"Run {self.run_id}: " if self.run_id else ""
+        msg = {"done": f"{run}training finished.", "cancelled": f"{run}training stopped; resume it from its last checkpoint.",
+               "failed": f"Training failed: {h.message}" + (f" (run {self.run_id})" if self.run_id else
+                                                            " (no run was started)")}.get(h.state, h.state)
+        self._outcome = msg  # stays until another run is picked: the selected run's history does not replace it
         self.status.setText(msg)
         self.refresh_runs(select=self.run_id)
         self._update_buttons()

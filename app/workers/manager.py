@@ -29,6 +29,9 @@ from PySide6.QtCore import QCoreApplication, QObject, Qt, QTimer, Signal, Slot
 from app.engine import jobs as J
 from app.workers.base import FINAL_STATES, JobHandle
 
+#: the job kinds whose end adds or replaces workspace datasets (imports, the demo, generated sets)
+DATASET_KINDS = frozenset({"ingest", "demo", "sample"})
+
 
 class JobManager(QObject):
     """Queue and registry of the jobs of one workspace (see the module docstring)."""
@@ -38,6 +41,7 @@ class JobManager(QObject):
     job_finished = Signal(object)  # JobHandle, once it reached done / failed / cancelled
     job_failed = Signal(object)  # JobHandle, failed (the main window shows the error)
     runner_changed = Signal(str)  # the new transport name
+    datasets_changed = Signal()  # a job that registers datasets (DATASET_KINDS) is done: lists of datasets re-read
 
     def __init__(self, workspace, runner=None, parent=None, max_heavy: int = 1):
         super().__init__(parent)
@@ -168,6 +172,8 @@ class JobManager(QObject):
         except ValueError:
             pass
         self.job_finished.emit(handle)
+        if handle.state == "done" and handle.kind in DATASET_KINDS:
+            self.datasets_changed.emit()
         if handle.state == "failed":
             self.job_failed.emit(handle)
         self._pump()

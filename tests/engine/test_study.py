@@ -105,8 +105,8 @@ def test_statistics_equal_scipy_and_sklearn_on_a_fixed_answer_table():
     assert [stats["per_reader"][r]["correct"] for r in ("r1", "r2", "r3")] == [9, 6, 8]
     assert stats["pooled"]["accuracy"] == pytest.approx(23 / 36)
     assert stats["verdict"]["passed"] is False  # 0.639 >= 0.6
-    assert S.compute_stats(rows, "single", goal_accuracy=0.65)["verdict"]["passed"] is True
-    assert S.compute_stats(rows, "single", goal_accuracy=0.65, goal_rule="upper_ci")["verdict"]["passed"] is False
+    assert S.compute_stats(rows, "single", goal_accuracy=0.65, goal_rule="point")["verdict"]["passed"] is True
+    assert S.compute_stats(rows, "single", goal_accuracy=0.65)["verdict"]["passed"] is False  # upper_ci: the default
     # case c00 (real): r1 real, r2 synthetic, r3 real -> one reader in three fooled
     case0 = next(c for c in stats["per_case"] if c["case_id"] == "c00")
     assert case0["fooling_rate"] == pytest.approx(1 / 3)
@@ -271,6 +271,80 @@ def test_a_workspace_dataset_split_is_a_valid_source(workspace, image_sets):
     with pytest.raises(UserError, match="only 10"):
         S.create_study(workspace, S.StudyCreateSpec(name="ds2", real=["chest:test"], synthetic=[image_sets["synthetic"]],
                                                     n_cases=40, size=32))
+
+
+def _chest(workspace, image_sets, name="chest"):
+    """A 40-image workspace dataset: 30 training images (indices 0-29), 10 held out for test (30-39)."""
+    from app.engine.data.cache import CacheWriter
+
+    imgs = np.load(image_sets["real"])["images"][:40]
+    staging = workspace.staging_dir()
+    w = CacheWriter(staging / "cache.h5", 28, 28, ["normal", "pneumonia"])
+    w.append(imgs, 0, "g", "x.png", 0, "CR")
+    w.set_splits(np.r_[np.zeros(30), np.full(10, 2)])
+    w.close()
+    workspace.commit_dataset(staging, name, n_images=40, height=28, width=28, classes=["normal", "pneumonia"],
+                             source="test", meta={})
+
+
+def _real_origins(workspace, st):
+    rows = workspace.query("SELECT origin FROM study_cases WHERE study_id = ?", (st.id,))
+    return [o for r in rows for o in json.loads(r["origin"]) if o["truth"] == "real"]
+
+
+def test_real_cases_come_from_the_held_out_split_unless_training_images_are_chosen_and_then_the_results_say_so(
+        workspace, image_sets):
+    _chest(workspace, image_sets)
+    st = S.create_study(workspace, S.StudyCreateSpec(name="held-out", real=["chest"], synthetic=[image_sets["synthetic"]],
+                                                     n_cases=16, size=32))
+    origins = _real_origins(workspace, st)
+    assert len(origins) == 8 and {o["set"] for o in origins} == {"chest:test"}
+    assert all(30 <= o["index"] < 40 for o in origins)  # never a training image
+    stats = S.study_stats(workspace, st.id)
+    assert stats["real_sets"] == ["chest:test"] and stats["real_training"] == []
+    with pytest.raises(UserError, match=r"chest:test \(10\)"):  # the held-out split is what runs short
+        S.create_study(workspace, S.StudyCreateSpec(name="big", real=["chest"], synthetic=[image_sets["synthetic"]],
+                                                    n_cases=40, size=32))
+    st = S.create_study(workspace, S.StudyCreateSpec(name="all", real=["chest"], real_split="all", n_cases=40,
+                                                     synthetic=[image_sets["synthetic"]], size=32))
+    assert any(o["index"] < 30 for o in _real_origins(workspace, st))
+    stats = S.study_stats(workspace, st.id)
+    assert stats["real_training"] == ["chest"]
+    assert any("training images (chest)" in w for w in S.get_study(workspace, st.id).meta["warnings"])
+    st = S.create_study(workspace, S.StudyCreateSpec(name="train", real=["chest:train"], n_cases=16,
+                                                     synthetic=[image_sets["synthetic"]], size=32))
+    assert S.study_stats(workspace, st.id)["real_training"] == ["chest:train"]
+
+
+def _answers(n_correct: int, n: int) -> list[dict]:
+    """n single-mode answers of one reader, the first n_correct of them right."""
+    rows = []
+    for i in range(n):
+        truth = "real" if i % 2 else "synthetic"
+        wrong = "synthetic" if truth == "real" else "real"
+        rows.append({"reader_id": "r1", "case_id": f"c{i:02d}", "truth": truth,
+                     "answer": truth if i < n_correct else wrong, "confidence": 3, "plausibility": None,
+                     "seconds": 1.0, "over_time": 0})
+    return rows
+
+
+def test_the_verdict_reads_the_interval_not_the_point_estimate():
+    # 8 of 20 right: 0.400, Wilson 95 % interval 0.219-0.613 (scipy): chance is inside, and so is the goal 0.6
+    v = S.compute_stats(_answers(8, 20), "single", goal_accuracy=0.6)["verdict"]
+    assert v["value"] == pytest.approx(0.4) and v["ci"] == pytest.approx([0.2188, 0.6134], abs=1e-3)
+    assert v["passed"] is False and v["chance"] is True and v["rule"] == "upper_ci"
+    assert v["text"].startswith("goal not shown yet") and "not distinguishable from chance" in v["text"]
+    assert "0.219-0.613" in v["text"] and "20 answers" in v["text"]
+    # the point-estimate rule is still there by name, and says that the interval does not back it
+    p = S.compute_stats(_answers(8, 20), "single", goal_accuracy=0.6, goal_rule="point")["verdict"]
+    assert p["passed"] is True and "rule point" in p["text"] and "the interval does not show it" in p["text"]
+    # 100 of 200 right: the interval 0.431-0.569 lies below 0.6: met, and still chance
+    v = S.compute_stats(_answers(100, 200), "single", goal_accuracy=0.6)["verdict"]
+    assert v["passed"] is True and v["text"].startswith("goal met") and v["chance"] is True
+    # 190 of 200: readers tell the sets apart
+    v = S.compute_stats(_answers(190, 200), "single", goal_accuracy=0.6)["verdict"]
+    assert v["passed"] is False and v["chance"] is False and v["text"].startswith("goal not met")
+    assert "better than chance" in v["text"]
 
 
 # -- jobs, CLI, export / import ---------------------------------------------------------------------

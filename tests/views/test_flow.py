@@ -201,8 +201,8 @@ def test_a_run_training_elsewhere_is_drawn_from_its_history_and_followed_until_i
     log.close()
     workspace.update_run(rec.id, state="done")
     qtbot.waitUntil(lambda: not panel._follow.isActive(), timeout=10000)
-    assert panel.loss_plot.points("loss") == 6 and "(done)" in panel.runs.currentText()
-    assert "(done): its curves up to step 6" in panel.status.text() and not panel._elsewhere
+    assert panel.loss_plot.points("loss") == 6 and "(finished)" in panel.runs.currentText()
+    assert "(finished): its curves up to step 6" in panel.status.text() and not panel._elsewhere
     assert_not_blank(panel, SHOTS / "panel_train_followed_run.png")
 
     # a run left "running" by a process that crashed: its history stopped growing long ago

@@ -96,10 +96,68 @@ def test_the_panel_designs_a_study_and_a_reader_reads_it_from_the_panel(qtbot, p
     assert_not_blank(panel, "study_panel_readers.png")
 
 
-def test_a_design_without_sets_says_what_is_missing(panel):
+def test_a_design_without_sets_says_what_is_missing_in_plain_words(panel):
     panel.form.set_values({"name": "incomplete"})
     assert panel.design_spec() is None
-    assert "real" in panel.design_error.text() or "at least 1" in panel.design_error.text()
+    text = panel.form.spec_error.text()  # under the form, as the design changes
+    assert "Tick at least one real set" in text and "Tick at least one synthetic set" in text
+    assert panel.design_error.text() == "Not created: complete what is marked above first."
+    for shown in (text, panel.design_error.text()):
+        assert "validation" not in shown and "List should" not in shown
+    panel.real_picker.add_ref("elsewhere.npz")
+    assert panel.design_spec() is None
+    text = panel.form.spec_error.text()
+    assert "real set" not in text and "synthetic set" in text
+    panel.resize(1366, 768)
+    assert_not_blank(panel, "study_design_missing_1366x768.png")
+
+
+def _ingest_chest(jobs, qtbot, tmp_path, name="chest"):
+    """A real import job (through the panel's job manager) of 60 chest X-rays, 10 % held out for test."""
+    from app.engine.data.ingest import IngestSpec
+
+    z = np.load(shared_file("pneumoniamnist_balanced_28.npz"))
+    src = tmp_path / f"{name}.npz"
+    np.savez(src, images=z["train_images"][:60])
+    h = jobs.submit(IngestSpec(source=str(src), name=name))
+    qtbot.waitUntil(lambda: h.is_final, timeout=30000)
+    assert h.state == "done", h.message
+
+
+def test_the_dataset_lists_follow_imports_and_real_cases_come_from_the_held_out_split(
+        qtbot, panel, workspace, image_sets, tmp_path):
+    from app.engine.data.cache import ImageDataset
+
+    assert "chest" not in panel.real_picker.labels()
+    _ingest_chest(panel.ctx.jobs, qtbot, tmp_path)  # the panel stays on screen: no other panel is visited
+    qtbot.waitUntil(lambda: "chest" in panel.real_picker.labels(), timeout=5000)
+    assert "chest" in panel.syn_picker.labels()
+    held_out = set(ImageDataset.from_workspace(workspace, "chest").indices("test").tolist())
+    assert 0 < len(held_out) < 60
+    panel.real_picker.check("chest")
+    panel.syn_picker.add_ref(image_sets["synthetic"])
+    panel.form.set_values({"name": "held-out", "n_cases": 2 * len(held_out), "size": 32, "seed": 1})
+    assert panel.form.values()["real_split"] == "test"  # the default
+    qtbot.mouseClick(panel.b_create, Qt.LeftButton)
+    qtbot.waitUntil(lambda: panel.study_list.count() == 1, timeout=20000)
+    st = S.get_study(workspace, "held-out")
+    rows = workspace.query("SELECT origin FROM study_cases WHERE study_id = ?", (st.id,))
+    real = [o for r in rows for o in json.loads(r["origin"]) if o["truth"] == "real"]
+    assert {o["set"] for o in real} == {"chest:test"} and {o["index"] for o in real} == held_out
+    assert "training images" not in panel.verdict.text()
+    # training images only by explicit choice, and the results say so
+    panel.form.set_values({"name": "with-training", "real_split": "train", "n_cases": 20})
+    qtbot.mouseClick(panel.b_create, Qt.LeftButton)
+    qtbot.waitUntil(lambda: panel.study_list.count() == 2, timeout=20000)
+    panel.select_study("with-training")
+    qtbot.waitUntil(lambda: "include training images (chest:train)" in panel.verdict.text(), timeout=10000)
+    assert "chest:train" in panel.summary.text()
+    for tab, name in ((panel.design_tab, "design"), (panel.results_tab, "results")):
+        panel.tabs.setCurrentWidget(tab)
+        for size in ((1366, 768), (1920, 1080)):
+            panel.resize(*size)
+            qtbot.wait(50)
+            assert_not_blank(panel, f"study_{name}_{size[0]}x{size[1]}.png")
 
 
 def test_the_results_view_shows_the_statistics_the_plots_and_exports_csv_and_json(qtbot, panel, workspace,
@@ -118,6 +176,8 @@ def test_the_results_view_shows_the_statistics_the_plots_and_exports_csv_and_jso
     assert panel.stats_table.item(3, 0).text() == "pooled"
     assert panel.stats_table.item(3, 2).text() == f"{stats['pooled']['accuracy']:.3f}"
     assert ("goal met" in panel.verdict.text()) == stats["verdict"]["passed"]
+    v = stats["verdict"]  # 72 answers: the verdict is read from the pooled accuracy's 95 % interval
+    assert v["rule"] == "upper_ci" and f"{v['ci'][0]:.3f}-{v['ci'][1]:.3f}" in panel.verdict.text()
     assert len(panel.roc_plot.listDataItems()) == 1 + 3 + 1  # chance line, readers, pooled
     assert "κ" in panel.kappa_label.text() and panel.case_table.rowCount() == 10
     panel.tabs.setCurrentWidget(panel.results_tab)

@@ -103,6 +103,10 @@ class Method(str, enum.Enum):
 
 
 METHODS = tuple(m.value for m in Method)
+#: the fewest noise levels annealed Langevin (score-ald) is run with: with fewer its level ratio is too coarse
+#: for a few Langevin steps per level to remove the excess noise (recon.mri.score.posterior_sample; with 10 a
+#: small SIAT prior gave pure noise at -2.2 dB), so a spec with fewer is refused
+ALD_MIN_STEPS = 50
 SCORE_METHODS = ("score-ald", "score-pc", "score-dds")
 #: regularisation weight of the CS methods (and of the CS-TV image a warm start begins from)
 DEFAULT_LAM = 0.005
@@ -143,6 +147,15 @@ class StudyMode(StrEnum):
 class GoalRule(StrEnum):
     """How the goal threshold is applied to the pooled accuracy (AUC in plausibility mode)."""
 
-    point = "point"  # the point estimate is below the threshold
-    upper_ci = "upper_ci"  # the upper end of the 95 % Wilson interval is below the threshold
+    point = "point"  # the point estimate is below the threshold (the interval is reported, not tested)
+    upper_ci = "upper_ci"  # the upper end of the 95 % interval is below the threshold (the default)
+
+
+class RealSplit(StrEnum):
+    """Which images of a workspace dataset named without a split become a study's real cases."""
+
+    test = "test"  # the held-out test split (the default: images no model trained on)
+    val = "val"
+    train = "train"  # training images: an explicit choice, said in the results
+    all = "all"  # every image, training images included: an explicit choice, said in the results
 

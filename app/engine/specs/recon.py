@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 
 from app.engine.specs.base import Spec
 from app.engine.specs.options import (
+    ALD_MIN_STEPS,
     WARM_START_HELP,
     CTMethod,
     CTTask,
@@ -37,7 +38,21 @@ class _WarmStartChecked:
         return v
 
 
-class ReconSpec(_WarmStartChecked, Spec):
+class _LangevinStepsChecked:
+    """Annealed Langevin with too few noise levels returns noise without a word: refused on ``steps`` (declared
+    after ``method``), naming the number that works."""
+
+    @field_validator("steps")
+    @classmethod
+    def _langevin_needs_levels(cls, v, info):
+        methods = [getattr(m, "value", m) for m in info.data.get("method") or []]
+        if "score-ald" in methods and v < ALD_MIN_STEPS:
+            raise ValueError(f"annealed Langevin (score-ald) needs at least {ALD_MIN_STEPS} noise levels; with {v} "
+                             f"its samples stay noise. Use {ALD_MIN_STEPS} or more, or score-dds for few steps")
+        return v
+
+
+class ReconSpec(_LangevinStepsChecked, _WarmStartChecked, Spec):
     """Reconstruct an undersampled MRI slice with one or more methods and score it."""
 
     kind: Literal["recon"] = "recon"
@@ -67,7 +82,7 @@ class ReconSpec(_WarmStartChecked, Spec):
     heavy: ClassVar[bool] = True
 
 
-class ReconSweepSpec(_WarmStartChecked, Spec):
+class ReconSweepSpec(_LangevinStepsChecked, _WarmStartChecked, Spec):
     """Error analysis: methods x accelerations over slices, with radial k-space error and subgroups."""
 
     kind: Literal["recon-sweep"] = "recon-sweep"

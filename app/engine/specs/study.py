@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, model_validator
 
 from app.engine.specs.base import Spec
-from app.engine.specs.options import GoalRule, StudyMode
+from app.engine.specs.options import GoalRule, RealSplit, StudyMode
 from app.engine.specs.paths import ImageSetRef, InputFile, NewStudyName, OutputFile, OutputFolder, StudyRef
 
 
@@ -17,6 +17,10 @@ class StudyCreateSpec(Spec):
     kind: Literal["study-create"] = "study-create"
     name: NewStudyName = Field(..., description="study name (letters, digits, '.', '_', '-')")
     real: list[ImageSetRef] = Field(..., min_length=1, description="real image sets: dataset name[:split], image folder or NPZ")
+    real_split: RealSplit = Field(
+        RealSplit.test, description="split of a real dataset named without one: test (held out) | val | train | all "
+        "(train and all put training images among the real cases; the results say so)"
+    )
     synthetic: list[ImageSetRef] = Field(..., min_length=1, description="synthetic image sets: dataset name[:split], folder or NPZ")
     n_cases: int = Field(40, ge=2, le=100_000, description="number of cases (pairs in 2afc mode)")
     synthetic_fraction: float = Field(
@@ -28,7 +32,10 @@ class StudyCreateSpec(Spec):
     goal_accuracy: float = Field(
         0.6, gt=0.0, le=1.0, description="goal: pooled reader accuracy (plausibility mode: AUC) below this"
     )
-    goal_rule: GoalRule = Field(GoalRule.point, description="point | upper_ci: which estimate must be below the goal")
+    goal_rule: GoalRule = Field(
+        GoalRule.upper_ci, description="upper_ci | point: the upper end of the confidence interval (default) or the point "
+        "estimate must be below the goal"
+    )
     time_limit_s: float = Field(0.0, ge=0.0, le=3600.0, description="seconds a case is shown (0: no limit)")
     low_percentile: float = Field(0.5, ge=0.0, lt=50.0, description="per-image normalisation: this percentile maps to 0")
     high_percentile: float = Field(99.5, gt=50.0, le=100.0, description="per-image normalisation: this percentile maps to 255")

@@ -117,16 +117,37 @@ RESUME_OVERRIDABLE = ("epochs", "max_steps", "log_every", "preview_every", "prev
                       "checkpoint_every", "val_every", "device", "num_gpus")
 
 
+#: what a preset may ask of its dataset (the preset file's "needs"): the words that say so
+PRESET_NEEDS = {"complex": "a complex dataset (real and imaginary parts: import with --complex)",
+                "classes": "a dataset with class labels (import with --labels)"}
+
+
 def list_presets() -> list[dict]:
-    """[{"name", "description", "path"}] of the JSON presets in resources/presets/, sorted by name."""
+    """[{"name", "description", "needs", "path"}] of the JSON presets in resources/presets/, sorted by name.
+    ``needs``: what the dataset must be ({"complex": true}, {"classes": true}; {} for any dataset)."""
     out = []
     for p in sorted(PRESETS_DIR.glob("*.json")):
         try:
-            desc = json.loads(p.read_text()).get("description", "")
-        except (OSError, json.JSONDecodeError):
-            desc = "(unreadable)"
-        out.append({"name": p.stem, "description": desc, "path": str(p)})
+            data = json.loads(p.read_text())
+            desc, needs = data.get("description", ""), dict(data.get("needs") or {})
+        except (OSError, json.JSONDecodeError, AttributeError, TypeError, ValueError):
+            desc, needs = "(unreadable)", {}
+        out.append({"name": p.stem, "description": desc, "needs": needs, "path": str(p)})
     return out
+
+
+def preset_needs(name: str) -> dict:
+    """What preset ``name`` needs of its dataset ({} when anything goes or the preset is unknown)."""
+    return next((p["needs"] for p in list_presets() if p["name"] == name), {})
+
+
+def dataset_misfit(needs: dict, dataset) -> str | None:
+    """Why ``dataset`` (a store.DatasetRecord) does not give what ``needs`` asks, or None when it fits."""
+    if needs.get("complex") and not (dataset.meta or {}).get("complex"):
+        return f"dataset {dataset.name} holds magnitude images; it needs {PRESET_NEEDS['complex']}"
+    if needs.get("classes") and len(dataset.classes or []) < 2:
+        return f"dataset {dataset.name} has no class labels; it needs {PRESET_NEEDS['classes']}"
+    return None
 
 
 def load_preset(name: str) -> dict:
@@ -142,6 +163,7 @@ def load_preset(name: str) -> dict:
     if not isinstance(data, dict):
         raise UserError(f"preset file {path} must hold a JSON object of training fields")
     data.pop("description", None)
+    data.pop("needs", None)
     unknown = sorted(set(data) - set(TrainSpec.model_fields) - {"kind"})
     if unknown:
         raise UserError(f"preset file {path} has fields a training spec does not know: {', '.join(unknown)}")

@@ -52,6 +52,26 @@ def _open_set(ws: Workspace, ref: str) -> _SetInfo:
     return _SetInfo(ref, len(images), images.shape[1], images.shape[2], lambda sel, im=images: im[np.asarray(sel)])
 
 
+def real_set_refs(ws: Workspace, refs: list[str], split: str) -> tuple[list[str], list[str]]:
+    """(the real sets as drawn, those among them that hold training images). A workspace dataset named
+    without a split gives its ``split`` ("all": every image); a generated (synthetic) dataset is refused.
+    Files and folders are taken as they are (the workspace cannot tell what trained on them)."""
+    out, training = [], []
+    for ref in refs:
+        name, sep, own = ref.partition(":")
+        if not ws.has_dataset(name):
+            out.append(ref)
+            continue
+        if ws.dataset(name).synthetic:
+            raise UserError(f"real set {ref!r}: dataset {name} holds generated (synthetic) images, not real ones")
+        chosen = own if sep else split
+        resolved = name if chosen in ("", "all") else f"{name}:{chosen}"
+        out.append(resolved)
+        if chosen in ("", "all", "train"):
+            training.append(resolved)
+    return out, training
+
+
 def _draw(sets: list[_SetInfo], n: int, rng: np.random.Generator, what: str) -> list[tuple[int, int]]:
     """n (set index, image index) pairs drawn without replacement from the pooled sets."""
     total = sum(s.count for s in sets)
@@ -78,7 +98,8 @@ def create_study(ws: Workspace, spec: StudyCreateSpec, ctx: JobContext | None = 
     log = ctx.log if ctx else (lambda *a, **k: None)
     check = ctx.check if ctx else (lambda: None)
 
-    real_sets = [_open_set(ws, r) for r in spec.real]
+    real_refs, real_training = real_set_refs(ws, list(spec.real), str(spec.real_split))
+    real_sets = [_open_set(ws, r) for r in real_refs]
     syn_sets = [_open_set(ws, r) for r in spec.synthetic]
     rng = np.random.default_rng(spec.seed)
     mode = StudyMode(spec.mode)
@@ -102,6 +123,9 @@ def create_study(ws: Workspace, spec: StudyCreateSpec, ctx: JobContext | None = 
             + f"; all are resampled to {spec.size}x{spec.size}, but different resampling factors can leave"
             " differences of sharpness that readers may notice"
         )
+    if real_training:
+        warnings.append(f"the real cases include training images ({', '.join(real_training)}): a model may have "
+                        "memorised them, so readers compare its output with what it learnt from")
     for w in warnings:
         log(w, "warning")
 
@@ -171,7 +195,8 @@ def create_study(ws: Workspace, spec: StudyCreateSpec, ctx: JobContext | None = 
 
             ctx.image("blinded cases", make_grid(preview, pad_value=-1), "grid")
         meta = {"n_cases": n, "n_real": n_real if mode != StudyMode.afc2 else n, "n_synthetic": n_syn,
-                "images_per_case": k_img, "warnings": warnings, "role": "owner"}
+                "images_per_case": k_img, "warnings": warnings, "role": "owner",
+                "real_sets": real_refs, "real_training": real_training}
         with ws.transaction() as con:
             con.execute(
                 "INSERT INTO studies(id, name, created, path, spec, meta) VALUES (?,?,?,?,?,?)",

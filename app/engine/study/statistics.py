@@ -132,7 +132,43 @@ def _group_stats(rows: list[dict], mode: StudyMode) -> dict:
     return out
 
 
-def compute_stats(rows: list[dict], mode: str, goal_accuracy: float = 0.6, goal_rule: str = "point") -> dict:
+def goal_verdict(metric: str, value: float, ci: tuple[float, float], goal: float, rule: GoalRule, n: int) -> dict:
+    """The verdict on a pooled accuracy (AUC) ``value`` with its 95 % interval ``ci`` from ``n`` answers.
+
+    Chance (0.5) inside the interval: the readers are "not distinguishable from chance". Rule ``upper_ci``
+    (the default): the goal is met only when the whole interval lies below ``goal``; an interval that straddles
+    the goal is "not shown yet" (more answers narrow it), one wholly above it is "not met". Rule ``point``
+    (by name only): the point estimate decides, and the text says whether the interval agrees. ``state``:
+    "met", "not met" or "not shown" (not yet decided by the interval).
+    """
+    lo, hi = float(ci[0]), float(ci[1])
+    chance = bool(lo <= 0.5 <= hi)
+    est = f"pooled {metric} {value:.3f} (95 % interval {lo:.3f}-{hi:.3f}, {n} answers)"
+    tail = "; readers not distinguishable from chance" if chance else (
+        "; readers tell real from synthetic better than chance" if lo > 0.5 else "")
+    if rule == GoalRule.upper_ci:
+        tested = hi
+        passed = bool(hi < goal)
+        state = "met" if passed else ("not shown" if lo < goal else "not met")
+        if passed:
+            text = f"goal met: {est} lies below {goal:.2f}{tail}"
+        elif lo < goal:
+            text = (f"goal not shown yet: {est} reaches {goal:.2f}; more answers narrow the interval" + tail)
+        else:
+            text = f"goal not met: {est} is at or above {goal:.2f}{tail}"
+    else:
+        tested = value
+        passed = bool(value < goal)
+        agrees = (hi < goal) if passed else (lo >= goal)
+        state = "met" if passed else "not met"
+        text = (f"goal {'met' if passed else 'not met'} by the point estimate (rule point): {est} "
+                f"{'<' if passed else '>='} {goal:.2f}"
+                + ("" if agrees else "; the interval does not show it") + tail)
+    return {"metric": metric, "threshold": goal, "rule": rule.value, "value": value, "tested": tested,
+            "ci": [lo, hi], "passed": passed, "state": state, "chance": chance, "text": text}
+
+
+def compute_stats(rows: list[dict], mode: str, goal_accuracy: float = 0.6, goal_rule: str = "upper_ci") -> dict:
     """All the statistics of a study from its answer table (see ``answer_table``).
 
     Each row needs reader_id, case_id, truth, answer, confidence, plausibility, seconds, over_time.
@@ -183,18 +219,10 @@ def compute_stats(rows: list[dict], mode: str, goal_accuracy: float = 0.6, goal_
     value = pooled.get(metric)
     if value is None:
         verdict = {"metric": metric, "threshold": goal_accuracy, "rule": rule.value, "value": None, "passed": None,
-                   "text": "no answers yet" if not rows else f"{metric} is undefined (one class only)"}
+                   "state": None, "chance": None, "text": "no answers yet" if not rows else f"{metric} is undefined (one class only)"}
     else:
         ci = pooled.get("accuracy_ci" if metric == "accuracy" else "auc_ci")
-        tested = ci[1] if rule == GoalRule.upper_ci else value
-        passed = bool(tested < goal_accuracy)
-        what = "upper 95 % bound of " if rule == GoalRule.upper_ci else ""
-        verdict = {
-            "metric": metric, "threshold": goal_accuracy, "rule": rule.value, "value": value, "tested": tested,
-            "passed": passed,
-            "text": (f"goal met: {what}pooled {metric} {tested:.3f} < {goal_accuracy:.2f}" if passed else
-                     f"goal not met: {what}pooled {metric} {tested:.3f} >= {goal_accuracy:.2f}"),
-        }
+        verdict = goal_verdict(metric, value, ci, goal_accuracy, rule, len(rows))
     return {
         "mode": mode.value,
         "n_answers": len(rows),
@@ -212,10 +240,12 @@ def compute_stats(rows: list[dict], mode: str, goal_accuracy: float = 0.6, goal_
 def study_stats(ws: Workspace, study: str) -> dict:
     st = get_study(ws, study)
     stats = compute_stats(answer_table(ws, st.id), st.mode, float(st.spec.get("goal_accuracy", 0.6)),
-                          st.spec.get("goal_rule", "point"))
+                          st.spec.get("goal_rule", "point"))  # a study made before the default changed keeps its rule
     readers = list_readers(ws, st.id)
     stats.update(study_id=st.id, study=st.name, n_cases=len(case_ids(ws, st.id)),
-                 progress={r.reader_id: r.answered for r in readers})
+                 progress={r.reader_id: r.answered for r in readers},
+                 real_sets=st.meta.get("real_sets", st.spec.get("real", [])),
+                 real_training=st.meta.get("real_training", []))
     return stats
 
 

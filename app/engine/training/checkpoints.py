@@ -87,6 +87,19 @@ def list_checkpoint_folders(run_dir: Path) -> list[Path]:
     return [d for _, d in sorted(found)]
 
 
+def prior_channels(run_dir: Path) -> int | None:
+    """Image channels of a run's newest checkpoint (2: a complex MRI prior, 1: a magnitude / CT one), or None
+    when the run has no complete checkpoint yet: what a reconstruction picker offers it for. Torch-free."""
+    folders = list_checkpoint_folders(run_dir)
+    if not folders:
+        return None
+    try:
+        meta = json.loads((folders[-1] / META_FILE).read_text())
+        return int(meta.get("channels") or (meta.get("net") or {}).get("in_channels") or 1)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
 def list_checkpoints(run_id: str, workspace=None) -> list[dict]:
     """[{"name", "path", "epoch", "step", "loss", "created", "model_sha256", "ema_sha256"}] oldest first."""
     ws = _workspace(workspace)

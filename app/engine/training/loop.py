@@ -45,8 +45,10 @@ from app.engine.specs.train import (  # noqa: F401 (list_presets, load_preset: r
     PROCESS_OPTION_FIELDS,
     RESUME_OVERRIDABLE,
     TrainSpec,
+    dataset_misfit,
     list_presets,
     load_preset,
+    preset_needs,
     resolve_spec,
 )
 from app.engine.training.checkpoints import (
@@ -228,6 +230,9 @@ class Trainer:
             spec = resolve_spec(spec)
             if not spec.dataset:
                 raise UserError("say which dataset to train on (dataset), or which run to continue (resume)")
+            misfit = dataset_misfit(preset_needs(spec.preset), self.ws.dataset(spec.dataset)) if spec.preset else None
+            if misfit:
+                raise UserError(f"preset {spec.preset}: {misfit}")
             self.run_id = None
             self.run_dir = None
         self.spec = spec

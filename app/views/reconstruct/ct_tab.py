@@ -2,8 +2,10 @@
 
 Each checked method that applies to the task is one ``CTReconSpec``, built on the GUI thread as the values
 change (an invalid value is named under the form; Reconstruct CT waits for a valid one) and submitted
-through a ``JobController``. The jobs' image events fill the comparison grid; their Done results the
-metrics table. Methods and tasks come from ``app.engine.specs.options``.
+through a ``JobController``, after one read of the input off the GUI thread (``sources.check_ct_input``: the
+file, its modality, the slice), so a bad input gives one message and one error dialog, not one failed job per
+method. The jobs' image events fill the comparison grid; their Done results the metrics table. Methods and
+tasks come from ``app.engine.specs.options``.
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ from app.engine.specs.options import CT_METHODS, CTTask
 from app.engine.specs.recon import CTReconSpec
 from app.views.job_controller import FieldErrors, JobController, build_spec
 from app.views.reconstruct.common import export_comparison, fill_metrics, metrics_table
+from app.views.reconstruct.sources import check_ct_input
 from app.views.widgets.comparison_grid import ComparisonGrid
 from app.views.widgets.spec_widgets import bounded, error_label
+from app.workers.manager import run_in_thread
 
 #: how the form names the CT methods and tasks of ``app.engine.specs.options``
 CT_METHOD_LABELS = {"fbp": "FBP (ramp filter)", "backprojection": "unfiltered backprojection",
@@ -49,6 +53,7 @@ class CTTab(QWidget):
         self.ctx = ctx
         self.mri = mri
         self.last_export: list[Path] = []
+        self.checking = False  # the input is being read before the jobs start
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 4, 0, 0)
         lay.addWidget(self._build_controls())
@@ -186,7 +191,7 @@ class CTTab(QWidget):
 
     def update_buttons(self, *_) -> None:
         ok = self.validate() is not None and bool(self.ct_file.text().strip())
-        self.ct_button.setEnabled(ok and not self.jobs.busy)
+        self.ct_button.setEnabled(ok and not self.jobs.busy and not self.checking)
         self.stop_button.setEnabled(self.jobs.busy)
 
     # -- running ----------------------------------------------------------------------------------
@@ -200,6 +205,16 @@ class CTTab(QWidget):
         if specs is None:
             self.jobs.say("Not valid: correct the value named in red.")
             return None
+        path, index = specs[0].input, specs[0].slice
+        self.checking = True
+        self.update_buttons()
+        self.jobs.say(f"Reading {Path(path).name}…")
+        run_in_thread(lambda: check_ct_input(path, index), lambda _desc: self._submit(specs, methods),
+                      self._input_refused)
+        return specs
+
+    def _submit(self, specs: list[CTReconSpec], methods: list[str]) -> None:
+        self.checking = False
         self.ct_grid.clear()
         self.ct_table.setRowCount(0)
         self.jobs.start()
@@ -207,7 +222,18 @@ class CTTab(QWidget):
             self.ct_grid.ensure_method(m)
             self.jobs.submit(spec, name=m, on_image=self.ct_grid.on_image)
         self.jobs.say(f"{len(specs)} CT job(s) submitted.")
-        return specs
+        self.update_buttons()
+
+    def _input_refused(self, msg: str, _tb: str) -> None:
+        """One bad input, one message: on the status line (the file by its name) and in one error dialog (the
+        whole message, its path included); no job was started."""
+        self.checking = False
+        path = self.ct_file.text().strip()
+        self.jobs.say(f"Cannot reconstruct {Path(path).name}: {msg.removeprefix(f'{path}: ')}")
+        main = self.ctx.main_window
+        if main is not None and hasattr(main, "show_error"):
+            main.show_error("CT input refused", msg)
+        self.update_buttons()
 
     def _on_ct_done(self, method: str, h) -> None:
         group = self.jobs.group

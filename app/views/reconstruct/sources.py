@@ -1,7 +1,9 @@
 """File and numpy work of the Reconstruction tabs, run on worker threads (``run_in_thread``), never on the GUI thread.
 
-Reading a slice for the preview, drawing a mask, writing a dataset image as the NPZ a recon job reads, and
-writing an exported comparison. numpy and the torch-free ``recon.mri`` modules (``io``, ``fft``, ``masks``) only.
+Reading a slice for the preview, drawing a mask, writing a dataset image as the NPZ a recon job reads (a complex
+dataset's image with its phase), checking a CT input once before its jobs start, and writing an exported
+comparison. numpy and the torch-free ``recon.mri`` modules (``io``, ``fft``, ``masks``) and ``recon.ct.job``'s
+reader only.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-from app.engine.data.imagesets import load_image_set
 from app.engine.errors import UserError
 from app.engine.recon.mri.fft import ifft2c, rss
 from app.engine.recon.mri.io import load_recon_input
@@ -47,16 +48,40 @@ def preview_mask(kspace: np.ndarray, measured_mask, kind: str, acceleration: flo
 
 
 def dataset_image_to_npz(workspace, dataset: str, index: int, out_dir: Path) -> str:
-    """Write image ``index`` of a workspace dataset as a complex NPZ the recon job reads (k-space is
-    simulated from it; a magnitude image has zero phase, which the path says)."""
-    s = load_image_set(dataset, workspace=workspace)
-    if not 0 <= index < len(s):
-        raise UserError(f"dataset {dataset} has {len(s)} images; index {index} is out of range")
-    img = (np.asarray(s.images[index, 0], np.float32) + 1.0) / 2.0  # [-1, 1] -> [0, 1] magnitude
+    """Write image ``index`` of a workspace dataset (``name`` or ``name:split``) as the complex NPZ a recon job
+    reads (k-space is simulated from it). A complex dataset (ingest --complex) keeps its real and imaginary
+    parts, so the phase and a dark background stay as measured; a magnitude image gets zero phase, which the
+    file name says."""
+    from app.engine.data.cache import ImageDataset
+
+    name, _, split = dataset.partition(":")
+    if not workspace.has_dataset(name):
+        raise UserError(f"no dataset named {name!r} in this workspace")
+    ds = ImageDataset.from_workspace(workspace, name)
+    rows = ds.indices(split or None)
+    if not 0 <= index < len(rows):
+        raise UserError(f"dataset {dataset} has {len(rows)} images; index {index} is out of range")
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{dataset.replace(':', '_')}_{index:05d}_zero_phase.npz"
-    np.savez(path, images=img[None].astype(np.complex64))
+    stem = f"{dataset.replace(':', '_')}_{index:05d}"
+    if ds.is_complex:
+        x = ds.images(indices=[int(rows[index])], stored=True)[0]  # (2, H, W) real, imaginary
+        z = (x[0] + 1j * x[1]).astype(np.complex64)
+        path = out_dir / f"{stem}_complex.npz"
+    else:
+        z = ((ds.images(indices=[int(rows[index])])[0, 0] + 1.0) / 2.0).astype(np.complex64)  # [-1, 1] -> [0, 1]
+        path = out_dir / f"{stem}_zero_phase.npz"
+    np.savez(path, images=z[None])
     return str(path)
+
+
+def check_ct_input(path: str, slice_index: int) -> str:
+    """Read the CT slice the ct-recon jobs will read (``recon.ct.job.load_ct_slice``: the file, its modality,
+    the slice): one UserError for a bad input before one job per method is started. Returns a short
+    description of the slice."""
+    from app.engine.recon.ct.job import load_ct_slice
+
+    img = load_ct_slice(path, slice_index)
+    return f"{Path(path).name}: slice {slice_index}, {img.shape[0]}×{img.shape[1]}, {img.min():.0f} to {img.max():.0f} HU"
 
 
 def write_comparison(out: Path, stem: str, picture, arrays: dict[str, np.ndarray], meta: dict) -> list[Path]:

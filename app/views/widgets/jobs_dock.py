@@ -55,15 +55,23 @@ def _short(value: str) -> str:
     return Path(value).name if "/" in value or "\\" in value else value
 
 
+#: the spec fields that name a job, in order (two are shown); training names its preset first
+SUMMARY_KEYS = ("name", "dataset", "preset", "process", "sampler", "run", "checkpoint", "source", "method")
+TRAIN_SUMMARY_KEYS = ("preset", "dataset", "process")
+
+
 def job_summary(kind: str, spec: dict) -> str:
-    """A short human description of a job from its spec (paths shortened: no workspace path in the dock)."""
-    bits = []
+    """A short human description of a job from its spec (paths shortened: no workspace path in the dock).
+    A training job: ``train: PRESET · DATASET`` (the process without a preset), a resumed one
+    ``train: resume RUN · PRESET · DATASET``."""
+    bits = [f"resume {spec['resume']}"] if kind == "train" and spec.get("resume") else []
+    limit = len(bits) + 2
     # a preset before the process: the spec as submitted holds the process default that the preset replaces
-    for key in ("name", "dataset", "preset", "process", "sampler", "run", "checkpoint", "source", "method"):
+    for key in TRAIN_SUMMARY_KEYS if kind == "train" else SUMMARY_KEYS:
         v = spec.get(key)
         if v:
             bits.append(_short(str(v)))
-        if len(bits) >= 2:
+        if len(bits) >= limit:
             break
     return f"{kind}: {' · '.join(bits)}" if bits else kind
 

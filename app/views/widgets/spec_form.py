@@ -9,6 +9,7 @@ panel supplies ``choices``), with a Browse button when its role is an input or o
 error of a field is shown in red under it, on every edit.
 
     form = SpecForm(TrainSpec, exclude=("resume",), choices={"dataset": ["demo-phantoms"]})
+    SpecForm(StudyCreateSpec, only=(...), messages={"real": "Tick at least one real set."})  # plain words
     form.set_values({...}) / form.set_spec(spec)
     form.values() -> dict            # raw values as typed (only the fields shown + hidden defaults)
     form.spec() -> Spec | None       # validated spec, None while any field is invalid
@@ -234,9 +235,11 @@ class SpecForm(QWidget):
     validity_changed = Signal(bool)
 
     def __init__(self, spec_cls, exclude: tuple[str, ...] = (), choices: dict[str, list] | None = None,
-                 only: tuple[str, ...] | None = None, parent=None):
+                 only: tuple[str, ...] | None = None, messages: dict[str, str] | None = None, parent=None):
         super().__init__(parent)
         self.spec_cls = spec_cls
+        #: plain words shown instead of pydantic's message when a field (a hidden one set by the panel) is invalid
+        self.messages = dict(messages or {})
         self.errors: dict[str, str] = {}
         self._valid = True
         self._loading = False
@@ -346,8 +349,13 @@ class SpecForm(QWidget):
                 loc = err["loc"]
                 name = str(loc[0]) if loc else ""
                 msg = err["msg"].removeprefix("Value error, ")
+                if name in self.messages:
+                    msg = self.messages[name]
                 if name in self.editors:
                     errors.setdefault(name, msg)
+                elif name in self.messages:
+                    if msg not in general:
+                        general.append(msg)
                 else:
                     general.append(f"{name or 'spec'}: {msg}" if name else msg)
         if errors:

@@ -3,8 +3,8 @@
     radsynth ct-recon --input ct_head_hu.npz --slice 54 --task sparse-view --views 60 \
         --method fbp backprojection --out DIR --json
 
-Input: an NPZ with ``volume_hu`` (S, H, W) or ``image_hu`` (H, W) in Hounsfield units, or a DICOM
-file (rescaled to HU). The slice is mapped to mu units (``radon.hu_to_unit``) inside the scanner's
+Input: an NPZ with ``volume_hu`` (S, H, W) or ``image_hu`` (H, W) in Hounsfield units, or a CT DICOM
+file (rescaled to HU; another modality, e.g. MR, is refused). The slice is mapped to mu units (``radon.hu_to_unit``) inside the scanner's
 circle; ``sparse-view`` simulates a parallel-beam sinogram of ``views`` angles, ``denoise`` adds
 Gaussian noise of ``noise_hu`` HU (seeded). Methods: fbp, backprojection (sparse view), noisy
 (denoise: the input itself), score (a 1-channel CT prior: ``--run``). PSNR / SSIM / NMSE against
@@ -51,10 +51,14 @@ def load_ct_slice(path: str | Path, index: int) -> np.ndarray:
 
         ds = read_dicom_dataset(path)
         try:
+            modality = str(getattr(ds, "Modality", "") or "")
             img = ds.pixel_array.astype(np.float32) * float(getattr(ds, "RescaleSlope", 1)) + float(
                 getattr(ds, "RescaleIntercept", 0))
         except Exception as exc:
             raise UserError(f"{path}: the DICOM pixel data cannot be read ({exc})") from None
+        if modality != "CT":  # HU and a CT geometry are assumed below: an MR or X-ray image is not one
+            raise UserError(f"{path}: the DICOM modality is {modality or 'not given'}, not CT; CT reconstruction "
+                            "needs a CT slice in Hounsfield units (MR images go to the MRI tab)")
     if img.shape[0] != img.shape[1]:
         raise UserError(f"{path}: CT slices must be square for the parallel-beam projector, got {img.shape}")
     if not np.all(np.isfinite(img)):
