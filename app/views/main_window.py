@@ -48,6 +48,7 @@ from PySide6.QtWidgets import (
 from app.views.context import AppContext
 from app.views.dialogs import ErrorDialog, ShortcutsDialog, about_text
 from app.views.widgets.jobs_dock import JobsDock
+from app.views.widgets.scroll import scrolled
 
 PANELS = [
     ("datasets", "Datasets", "Import DICOM, PNG/TIFF, NIfTI, fastMRI HDF5 and NPZ; labels, splits and statistics."),
@@ -139,7 +140,7 @@ class MainWindow(QMainWindow):
         self.connection_message = ""
         self._closing = False
         self.resize(1400, 880)
-        self.setMinimumSize(900, 600)
+        self.setMinimumSize(900, 560)
         self._build_menus()
         self._build_status_bar()
         self._open(workspace, demo_at_first_start)
@@ -190,7 +191,9 @@ class MainWindow(QMainWindow):
         for key, title, text in PANELS:
             panel = self._make_panel(key, title, text)
             self.panels[key] = panel
-            self.stack.addWidget(panel)
+            # each panel in a scroll area: a panel larger than the window scrolls instead of
+            # making the window's minimum size larger than a laptop screen (widgets/scroll.py)
+            self.stack.addWidget(scrolled(panel, name=f"{key}Scroll"))
             item = QListWidgetItem(title)
             item.setToolTip(text)
             self.nav.addItem(item)

@@ -33,7 +33,7 @@ from app.engine.evaluation.report import row_label
 from app.engine.metrics.sets import load_set, size_sentence
 from app.engine.specs.evaluate import EvaluateSpec
 from app.views.job_controller import JobController, build_spec
-from app.views.widgets.plots import PALETTE
+from app.views.widgets.plots import PALETTE, side_legend
 from app.views.widgets.thumbnails import ThumbnailGrid
 from app.workers.manager import run_in_thread
 
@@ -132,7 +132,7 @@ class EvaluationTab(QWidget):
         sp.showGrid(x=True, y=True, alpha=0.2)
         for ax in ("left", "bottom"):
             sp.getAxis(ax).enableAutoSIPrefix(False)
-        sp.addLegend(offset=(-10, 10))
+        side_legend(sp)
         mid.addWidget(sp)
         mid.setSizes([300, 300, 420])
         vsplit = QSplitter(Qt.Vertical)

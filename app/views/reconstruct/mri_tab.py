@@ -110,7 +110,7 @@ class MRITab(QWidget):
         self.mask_view.vb.sigRangeChanged.connect(lambda *_: self._sync_kspace(self.mask_view, self.kspace_view))
         self.kspace_view.vb.sigRangeChanged.connect(lambda *_: self._sync_kspace(self.kspace_view, self.mask_view))
         for v in (self.source_view, self.mask_view, self.kspace_view):
-            v.setMinimumHeight(150)
+            v.setMinimumHeight(110)
             pl.addWidget(v)
         vs.addWidget(prev)
 
