@@ -6,6 +6,8 @@
   the viewport of a scroll area (the contents scroll on purpose: forms, tables, thumbnail grids);
 - overlap: two visible widgets placed by the same layout whose rectangles intersect;
 - squeezed: a button, input or label smaller than its minimum size hint (its text or frame is cut);
+- cut: a scroll area that does not scroll horizontally holding contents wider than its viewport
+  (a form cut off at the right);
 - text: a label whose text is wider than the label (or, word-wrapped, taller), unless the text is
   elided on purpose (it holds "…") or the label ignores its size (QSizePolicy.Ignored).
 """
@@ -22,6 +24,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QLabel,
     QLineEdit,
+    QScrollArea,
     QSizePolicy,
     QWidget,
 )
@@ -82,7 +85,8 @@ def _label_text_problem(lab: QLabel) -> str | None:
         return None
     fm = QFontMetrics(lab.font())
     if lab.wordWrap():
-        need = fm.boundingRect(QRect(0, 0, max(1, rect.width() - margin), 100000), int(lab.alignment().value) | int(Qt.TextWordWrap.value), text)
+        flags = int(lab.alignment().value) | int(Qt.TextWordWrap.value)
+        need = fm.boundingRect(QRect(0, 0, max(1, rect.width() - margin), 100000), flags, text)
         if need.height() > rect.height() + TOL:
             return f"wrapped text needs {need.height()} px height, has {rect.height()}"
         return None
@@ -126,6 +130,10 @@ def layout_problems(root: QWidget) -> list[str]:
             why = _label_text_problem(w)
             if why:
                 problems.append(f"text: {_name(w)}: {why}")
+        if (isinstance(w, QScrollArea) and w.widget() is not None and w.widget().isVisible()
+                and w.horizontalScrollBarPolicy() == Qt.ScrollBarAlwaysOff
+                and w.widget().width() > w.viewport().width() + TOL):
+            problems.append(f"cut: {_name(w)} shows {w.viewport().width()} px of contents {w.widget().width()} px wide")
         lay = w.layout()
         if lay is not None:
             kids = [k for k in _layout_widgets(lay) if k.isVisible() and k.width() > 0 and k.height() > 0]

@@ -16,15 +16,33 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QWidget
 
 
-def scrolled(widget: QWidget, horizontal: bool = True, name: str | None = None) -> QScrollArea:
-    """``widget`` inside a scroll area (``horizontal=False``: it only scrolls vertically and is
-    never wider than the area)."""
-    sc = QScrollArea()
+class VerticalScrollArea(QScrollArea):
+    """Scrolls only vertically, and is never narrower than its widget's minimum width beside the
+    vertical scroll bar: a form in it is never cut off at the right (a splitter or layout cannot
+    squeeze it below that)."""
+
+    def __init__(self, parent=None, least_width: int = 0):
+        super().__init__(parent)
+        self.least_width = least_width  # a floor for its width (not setMinimumWidth: that would win)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+
+    def minimumSizeHint(self):
+        s = super().minimumSizeHint()
+        w = self.widget()
+        if w is not None:
+            need = w.minimumSizeHint().width() + self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth()
+            s.setWidth(max(s.width(), need, self.least_width))
+        return s
+
+
+def scrolled(widget: QWidget, horizontal: bool = True, name: str | None = None,
+             least_width: int = 0) -> QScrollArea:
+    """``widget`` inside a scroll area (``horizontal=False``: a ``VerticalScrollArea``, which only
+    scrolls vertically and is as wide as the widget needs, and at least ``least_width``)."""
+    sc = QScrollArea() if horizontal else VerticalScrollArea(least_width=least_width)
     sc.setObjectName(name or f"{widget.objectName() or 'widget'}Scroll")
     sc.setWidgetResizable(True)
     sc.setFrameShape(QFrame.NoFrame)
-    if not horizontal:
-        sc.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
     sc.setWidget(widget)
     return sc
 
