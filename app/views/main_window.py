@@ -308,7 +308,8 @@ class MainWindow(QMainWindow):
         v.addSeparator()
         self._jobs_toggle = self._action(v, "&Jobs dock", "Ctrl+J", lambda: None)
         h = mb.addMenu("&Help")
-        self._action(h, "&Keyboard shortcuts", "F1", self.show_shortcuts)
+        self._action(h, "&User guide", "F1", lambda: self.show_guide())
+        self._action(h, "&Keyboard shortcuts", "Ctrl+F1", self.show_shortcuts)
         self._action(h, "&About RadSynth Studio", None, self.show_about)
 
     def _action(self, menu, text, shortcut, slot) -> QAction:
@@ -527,6 +528,22 @@ class MainWindow(QMainWindow):
                 self.jobs.adopt(h, r)
         self._query_compute()
         return True
+
+    def show_guide(self, panel: str | None = None):
+        """The user guide at the page of ``panel`` (default: the panel in view); None, with a
+        status-bar message, when this installation has no guide (app/views/guide.py)."""
+        from app.views.guide import GuideWindow, guide_dir, guide_page
+
+        row = self.nav.currentRow()
+        page = guide_page(panel or (PANELS[row][0] if 0 <= row < len(PANELS) else None))
+        if page is None:
+            self.statusBar().showMessage(f"The user guide is not installed (looked in {guide_dir()})", 10000)
+            return None
+        win = GuideWindow(page, self)
+        win.setAttribute(Qt.WA_DeleteOnClose)
+        win.show()
+        self.guide_window = win
+        return win
 
     def show_shortcuts(self) -> ShortcutsDialog:
         dlg = ShortcutsDialog(self)

@@ -7,13 +7,16 @@ the window's minimum size is the navigation and the Jobs dock, not the largest p
 1366x768 screen; panels use it for their forms.
 
 ``wrapping_label(text)`` is a QLabel that word-wraps, for hints and banners whose text must be
-read whole on a narrow panel.
+read whole on a narrow panel. ``ElidedLabel`` is a one-line label that never asks for width: its
+text ends in "…" where it does not fit (``text()`` and the tooltip hold all of it), instead of being
+cut off mid-word.
 """
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QWidget
+from PySide6.QtGui import QPainter
+from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QSizePolicy, QWidget
 
 
 class VerticalScrollArea(QScrollArea):
@@ -56,3 +59,23 @@ def wrapping_label(text: str = "", role: str | None = None, selectable: bool = F
     if selectable:
         lab.setTextInteractionFlags(Qt.TextSelectableByMouse)
     return lab
+
+
+class ElidedLabel(QLabel):
+    """One line, elided at the right to the label's width; ``text()`` is the whole text."""
+
+    def __init__(self, text: str = "", parent=None):
+        super().__init__(text, parent)
+        self.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
+
+    def shown_text(self) -> str:
+        """The text as painted: whole, or cut with "…" to the width."""
+        return self.fontMetrics().elidedText(self.text(), Qt.ElideRight, max(0, self.contentsRect().width()))
+
+    def paintEvent(self, _ev) -> None:
+        shown = self.shown_text()
+        self.setToolTip(self.text() if shown != self.text() else "")
+        p = QPainter(self)
+        self.style().drawItemText(p, self.contentsRect(), int(self.alignment().value), self.palette(),
+                                  self.isEnabled(), shown, self.foregroundRole())
+        p.end()
