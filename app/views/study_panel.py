@@ -244,6 +244,8 @@ class StudyPanel(QWidget):
         self.acc_plot = pg.PlotWidget(title="Accuracy per reader (95 % Wilson interval)")
         self.acc_plot.setYRange(0, 1, padding=0.02)
         self.acc_plot.setLabel("left", "accuracy")
+        for p in (self.roc_plot, self.acc_plot):
+            p.setMinimumHeight(170)  # readable axes: the tables give up rows first on a 1366x768 screen
         plots.addWidget(self.roc_plot, 0, 0)
         plots.addWidget(self.acc_plot, 0, 1)
         lay.addLayout(plots, 1)

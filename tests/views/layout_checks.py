@@ -8,12 +8,15 @@
 - squeezed: a button, input or label smaller than its minimum size hint (its text or frame is cut);
 - cut: a scroll area that does not scroll horizontally holding contents wider than its viewport
   (a form cut off at the right);
+- plot: a pyqtgraph plot whose data area is under ``PLOT_MIN`` pixels high or wide (its axes'
+  ticks and labels run into each other);
 - text: a label whose text is wider than the label (or, word-wrapped, taller), unless the text is
   elided on purpose (it holds "…") or the label ignores its size (QSizePolicy.Ignored).
 """
 
 from __future__ import annotations
 
+import pyqtgraph as pg
 from PySide6 import QtGui
 from PySide6.QtCore import QRect, Qt
 from PySide6.QtGui import QFontMetrics
@@ -30,6 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 TOL = 1  # pixels of rounding
+PLOT_MIN = 80  # the least data area of a plot, in pixels, for readable ticks
 
 
 def _name(w: QWidget) -> str:
@@ -134,6 +138,10 @@ def layout_problems(root: QWidget) -> list[str]:
                 and w.horizontalScrollBarPolicy() == Qt.ScrollBarAlwaysOff
                 and w.widget().width() > w.viewport().width() + TOL):
             problems.append(f"cut: {_name(w)} shows {w.viewport().width()} px of contents {w.widget().width()} px wide")
+        if isinstance(w, pg.PlotWidget):
+            vb = w.getPlotItem().vb.size()
+            if vb.height() < PLOT_MIN or vb.width() < PLOT_MIN:
+                problems.append(f"plot: {_name(w)} has a data area of {vb.width():.0f}x{vb.height():.0f} px")
         lay = w.layout()
         if lay is not None:
             kids = [k for k in _layout_widgets(lay) if k.isVisible() and k.width() > 0 and k.height() > 0]

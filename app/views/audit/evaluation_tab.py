@@ -126,8 +126,9 @@ class EvaluationTab(QWidget):
             mid.addWidget(b)
         sp = self.spectrum_plot = pg.PlotWidget()
         sp.setObjectName("spectrumPlot")
-        sp.setTitle("radial power spectrum", size="9pt")
-        sp.setLabel("bottom", "frequency (cycles / pixel)")
+        sp.setMinimumHeight(140)  # readable ticks; the splitter gives it no less on a 1366x768 screen
+        # no title row: the axis labels name it, and the data keep the height on a small screen
+        sp.setLabel("bottom", "radial frequency (cycles / pixel)")
         sp.setLabel("left", "log10 power")
         sp.showGrid(x=True, y=True, alpha=0.2)
         for ax in ("left", "bottom"):
