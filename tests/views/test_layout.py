@@ -150,6 +150,18 @@ def test_a_panel_larger_than_a_small_window_scrolls_instead_of_being_squeezed(de
     assert layout_problems(panel) == []
 
 
+def test_a_long_audit_verdict_wraps_in_its_banner_instead_of_losing_its_end(demo_window, qtbot):
+    win = demo_window
+    win.resize(1366, 768)
+    panel = win.show_panel("audit")
+    text = ("FAILED — 7 of 40 generated images are closer to a training image than the calibrated threshold "
+            "allows (17.5 % flagged, 0.0 % allowed); see the flagged pairs below")
+    panel.verdict.set(False, text)
+    qtbot.waitUntil(lambda: panel.verdict.height() >= panel.verdict.heightForWidth(panel.verdict.width()), timeout=3000)
+    assert panel.verdict.text() == text
+    assert layout_problems(win) == []
+
+
 def test_legends_stand_beside_the_data_never_over_a_curve(demo_window, qtbot):
     from app.views.widgets.distance_histogram import DistanceHistogram
     from app.views.widgets.plots import CurvePlot
@@ -252,7 +264,8 @@ def test_audit_and_study_without_a_generated_set_point_to_generation(demo_window
 
 # -- Help > User guide -------------------------------------------------------------------------------
 def test_help_opens_the_user_guide_at_the_page_of_the_panel_in_view(main_window, qtbot, tmp_path):
-    from PySide6.QtGui import QAction
+    from PySide6.QtCore import QUrl
+    from PySide6.QtGui import QAction, QTextDocument
 
     action = next(a for a in main_window.findChildren(QAction) if a.text() == "&User guide")
     assert action.shortcut().toString() == "F1"
@@ -263,8 +276,9 @@ def test_help_opens_the_user_guide_at_the_page_of_the_panel_in_view(main_window,
     assert guide.browser.source().toLocalFile().endswith("docs/guide/reconstruction.md")
     text = guide.browser.toPlainText()
     assert "Reconstruction" in text and "Load a demo slice" in text
-    assert guide.browser.document().resource(3, guide.browser.source().resolved(  # 3: an image resource
-        __import__("PySide6.QtCore", fromlist=["QUrl"]).QUrl("img/reconstruct.png"))) is not None
+    shot = guide.browser.source().resolved(QUrl("img/reconstruct.png"))
+    image = guide.browser.document().resource(QTextDocument.ImageResource, shot)
+    assert image is not None and not image.isNull(), "the page's screenshot is loaded"
     guide.home_button.click()
     assert guide.browser.source().toLocalFile().endswith("docs/guide/index.md")
     assert guide.grab().save(str(_shots(tmp_path) / "guide.png"))
