@@ -33,6 +33,11 @@ def selftest() -> int:
         win.show()
         app.processEvents()
         print(f"ok  the main window opened ({app.platformName()})")
+        from app.views.guide import guide_dir, guide_index
+
+        guide = guide_index()  # Help > User guide: docs/guide is in the bundle's data
+        ok &= guide is not None
+        print(f"{'ok' if guide else 'FAILED'}  the user guide: {guide or f'not found in {guide_dir()}'}")
         for kind, fields in (("demo", {"n_images": 16, "size": 32}), ("selftest", {"steps": 3, "size": 16})):
             ev = J.run_collect(spec_class(kind)(**fields), workspace=Path(tmp) / "ws")[-1]
             done = isinstance(ev, J.Done)

@@ -28,7 +28,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QScrollArea,
     QSplitter,
     QStackedWidget,
     QVBoxLayout,
@@ -36,6 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.views.widgets.image_view import ImageView
+from app.views.widgets.scroll import scrolled
 from app.views.widgets.spec_form import SpecForm
 from app.views.widgets.thumbnails import ThumbnailGrid
 from app.workers.manager import run_in_thread
@@ -182,10 +182,7 @@ class GeneratePanel(QWidget):
                 self.form.form.insertRow(row, label, widget)
             self.form.validity_changed.connect(lambda _v: self._update_buttons())
             self.form.changed.connect(self._update_buttons)
-            sc = QScrollArea()
-            sc.setWidgetResizable(True)
-            sc.setWidget(self.form)
-            sc.setMinimumWidth(320)
+            sc = scrolled(self.form, horizontal=False, name="formScroll", least_width=320)  # never cut at the right
             ll.addWidget(sc, 1)
         else:
             for label, widget in picker_rows:

@@ -41,6 +41,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QPlainTextEdit,
+    QScrollArea,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
@@ -49,6 +50,8 @@ from PySide6.QtWidgets import (
 from app.views.context import AppContext
 from app.views.dialogs import ErrorDialog, ShortcutsDialog, about_text
 from app.views.widgets.jobs_dock import JobsDock
+from app.views.widgets.next_step import NextStepBar
+from app.views.widgets.scroll import scrolled
 
 PANELS = [
     ("datasets", "Datasets", "Import DICOM, PNG/TIFF, NIfTI, fastMRI HDF5 and NPZ; labels, splits and statistics."),
@@ -105,6 +108,20 @@ class PlaceholderPanel(QWidget):
             lay.addStretch(1)
 
 
+class _PanelPage(QWidget):
+    """A panel under its next-step strip. A scroll area asks a widget whose layout wraps text for
+    its height at the viewport's width, and Qt answers with the preferred height, which would
+    scroll a panel that fits; here the answer is the least height: the strip's wrapped text and
+    the panel's minimum."""
+
+    strip: QWidget | None = None
+    panel: QWidget | None = None
+
+    def heightForWidth(self, width: int) -> int:
+        strip = self.strip.heightForWidth(width) if self.strip is not None and not self.strip.isHidden() else 0
+        return max(0, strip) + (self.panel.minimumSizeHint().height() if self.panel is not None else 0)
+
+
 def _error_mode_default() -> str:
     return os.environ.get("RADSYNTH_ERROR_DIALOGS", "dialog")
 
@@ -142,7 +159,7 @@ class MainWindow(QMainWindow):
         self.connection_message = ""
         self._closing = False
         self.resize(1400, 880)
-        self.setMinimumSize(900, 600)
+        self.setMinimumSize(900, 560)
         self._build_menus()
         self._build_status_bar()
         self._open(workspace, demo_at_first_start)
@@ -190,14 +207,22 @@ class MainWindow(QMainWindow):
         self.nav.setFixedWidth(190)
         self.stack = QStackedWidget()
         self.panels: dict[str, QWidget] = {}
+        self.next_steps: dict[str, NextStepBar] = {}
         for key, title, text in PANELS:
             panel = self._make_panel(key, title, text)
             self.panels[key] = panel
-            self.stack.addWidget(panel)
+            self.stack.addWidget(self._panel_page(key, panel))
             item = QListWidgetItem(title)
             item.setToolTip(text)
             self.nav.addItem(item)
         self.nav.currentRowChanged.connect(self.stack.setCurrentIndex)
+        self.nav.currentRowChanged.connect(lambda _r: self._on_panel_shown())
+        self._demo_slice_offered = not demo_at_first_start  # tests open windows without the first-start demo
+        mri = getattr(self.panels.get("reconstruct"), "mri", None)
+        if mri is not None and hasattr(mri, "preview_updated"):
+            mri.preview_updated.connect(self.refresh_next_steps)
+        self.jobs.job_added.connect(lambda h: h.state_changed.connect(lambda _s: self.refresh_next_steps()))
+        self.jobs.job_finished.connect(lambda _h: self.refresh_next_steps())
         last = int(self.settings.value("window/panel", 0) or 0)
         self.nav.setCurrentRow(last if 0 <= last < len(PANELS) else 0)
         lay.addWidget(self.nav)
@@ -214,7 +239,8 @@ class MainWindow(QMainWindow):
             self.removeDockWidget(old_dock)
             old_dock.deleteLater()
         self.addDockWidget(Qt.BottomDockWidgetArea, self.jobs_dock)
-        self.resizeDocks([self.jobs_dock], [190], Qt.Vertical)
+        # four job rows: the panels keep the height of a 1366x768 screen
+        self.resizeDocks([self.jobs_dock], [130], Qt.Vertical)
         self._jobs_toggle.setEnabled(True)
         try:
             self._jobs_toggle.triggered.disconnect()
@@ -223,8 +249,32 @@ class MainWindow(QMainWindow):
         self._jobs_toggle.triggered.connect(lambda: self.jobs_dock.setVisible(not self.jobs_dock.isVisible()))
         self._update_workspace_label()
         self._update_jobs_label()
+        self.refresh_next_steps()
         if first_start:
             QTimer.singleShot(0, self._create_demo)
+
+    def _panel_page(self, key: str, panel: QWidget) -> QScrollArea:
+        """The panel under its next-step strip, in a scroll area: a panel larger than the window
+        scrolls instead of making the window's minimum size larger than a laptop screen
+        (widgets/scroll.py). ``page.panel`` is the panel."""
+        page = _PanelPage()
+        lay = QVBoxLayout(page)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        bar = NextStepBar(key)
+        bar.triggered.connect(self.run_next_step)
+        self.next_steps[key] = bar
+        holder = QWidget()
+        hl = QVBoxLayout(holder)
+        hl.setContentsMargins(6, 6, 6, 0)
+        hl.addWidget(bar)
+        lay.addWidget(holder)
+        lay.addWidget(panel, 1)
+        page.strip, page.panel = holder, panel
+        sc = scrolled(page, name=f"{key}Page")
+        sc.panel = panel
+        sc.next_step = bar
+        return sc
 
     def _make_panel(self, key: str, title: str, text: str) -> QWidget:
         module_name, cls_name = PANEL_MODULES[key]
@@ -261,7 +311,8 @@ class MainWindow(QMainWindow):
         v.addSeparator()
         self._jobs_toggle = self._action(v, "&Jobs dock", "Ctrl+J", lambda: None)
         h = mb.addMenu("&Help")
-        self._action(h, "&Keyboard shortcuts", "F1", self.show_shortcuts)
+        self._action(h, "&User guide", "F1", lambda: self.show_guide())
+        self._action(h, "&Keyboard shortcuts", "Ctrl+F1", self.show_shortcuts)
         self._action(h, "&About RadSynth Studio", None, self.show_about)
 
     def _action(self, menu, text, shortcut, slot) -> QAction:
@@ -364,6 +415,92 @@ class MainWindow(QMainWindow):
         self.demo_handle = self.jobs.submit(spec)
         self.statusBar().showMessage("First start: creating the demo dataset…", 5000)
 
+    # -- next steps (first_steps.py) -------------------------------------------------------------
+    def refresh_next_steps(self) -> None:
+        """Each panel's next-step strip, from the workspace as it is now."""
+        if self._closing or not getattr(self, "next_steps", None):
+            return
+        from app.views.first_steps import WorkspaceState, next_step
+
+        mri = getattr(self.panels.get("reconstruct"), "mri", None)
+        state = WorkspaceState.read(self.workspace, self.jobs,
+                                    recon_source=getattr(mri, "source", None) is not None)
+        for key, bar in self.next_steps.items():
+            bar.show_step(next_step(key, state))
+            holder = bar.parentWidget()
+            if holder is not None:
+                holder.setVisible(bar.step is not None)
+
+    def run_next_step(self, action: str):
+        """What a next-step button does; returns the job handle or panel it started or showed."""
+        if action == "make_demo":
+            self._create_demo()
+            self.refresh_next_steps()
+            return self.demo_handle
+        if action == "train_demo":
+            return self.train_quick_demo()
+        if action == "demo_slice":
+            return self.load_demo_slice()
+        if action.startswith("show_"):
+            return self.show_panel(action.removeprefix("show_"))
+        raise ValueError(f"unknown next-step action {action!r}")
+
+    def train_quick_demo(self):
+        """The quick demo model: the Training panel's cpu-quickstart preset on the demo dataset
+        (or the first real dataset), started as a train job; the Training panel is shown."""
+        from app.engine.specs.data import DEMO_NAME
+
+        panel = self.show_panel("train")
+        if not hasattr(panel, "apply_preset") or getattr(panel, "form", None) is None:
+            self.statusBar().showMessage("Training is not available in this build", 8000)
+            return None
+        names = [d.name for d in self.workspace.datasets() if not d.synthetic]
+        if not names:
+            self.statusBar().showMessage("Import a dataset first (or make the demo dataset)", 8000)
+            return None
+        panel.apply_preset("cpu-quickstart")
+        panel.form.set_values({"dataset": DEMO_NAME if DEMO_NAME in names else names[0]})
+        h = panel.start()
+        self.refresh_next_steps()
+        return h
+
+    def load_demo_slice(self):
+        """Reconstruction's MRI source: an image of the demo dataset (or the first dataset) as fully
+        sampled single-coil k-space, ready to reconstruct."""
+        from app.engine.specs.data import DEMO_NAME
+
+        panel = self.show_panel("reconstruct")
+        mri = getattr(panel, "mri", None)
+        if mri is None:
+            return None
+        names = [d.name for d in self.workspace.datasets() if not d.synthetic]
+        if not names:
+            return None
+        f = mri.form
+        i = f.source_kind.findData("dataset")
+        if i >= 0:
+            f.source_kind.setCurrentIndex(i)
+        mri.set_datasets(names)
+        f.dataset_combo.setCurrentText(DEMO_NAME if DEMO_NAME in names else names[0])
+        return mri.use_dataset_image()
+
+    def _on_panel_shown(self) -> None:
+        """Reconstruction opened on the demo workspace with nothing loaded: a demo slice is loaded
+        (once per window; not in windows opened with ``demo_at_first_start=False``), so the first
+        visit has something to reconstruct."""
+        self.refresh_next_steps()
+        key = PANELS[self.nav.currentRow()][0] if 0 <= self.nav.currentRow() < len(PANELS) else None
+        if key != "reconstruct" or self._demo_slice_offered:
+            return
+        from app.engine.specs.data import DEMO_NAME
+
+        mri = getattr(self.panels.get("reconstruct"), "mri", None)
+        if mri is None or mri.source is not None or mri.form.input_path:
+            return
+        if self.workspace.has_dataset(DEMO_NAME):
+            self._demo_slice_offered = True
+            self.load_demo_slice()
+
     # -- navigation and menus --------------------------------------------------------------------
     def show_panel(self, key: str) -> QWidget:
         keys = [k for k, _, _ in PANELS]
@@ -394,6 +531,22 @@ class MainWindow(QMainWindow):
                 self.jobs.adopt(h, r)
         self._query_compute()
         return True
+
+    def show_guide(self, panel: str | None = None):
+        """The user guide at the page of ``panel`` (default: the panel in view); None, with a
+        status-bar message, when this installation has no guide (app/views/guide.py)."""
+        from app.views.guide import GuideWindow, guide_dir, guide_page
+
+        row = self.nav.currentRow()
+        page = guide_page(panel or (PANELS[row][0] if 0 <= row < len(PANELS) else None))
+        if page is None:
+            self.statusBar().showMessage(f"The user guide is not installed (looked in {guide_dir()})", 10000)
+            return None
+        win = GuideWindow(page, self)
+        win.setAttribute(Qt.WA_DeleteOnClose)
+        win.show()
+        self.guide_window = win
+        return win
 
     def show_shortcuts(self) -> ShortcutsDialog:
         dlg = ShortcutsDialog(self)

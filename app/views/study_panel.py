@@ -50,6 +50,7 @@ from PySide6.QtWidgets import (
 
 from app.engine import jobs as J
 from app.engine import study as S
+from app.views.widgets.plots import side_legend
 from app.views.widgets.set_picker import SetPicker
 from app.views.widgets.spec_form import SpecForm
 
@@ -255,10 +256,12 @@ class StudyPanel(QWidget):
         self.roc_plot.setXRange(0, 1, padding=0.02)
         self.roc_plot.setYRange(0, 1, padding=0.02)
         self.roc_plot.setLimits(xMin=-0.05, xMax=1.05, yMin=-0.05, yMax=1.05)
-        self.roc_legend = self.roc_plot.addLegend(offset=(-10, -10))  # bottom right, below the curves
+        self.roc_legend = side_legend(self.roc_plot)  # beside the curves, never over them
         self.acc_plot = pg.PlotWidget(title="Accuracy per reader (95 % Wilson interval)")
         self.acc_plot.setYRange(0, 1, padding=0.02)
         self.acc_plot.setLabel("left", "accuracy")
+        for p in (self.roc_plot, self.acc_plot):
+            p.setMinimumHeight(170)  # readable axes: the tables give up rows first on a 1366x768 screen
         plots.addWidget(self.roc_plot, 0, 0)
         plots.addWidget(self.acc_plot, 0, 1)
         lay.addLayout(plots, 1)

@@ -26,7 +26,6 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
-    QScrollArea,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -36,6 +35,7 @@ from app.engine.run_history import history_age, read_history
 from app.views.widgets.image_view import ImageView
 from app.views.widgets.jobs_dock import format_eta
 from app.views.widgets.plots import CurvePlot
+from app.views.widgets.scroll import scrolled
 from app.views.widgets.set_picker import SYNTHETIC_BADGE
 from app.views.widgets.spec_form import SpecForm
 from app.workers.manager import run_in_thread
@@ -166,10 +166,7 @@ class TrainPanel(QWidget):
             exclude = tuple(n for n in ("resume", "resume_from", "preset") if n in self.spec_cls.model_fields)
             self.form = SpecForm(self.spec_cls, exclude=exclude, choices={"dataset": self._dataset_names()})
             self.form.validity_changed.connect(self._update_buttons)
-            sc = QScrollArea()
-            sc.setWidgetResizable(True)
-            sc.setWidget(self.form)
-            sc.setMinimumWidth(330)
+            sc = scrolled(self.form, horizontal=False, name="formScroll", least_width=330)  # never cut at the right
             ll.addWidget(sc, 1)
             self.synthetic_note = QLabel("")
             self.synthetic_note.setObjectName("syntheticDatasetNote")

@@ -13,7 +13,7 @@ def test_the_main_window_has_the_six_panels_with_their_stable_object_names(main_
     for key in ("datasets", "train", "generate", "reconstruct", "audit", "study"):
         panel = main_window.show_panel(key)
         assert panel.objectName() == key
-        assert main_window.stack.currentWidget() is panel
+        assert main_window.stack.currentWidget().panel is panel  # each panel in its scroll area
 
 
 def test_a_panel_module_that_fails_to_import_shows_its_error_instead_of_being_hidden(main_window, monkeypatch):

@@ -33,7 +33,7 @@ from app.engine.evaluation.report import row_label
 from app.engine.metrics.sets import load_set, size_sentence
 from app.engine.specs.evaluate import EvaluateSpec
 from app.views.job_controller import JobController, build_spec
-from app.views.widgets.plots import PALETTE
+from app.views.widgets.plots import PALETTE, side_legend
 from app.views.widgets.thumbnails import ThumbnailGrid
 from app.workers.manager import run_in_thread
 
@@ -126,13 +126,14 @@ class EvaluationTab(QWidget):
             mid.addWidget(b)
         sp = self.spectrum_plot = pg.PlotWidget()
         sp.setObjectName("spectrumPlot")
-        sp.setTitle("radial power spectrum", size="9pt")
-        sp.setLabel("bottom", "frequency (cycles / pixel)")
+        sp.setMinimumHeight(140)  # readable ticks; the splitter gives it no less on a 1366x768 screen
+        # no title row: the axis labels name it, and the data keep the height on a small screen
+        sp.setLabel("bottom", "radial frequency (cycles / pixel)")
         sp.setLabel("left", "log10 power")
         sp.showGrid(x=True, y=True, alpha=0.2)
         for ax in ("left", "bottom"):
             sp.getAxis(ax).enableAutoSIPrefix(False)
-        sp.addLegend(offset=(-10, 10))
+        side_legend(sp)
         mid.addWidget(sp)
         mid.setSizes([300, 300, 420])
         vsplit = QSplitter(Qt.Vertical)

@@ -25,7 +25,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QScrollArea,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -38,6 +37,7 @@ from app.views.reconstruct.mri_form import MRIForm
 from app.views.reconstruct.sources import dataset_image_to_npz, load_source, preview_mask
 from app.views.widgets.comparison_grid import ComparisonGrid
 from app.views.widgets.image_view import ImageView
+from app.views.widgets.scroll import scrolled
 from app.workers.manager import run_in_thread
 
 PREVIEW_DEBOUNCE_MS = 150
@@ -64,12 +64,8 @@ class MRITab(QWidget):
         split = QSplitter(Qt.Horizontal)
         lay.addWidget(split)
         self.form = f = MRIForm()
-        sc = QScrollArea()
-        sc.setWidgetResizable(True)
-        sc.setWidget(f)
         # as wide as the form needs beside its vertical scroll bar: nothing is cut off on a small screen
-        sc.setMinimumWidth(max(340, f.minimumSizeHint().width() + sc.verticalScrollBar().sizeHint().width() + 4))
-        sc.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        sc = scrolled(f, horizontal=False, name="mriFormScroll", least_width=340)
         split.addWidget(sc)
         split.addWidget(self._build_views())
         split.setSizes([350, 1100])
@@ -110,7 +106,7 @@ class MRITab(QWidget):
         self.mask_view.vb.sigRangeChanged.connect(lambda *_: self._sync_kspace(self.mask_view, self.kspace_view))
         self.kspace_view.vb.sigRangeChanged.connect(lambda *_: self._sync_kspace(self.kspace_view, self.mask_view))
         for v in (self.source_view, self.mask_view, self.kspace_view):
-            v.setMinimumHeight(150)
+            v.setMinimumHeight(110)
             pl.addWidget(v)
         vs.addWidget(prev)
 

@@ -35,7 +35,7 @@ from app.engine.specs.recon import ReconSweepSpec
 from app.views.job_controller import FieldErrors, JobController, build_spec
 from app.views.reconstruct.common import METRIC_COLUMNS
 from app.views.widgets.image_view import ImageView
-from app.views.widgets.plots import PALETTE
+from app.views.widgets.plots import PALETTE, side_legend
 from app.views.widgets.spec_widgets import error_label
 
 SWEEP_FIELDS = ("slices", "accelerations")
@@ -134,7 +134,7 @@ class SweepTab(QWidget):
         self.sweep_plot.showGrid(x=True, y=True, alpha=0.25)
         self.sweep_plot.setLabel("bottom", "acceleration R")
         self.sweep_plot.getAxis("left").enableAutoSIPrefix(False)
-        self.sweep_plot.addLegend(offset=(-10, 10))
+        side_legend(self.sweep_plot)
         right.addWidget(self.sweep_plot)
         low = QWidget()
         ll = QHBoxLayout(low)

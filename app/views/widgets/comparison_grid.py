@@ -102,7 +102,7 @@ class ComparisonGrid(QWidget):
     # -- building -------------------------------------------------------------------------------
     def _make_view(self, title: str, cmap: str | None) -> ImageView:
         v = ImageView(title=title, colormap=cmap)
-        v.setMinimumSize(150, 150)
+        v.setMinimumSize(120, 110)  # small enough that the grid fits a 1366x768 screen beside the form
         v.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
         v.vb.sigRangeChanged.connect(lambda *_a, src=v: self._sync_range(src))
         return v

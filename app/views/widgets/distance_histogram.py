@@ -17,6 +17,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
+from app.views.widgets.plots import side_legend
+
 GEN_COLOUR = (240, 150, 70)
 HOLD_COLOUR = (90, 160, 240)
 
@@ -35,7 +37,7 @@ class DistanceHistogram(QWidget):
         self.plot.setLabel("bottom", "distance to the nearest training image (smaller = closer)")
         self.plot.getAxis("left").enableAutoSIPrefix(False)
         self.plot.getAxis("bottom").enableAutoSIPrefix(False)
-        self.legend = self.plot.addLegend(offset=(-10, 10))
+        self.legend = side_legend(self.plot)  # beside the histograms, never over them
         self.gen_curve = self.plot.plot([0, 1], [0], stepMode="center", fillLevel=0, pen=pg.mkPen(GEN_COLOUR, width=2),
                                         brush=(*GEN_COLOUR, 90), name="generated → train")
         self.hold_curve = self.plot.plot([0, 1], [0], stepMode="center", fillLevel=0, pen=pg.mkPen(HOLD_COLOUR, width=2),

@@ -29,7 +29,9 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Signal
-from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+from app.views.widgets.scroll import ElidedLabel
 
 
 class _WindowLevelViewBox(pg.ViewBox):
@@ -105,10 +107,9 @@ class ImageView(QWidget):
         self.vb.sigRangeChanged.connect(self._on_range_changed)
         self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
         lay.addWidget(self.graphics, 1)
-        self.info = QLabel("")
+        self.info = ElidedLabel("")  # title · size · window: "…" where the view is narrow, never cut mid-word
         self.info.setObjectName("imageInfo")
         self.info.setProperty("role", "hint")
-        self.info.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
         self.info.setVisible(show_info)
         lay.addWidget(self.info)
         self.setFocusPolicy(Qt.StrongFocus)

@@ -21,11 +21,37 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QTimer, Signal
-from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 PALETTE = [(90, 160, 240), (240, 150, 70), (120, 200, 120), (220, 100, 200), (230, 220, 90),
            (100, 220, 220), (240, 100, 100), (170, 140, 250)]
+
+
+class SideLegend(pg.LegendItem):
+    """A legend that is a cell of its plot's layout (``side_legend``), not an item over the data.
+
+    pyqtgraph's LegendItem sizes itself with ``setGeometry(0, 0, w, h)``, which would move it to the
+    plot's top-left corner; here a change of its rows only tells the plot's layout its new size."""
+
+    def updateSize(self):
+        self.layout.invalidate()
+        self.updateGeometry()
+
+
+def side_legend(plot, **kwargs) -> SideLegend:
+    """A legend to the right of the plot area (top aligned), outside the data: it never covers a
+    curve, whatever the curves do. ``plot`` is a PlotWidget or PlotItem; curves plotted with a
+    ``name`` join it (it is the PlotItem's ``legend``)."""
+    item = plot.getPlotItem() if hasattr(plot, "getPlotItem") else plot
+    kwargs.setdefault("brush", None)
+    legend = SideLegend(**kwargs)  # no offset: not anchored inside the view box
+    legend.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Fixed)  # its rows' height, not the plot's
+    legend.setParentItem(item)
+    item.layout.addItem(legend, 2, 3)
+    item.layout.setAlignment(legend, Qt.AlignTop | Qt.AlignLeft)
+    item.legend = legend
+    return legend
 
 
 def nice_bounds(lo: float, hi: float) -> tuple[float, float]:
@@ -124,8 +150,7 @@ class CurvePlot(QWidget):
             self.plot.setLabel("left", y_label)
         # no "(x0.001)" scaling in the axis label: the tick labels carry the values (also on log axes)
         self.plot.getAxis("left").enableAutoSIPrefix(False)
-        # bottom left: falling loss curves leave that corner empty
-        self.legend = self.plot.addLegend(offset=(10, -10), brush=pg.mkBrush(20, 20, 22, 210))
+        self.legend = side_legend(self.plot)  # beside the curves, never over them
         lay.addWidget(self.plot, 1)
         self._x_hi: float | None = None  # the managed step axis' right end (None: not set yet)
         self._y_bounds: tuple[float, float] | None = None  # the managed log axis' range
