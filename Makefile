@@ -26,8 +26,10 @@ VERSION = $(shell python3 -c "import tomllib; print(tomllib.load(open('pyproject
 package-check: package
 	$(PY) packaging/check.py dist/RadSynthReader-$(VERSION)-linux-x86_64.tar.gz dist/RadSynthStudio-$(VERSION)-linux-x86_64.tar.gz
 
+# The anchors install next to the project's torch, never over it: the installed torch is pinned in the same
+# pip call (a 2.13.0+cpu build stays that build), so pip refuses an anchor that would replace it.
 bench: setup
-	$(PY) -m pip install -q -e ".[bench]"
+	$(PY) -m pip install -q -e ".[bench]" "torch==$$($(PY) -c 'import torch; print(torch.__version__)')"
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:

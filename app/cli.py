@@ -8,6 +8,8 @@ Each verb takes ``--config FILE.json`` (a spec; flags given as well override its
 spec's fields as flags (``--field-name VALUE``). A progress bar is drawn on stderr when it is a
 terminal. With ``--json`` exactly one JSON object — the Done result, or ``{"error": ...}`` — is
 the last line of stdout. Exit codes: 0 Done, 1 Failed, 2 bad arguments, 130 cancelled (Ctrl-C).
+Under ``torchrun --nproc_per_node N -m app.cli -- VERB ...`` (train, sample) every rank runs the job and rank 0 alone prints its log
+lines and result and records it; another rank prints only its warnings and errors, marked ``[rank N]``.
 
 Non-job commands (``serve``, ``gui``, ``datasets``, ``runs``, ``jobs``) are listed in COMMANDS.
 """
@@ -122,12 +124,16 @@ def spec_from_args(spec_cls, ns: argparse.Namespace):
 
 
 class TerminalReporter:
-    """Prints log lines and a one-line progress bar to stderr (bar only on a terminal)."""
+    """Prints log lines and a one-line progress bar to stderr (bar only on a terminal).
 
-    def __init__(self, quiet: bool = False, stream=None):
+    ``rank`` (a torchrun rank other than 0, which reports for all): only its warnings and errors, marked
+    ``[rank N]``, no bar."""
+
+    def __init__(self, quiet: bool = False, stream=None, rank: int = 0):
         self.stream = stream or sys.stderr
         self.quiet = quiet
-        self.tty = self.stream.isatty()
+        self.rank = int(rank)
+        self.tty = self.stream.isatty() and not self.rank
         self.t0 = time.monotonic()
         self._bar_shown = False
         self._last_draw = 0.0
@@ -163,8 +169,10 @@ class TerminalReporter:
         elif isinstance(ev, J.Log):
             if ev.level == "debug" and not os.environ.get("RADSYNTH_DEBUG"):
                 return
+            if self.rank and ev.level not in ("warning", "error"):
+                return
             self._clear_bar()
-            prefix = "" if ev.level == "info" else f"{ev.level}: "
+            prefix = (f"[rank {self.rank}] " if self.rank else "") + ("" if ev.level == "info" else f"{ev.level}: ")
             self.stream.write(f"{prefix}{ev.text}\n")
         elif isinstance(ev, J.Scalar):
             pass
@@ -258,13 +266,21 @@ def _run_verb(verb: str, rest: list[str], stop: threading.Event) -> int:
             print(json.dumps({"error": str(exc), "exit_code": EXIT_USAGE}))
         return EXIT_USAGE
 
+    from app.engine.ranks import DistInfo
+
     J.cpu_threads_from_env()
-    reporter = TerminalReporter(quiet=ns.quiet)
+    dist = DistInfo.from_env()  # under torchrun every rank runs the job; rank 0 alone reports and records it
+    reporter = TerminalReporter(quiet=ns.quiet, rank=dist.rank)
     try:
-        final = J.run(spec, reporter, stop.is_set, workspace=ns.workspace, transport="cli")
+        final = J.run(spec, reporter, stop.is_set, workspace=ns.workspace, transport="cli", record=dist.main)
     except KeyboardInterrupt:
         final = J.Cancelled()
 
+    if not dist.main:
+        if isinstance(final, J.Failed):
+            print(f"[rank {dist.rank}] radsynth {verb} failed: {final.message}", file=sys.stderr)
+        return EXIT_OK if isinstance(final, J.Done) else EXIT_CANCELLED if isinstance(final, J.Cancelled) \
+            else EXIT_FAILED
     if isinstance(final, J.Done):
         if ns.json:
             print(json.dumps(final.result))

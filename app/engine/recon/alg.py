@@ -52,13 +52,14 @@ class PrimalDual(Alg):
 
     def step(self) -> None:
         sigma = self.sigma
-        self.p = [prox(sigma, p + sigma * K._forward(self.x_bar)) for K, prox, p in zip(self.ops, self.proxes, self.p)]
+        self.p = [prox(sigma, torch.add(p, K._forward(self.x_bar), alpha=sigma))
+                  for K, prox, p in zip(self.ops, self.proxes, self.p)]
         grad = None
         for K, p in zip(self.ops, self.p):
             g = K._adjoint(p)
-            grad = g if grad is None else grad + g
-        x_new = self.x - self.tau * grad
-        self.x_bar = 2 * x_new - self.x  # theta = 1 extrapolation
+            grad = g if grad is None else grad.add_(g)
+        x_new = torch.add(self.x, grad, alpha=-self.tau)
+        self.x_bar = x_new.mul(2).sub_(self.x)  # theta = 1 extrapolation
         self.x = x_new
         self.iter += 1
 

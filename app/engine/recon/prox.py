@@ -30,7 +30,7 @@ class L2DataConj(Prox):
         self.y = y
 
     def __call__(self, alpha, v):
-        return (v - alpha * self.y) / (1.0 + alpha)
+        return torch.sub(v, self.y, alpha=alpha).div_(1.0 + alpha)
 
 
 class L1BallProjection(Prox):
@@ -41,10 +41,18 @@ class L1BallProjection(Prox):
         self.lam, self.isotropic = float(lam), bool(isotropic)
 
     def __call__(self, alpha, q):
+        # q * lam / max(|q|, lam) from |q|^2 = re^2 + im^2 and one rsqrt: complex abs (hypot) and dividing a
+        # complex tensor were 3 / 4 of an iteration of CS-TV on the CPU
+        if not q.is_complex():
+            mag2 = q.square()
+        else:
+            mag2 = q.real.square().add_(q.imag.square())
         if self.isotropic:
-            mag = torch.sqrt((q.abs() ** 2).sum(dim=0, keepdim=True))
-            return q / torch.clamp(mag / self.lam, min=1.0)
-        return q / torch.clamp(q.abs() / self.lam, min=1.0)
+            mag2 = mag2.sum(dim=0, keepdim=True)
+        lam = self.lam
+        if lam <= 0:  # the ball is {0}
+            return torch.zeros_like(q)
+        return q * mag2.clamp_(min=lam * lam).rsqrt_().mul_(lam)
 
 
 class WaveletSoftThreshold(Prox):

@@ -79,7 +79,7 @@ class GenerationStep:
     step: int  # 1-based over the whole run (all batches)
     total: int
     batch_index: int  # 0-based
-    batch_start: int  # index of the batch's first image
+    batch_start: int  # position of the batch's first image among those generated (0: the first batch)
     info: StepInfo  # the sampler's own step (x, x0 on the device, float32)
 
 
@@ -188,9 +188,12 @@ def generate_with_info(model, n: int, sampler: str = "ddim", steps: int = 50, se
                        class_labels=None, guidance: float = 0.0, batch_size: int = 64,
                        device: str | torch.device = "cpu", eta=None, snr=None, n_steps_each=None,
                        half: bool = False, compile: bool = False, callback=None, should_stop=None,
-                       log: Callable[[str], None] | None = None,
+                       log: Callable[[str], None] | None = None, indices: Sequence[int] | None = None,
                        **sampler_options: Any) -> tuple[np.ndarray, GenerationInfo]:
-    """``generate`` that also returns timing and what ran (GenerationInfo)."""
+    """``generate`` that also returns timing and what ran (GenerationInfo).
+
+    ``indices`` (default all of 0..n-1): only those images of the ``n``, in that order (one rank's share
+    under torchrun); image i is the same as in the whole run, since its noise depends on (seed, i) only."""
     from app.engine.devices import resolve_device
 
     if int(n) < 1:
@@ -219,18 +222,22 @@ def generate_with_info(model, n: int, sampler: str = "ddim", steps: int = 50, se
     autocast_dtype = _autocast_dtype(half, dev)
     run_net = _compiled(net, dev) if compile else net
 
+    wanted = list(range(n)) if indices is None else [int(i) for i in indices]
+    if any(not 0 <= i < n for i in wanted):
+        raise UserError(f"image indices must lie in 0..{n - 1}")
     shape = (channels, size, size)
     per_batch = smp.progress_steps(process)
-    n_batches = (n + batch_size - 1) // batch_size
+    n_batches = (len(wanted) + batch_size - 1) // batch_size
     total = per_batch * n_batches
-    out = np.empty((n, *shape), dtype=np.float32)
+    out = np.empty((len(wanted), *shape), dtype=np.float32)
     t0 = time.perf_counter()
     try:
         with torch.inference_mode():
             for b in range(n_batches):
-                start, stop = b * batch_size, min(n, (b + 1) * batch_size)
-                noise = ImageNoise(seed, range(start, stop), dev)
-                y = None if labels is None else torch.tensor(labels[start:stop], dtype=torch.long, device=dev)
+                start, stop = b * batch_size, min(len(wanted), (b + 1) * batch_size)
+                batch = wanted[start:stop]
+                noise = ImageNoise(seed, batch, dev)
+                y = None if labels is None else torch.tensor([labels[i] for i in batch], dtype=torch.long, device=dev)
                 denoiser = Denoiser(run_net, process, y, guidance, autocast_dtype)
 
                 def on_step(info: StepInfo, _b=b, _start=start):
@@ -253,20 +260,20 @@ def generate_with_info(model, n: int, sampler: str = "ddim", steps: int = 50, se
                 x = x.float()
                 if not bool(torch.isfinite(x).all()):
                     raise UserError(
-                        f"sampler {smp.name!r} diverged (non-finite values) in images {start}..{stop - 1}: "
+                        f"sampler {smp.name!r} diverged (non-finite values) in images {batch[0]}..{batch[-1]}: "
                         "the model may be undertrained for this sampler; try another sampler or more steps"
                     )
                 x = x.clamp_(-1.0, 1.0)
                 out[start:stop] = x.cpu().numpy()
                 if log is not None and n_batches > 1:
-                    log(f"batch {b + 1}/{n_batches} done ({stop} of {n} images)")
+                    log(f"batch {b + 1}/{n_batches} done ({stop} of {len(wanted)} images)")
     finally:
         net.train(was_training)  # leave the caller's module as it was
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - t0
     info = GenerationInfo(
-        seconds=seconds, images_per_second=n / max(seconds, 1e-9), network_evals=smp.network_evals(process),
+        seconds=seconds, images_per_second=len(wanted) / max(seconds, 1e-9), network_evals=smp.network_evals(process),
         sampler=smp.describe(), device=str(dev), dtype=str(autocast_dtype or torch.float32).replace("torch.", ""),
         compiled=bool(compile),
     )

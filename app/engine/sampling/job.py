@@ -4,6 +4,11 @@ evaluation and reader studies can pick them by name.
 
     radsynth sample --run RUN --n 16 --sampler ddim --steps 50 --class 1 --guidance 2 --seed 0 \
         --out DIR --format dicom --json
+
+Under ``torchrun --nproc_per_node P -m app.cli -- sample --run RUN ...`` (the ``--`` keeps torchrun from
+reading ``--run`` as its own ``--run-path``) the image indices are split across the P ranks (``ranks.DistInfo.share``:
+contiguous blocks, one GPU each where there are GPUs) and gathered on rank 0, which alone exports and registers
+the one set; since image i depends on (seed, i) only, the set is the one a single process writes.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from pathlib import Path
 
 from app.engine.export import EXPORT_FORMATS, export_images
 from app.engine.jobs import JobContext, UserError, register
+from app.engine.ranks import DistInfo, agree, process_group
 from app.engine.specs.generate import SampleSpec
 from app.engine.specs.options import SamplerName  # noqa: F401
 from app.engine.store import GENERATED_META, check_name
@@ -120,15 +126,19 @@ def run_sample(spec: SampleSpec, ctx: JobContext) -> dict:
 
     if spec.format not in EXPORT_FORMATS:  # Literal already checks; kept for direct callers
         raise UserError(f"format {spec.format!r} is not one of {', '.join(EXPORT_FORMATS)}")
-    model = load_checkpoint(spec.run, workspace=ctx.workspace, ema=spec.ema, device=spec.device, epoch=spec.epoch)
+    dist = DistInfo.from_env()
+    model = load_checkpoint(spec.run, workspace=ctx.workspace, ema=spec.ema, device=_rank_device(spec.device, dist),
+                            epoch=spec.epoch)
     labels = resolve_class_labels(spec.class_label, model.class_names, spec.n_images)
     ws = ctx.workspace
     ds_name = spec.dataset or samples_dataset_name(model.run_id, ctx.job_id)
     check_name(ds_name, "dataset name")
     if ws.has_dataset(ds_name):  # before minutes of sampling, not after
         raise UserError(f"a dataset named {ds_name!r} already exists in {ws.root}: choose another dataset name")
+    mine = dist.share(spec.n_images)
     ctx.log(f"sampling {spec.n_images} images with {spec.sampler} ({spec.steps} steps, seed {spec.seed}) from "
-            f"{model.path} ({model.process.name}, {'EMA' if model.ema else 'raw'} weights, epoch {model.epoch})")
+            f"{model.path} ({model.process.name}, {'EMA' if model.ema else 'raw'} weights, epoch {model.epoch})"
+            + (f" on {dist.world} processes (this one: images {mine.start}..{mine.stop - 1})" if dist.active else ""))
     grid_n = min(16, spec.batch_size, spec.n_images)
     # a prior trained on a complex dataset (ingest --complex) keeps its 99th percentile at 1 / headroom
     headroom = float(model.meta.get("complex_headroom") or 1.0)
@@ -147,13 +157,23 @@ def run_sample(spec: SampleSpec, ctx: JobContext) -> dict:
                 x0 = magnitude_display(x0, headroom) if x0.shape[1] == 2 else x0
                 ctx.image("preview", make_grid(x0, ncol=int(math.ceil(math.sqrt(len(x0))))), "grid")
 
-    images, info = generate_with_info(
-        model, spec.n_images, sampler=spec.sampler, steps=spec.steps, seed=spec.seed, class_labels=labels,
-        guidance=spec.guidance, batch_size=spec.batch_size, device=next(model.net.parameters()).device,
-        **options_for(spec.sampler, {"eta": spec.eta, "snr": spec.snr, "n_steps_each": spec.n_steps_each}),
-        half=spec.half, compile=spec.compile, callback=on_step, should_stop=ctx.should_stop,
-        log=ctx.log,
-    )
+    device = next(model.net.parameters()).device
+    t0 = time.perf_counter()
+    with process_group(dist, cuda=device.type == "cuda"):
+        parts = agree(dist, lambda: generate_with_info(
+            model, spec.n_images, sampler=spec.sampler, steps=spec.steps, seed=spec.seed, class_labels=labels,
+            guidance=spec.guidance, batch_size=spec.batch_size, device=device,
+            **options_for(spec.sampler, {"eta": spec.eta, "snr": spec.snr, "n_steps_each": spec.n_steps_each}),
+            half=spec.half, compile=spec.compile, callback=on_step, should_stop=ctx.should_stop,
+            log=ctx.log, indices=mine,
+        ))
+    if not dist.main:  # rank 0 writes the set and reports; this rank's share went to it
+        return {"rank": dist.rank, "images": [mine.start, mine.stop], "seconds": round(parts[dist.rank][1].seconds, 3)}
+    images = np.concatenate([part[0] for part in parts])  # the shares in rank order are 0..n-1
+    info = parts[0][1]
+    if dist.active:  # the job's throughput: all images over the time until the last share arrived
+        info.seconds = time.perf_counter() - t0
+        info.images_per_second = spec.n_images / max(info.seconds, 1e-9)
     ctx.check()
     out_dir = Path(spec.out) if spec.out else ctx.job_dir() / "samples"
     created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -224,4 +244,14 @@ def run_sample(spec: SampleSpec, ctx: JobContext) -> dict:
         "run": model.run_id,
         "device": info.device,
         "mean": float(np.mean(images)),
+        "processes": dist.world,
     }
+
+
+def _rank_device(device: str, dist: DistInfo) -> str:
+    """Under torchrun each rank samples on its own GPU (cuda:LOCAL_RANK) when the job runs on GPUs."""
+    if not dist.active or device not in ("auto", "cuda"):
+        return device
+    import torch
+
+    return f"cuda:{dist.local_rank}" if torch.cuda.is_available() else device

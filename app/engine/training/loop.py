@@ -28,7 +28,6 @@ import errno
 import hashlib
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from app.engine.jobs import JobCancelled, JobContext, UserError, register
+from app.engine.ranks import DistInfo, process_group
 from app.engine.run_history import ScalarLog
 
 # presets and the spec's resume rules are spec facts (the Training panel reads them without the engine)
@@ -145,27 +145,6 @@ def lr_lambda_factory(warmup: int, total: int, schedule: str):
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))  # Loshchilov & Hutter 2017, eq. 5
 
     return f
-
-
-@dataclass
-class DistInfo:
-    """Rank / world of this process (world 1 when not under torchrun)."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    active: bool = False
-
-    @classmethod
-    def from_env(cls) -> DistInfo:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world <= 1:
-            return cls()
-        return cls(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")), True)
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
 
 
 def _seed(*keys: int) -> int:
@@ -765,18 +744,5 @@ def run_train(spec: TrainSpec, ctx: JobContext) -> dict:
         )
     if dist.active and dist.world != spec.num_gpus and spec.num_gpus != 1:
         raise UserError(f"num_gpus={spec.num_gpus} but torchrun started {dist.world} processes")
-    owns_group = False
-    if dist.active:
-        import torch.distributed as tdist
-
-        if not tdist.is_initialized():
-            backend = "nccl" if torch.cuda.is_available() and spec.device != "cpu" else "gloo"
-            tdist.init_process_group(backend=backend)
-            owns_group = True
-    try:
+    with process_group(dist, cuda=torch.cuda.is_available() and spec.device != "cpu"):
         return Trainer(spec, ctx, dist).run()
-    finally:
-        if owns_group:
-            import torch.distributed as tdist
-
-            tdist.destroy_process_group()

@@ -55,7 +55,7 @@ def _cleanfid_functions():
     project's torch build."""
     spec = importlib.util.find_spec("cleanfid")
     if spec is None:
-        pytest.skip("clean-fid is not installed (pip install clean-fid, part of the bench extra)")
+        pytest.skip("clean-fid is not installed (scripts/setup.sh installs it: pip install --no-deps clean-fid)")
     src = (Path(spec.submodule_search_locations[0]) / "fid.py").read_text()
     tree = ast.parse(src)
     keep = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in ("frechet_distance", "kernel_distance")]

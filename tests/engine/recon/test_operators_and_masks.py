@@ -38,10 +38,13 @@ def _operators(rng):
         "sense": SenseOp(maps, mask),
         "sense_two_sets": SenseOp(np.stack([maps, _crandn(rng, (4, 24, 28))]), mask),
         "finite_difference": FiniteDifference((24, 28)),
+        "masked_fft_uncentred": MaskedFFT(mask).uncentred(),
+        "sense_uncentred": SenseOp(maps, mask).uncentred(),
     }
 
 
-@pytest.mark.parametrize("name", ["masked_fft", "sense", "sense_two_sets", "finite_difference"])
+@pytest.mark.parametrize("name", ["masked_fft", "sense", "sense_two_sets", "finite_difference", "masked_fft_uncentred",
+                                  "sense_uncentred"])
 def test_every_operator_has_an_exact_adjoint(name, rng):
     A = _operators(rng)[name]
     x = _crandn(rng, A.ishape)
@@ -49,6 +52,36 @@ def test_every_operator_has_an_exact_adjoint(name, rng):
     lhs = inner(A.forward(x), y)
     rhs = inner(x, A.adjoint(y))
     assert np.isclose(lhs, rhs, rtol=1e-5), (lhs, rhs)
+
+
+@pytest.mark.parametrize("shape", [(24, 28), (23, 27)])
+def test_uncentred_operators_are_the_same_sampling_on_ifftshifted_images_and_kspace(shape, rng):
+    """B = A.uncentred() has B(ifftshift(x)) == ifftshift(A x) (odd sizes too), and periodic finite differences
+    commute with the shift: CS-TV solves the same problem in those coordinates."""
+    mask, _ = make_mask("poisson2d", shape, 3, 0.2, seed=2)
+    maps = torch.as_tensor(_crandn(rng, (3, *shape)))
+    x = torch.as_tensor(_crandn(rng, shape))
+    y = torch.as_tensor(_crandn(rng, (3, *shape)))
+
+    def shift(t):
+        return torch.fft.ifftshift(t, dim=(-2, -1))
+
+    for A in (MaskedFFT(mask), SenseOp(maps, mask)):
+        B = A.uncentred()
+        assert torch.allclose(B.forward(shift(x)), shift(A.forward(x)), atol=1e-5)
+        k = y[0] if isinstance(A, MaskedFFT) else y
+        assert torch.allclose(B.adjoint(shift(k)), shift(A.adjoint(k)), atol=1e-5)
+    assert MaskedFFT(mask).norm_estimate() == 1.0  # exact for a 0/1 mask: the FFT is unitary
+    D = FiniteDifference(shape)
+    assert torch.equal(D.forward(shift(x)), shift(D.forward(x)))
+
+
+def test_finite_differences_are_the_periodic_ones_exactly(rng):
+    x = torch.as_tensor(_crandn(rng, (2, 9, 11)))
+    q = torch.as_tensor(_crandn(rng, (2, 2, 9, 11)))
+    D = FiniteDifference((9, 11))
+    assert torch.equal(D.forward(x), torch.stack([torch.roll(x, -1, dims=-2) - x, torch.roll(x, -1, dims=-1) - x]))
+    assert torch.equal(D.adjoint(q), (torch.roll(q[0], 1, dims=-2) - q[0]) + (torch.roll(q[1], 1, dims=-1) - q[1]))
 
 
 def test_sense_with_espirit_maps_of_real_8coil_data_has_an_exact_adjoint(rng):

@@ -28,13 +28,14 @@ def _scale_of(A: LinearOperator, y: torch.Tensor) -> float:
     return s if s > 0 else 1.0
 
 
-def _reporter(callback: Callback | None, every: int, scale: float):
+def _reporter(callback: Callback | None, every: int, scale: float,
+              back: Callable[[torch.Tensor], torch.Tensor] | None = None):
     if callback is None:
         return None
 
     def report(alg) -> None:
         if alg.iter % every == 0 or alg.done:
-            callback(alg.iter, alg.max_iter, alg.x * scale)
+            callback(alg.iter, alg.max_iter, (alg.x if back is None else back(alg.x)) * scale)
 
     return report
 
@@ -48,12 +49,15 @@ def tv_recon(
     callback: Callback | None = None,
     callback_every: int = 10,
     check: Callable[[], None] | None = None,
+    sigma: float | None = None,
 ):
     """CS-TV by the primal-dual hybrid gradient method (Chambolle & Pock, JMIV 2011, Algorithm 1).
 
     min_x 1/2 ||A x - y||^2 + lam ||D x||_1 with K = [A; D]; ``tv`` is "isotropic" (pixelwise
     l2 norm of the gradient) or "anisotropic" (l1 of both components, as sigpy's
-    TotalVariationRecon). Returns the complex image with A's input shape (numpy in, numpy out).
+    TotalVariationRecon). Steps: tau = sigma = 0.99 / ||K||, or a given dual step ``sigma`` with
+    tau = 0.99 / (sigma ||K||^2) (sigma = 1 is sigpy's rule, iterate for iterate). Returns the complex
+    image with A's input shape (numpy in, numpy out).
     """
     if tv not in ("isotropic", "anisotropic"):
         raise ValueError(f"tv must be 'isotropic' or 'anisotropic', got {tv!r}")
@@ -62,12 +66,25 @@ def tv_recon(
     yt = yt / scale
     D = FiniteDifference(A.ishape[-2:], A.device)
     L2 = A.norm_estimate() ** 2 + 8.0  # ||K||^2 <= ||A||^2 + ||D||^2
-    step = 0.99 / np.sqrt(L2)  # tau = sigma, tau * sigma * L^2 < 1 (CP 2011, Thm 1)
+    tau = step = 0.99 / np.sqrt(L2)  # tau = sigma, tau * sigma * L^2 < 1 (CP 2011, Thm 1)
+    if sigma is not None:
+        if not sigma > 0:
+            raise ValueError(f"sigma must be > 0, got {sigma}")
+        step, tau = float(sigma), 0.99 / (float(sigma) * L2)
     x = A._adjoint(yt)
+    back = None
+    if hasattr(A, "uncentred"):  # the same problem in ifftshift-ed coordinates (periodic TV does not see a
+        # cyclic shift), iterate for iterate: no shifts around the two FFTs of every iteration
+        A, yt, x = A.uncentred(), torch.fft.ifftshift(yt, dim=(-2, -1)), torch.fft.ifftshift(x, dim=(-2, -1))
+
+        def back(t):
+            return torch.fft.fftshift(t, dim=(-2, -1))
+
     duals = [torch.zeros_like(yt), torch.zeros((2, *A.ishape), dtype=x.dtype, device=x.device)]
     alg = PrimalDual([A, D], [L2DataConj(yt), L1BallProjection(lam, isotropic=(tv == "isotropic"))], x, duals,
-                     tau=step, sigma=step, max_iter=iterations)
-    out = run(alg, check, _reporter(callback, callback_every, scale)) * scale
+                     tau=tau, sigma=step, max_iter=iterations)
+    out = run(alg, check, _reporter(callback, callback_every, scale, back))
+    out = (out if back is None else back(out)) * scale
     return out.detach().cpu().numpy() if was_np else out
 
 
