@@ -112,7 +112,7 @@ class UniPCSampler(Sampler):
 
     def _correct(self, ctx: StepContext, t: float, a: float, s: float, lam: float, m_t: torch.Tensor) -> torch.Tensor:
         """UniC: x_i from x_{i-1} with the estimates up to x0_hat_{i-1} and the new one at the uncorrected x_i."""
-        x_prev, a_prev, s_prev, lam_prev, order = self._last
+        x_prev, _, s_prev, lam_prev, order = self._last
         h = lam - lam_prev
         m0 = self._hist[-1][1]
         earlier = [e for e in reversed(self._hist[:-1]) if math.isfinite(e[0])][: order - 1]

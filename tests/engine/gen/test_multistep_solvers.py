@@ -4,6 +4,7 @@ their agreement with diffusers' schedulers of the same name on the same grid and
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 
 import numpy as np
@@ -14,7 +15,6 @@ from app.engine.diffusion.base import expand_as_image, make_process
 from app.engine.errors import UserError
 from app.engine.sampling.api import make_sampler, options_for
 from app.engine.sampling.base import KARRAS_RHO, Denoiser, StepContext, drive, log_snr_half, time_grid
-
 
 #: diffusers 0.42 on numpy 2 warns about np.array(copy=False) inside set_timesteps
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:diffusers.*")
@@ -86,7 +86,7 @@ def errors(sampler: str, step_counts, **options) -> list[float]:
 
 def orders(errs: list[float]) -> list[float]:
     """Observed orders log2(e(n) / e(2n)) of successive doublings."""
-    return [math.log2(a / b) for a, b in zip(errs, errs[1:], strict=False)]
+    return [math.log2(a / b) for a, b in itertools.pairwise(errs)]
 
 
 def test_the_many_step_reference_is_converged():
@@ -169,7 +169,7 @@ def test_karras_grid_is_uniform_in_the_seventh_root_of_the_odes_noise_level():
     times = time_grid(proc, 12, "karras", lambda_min=-5.1)
     logsnr = time_grid(proc, 12, "logsnr", lambda_min=-5.1)
     assert times[0] == pytest.approx(logsnr[0]) and times[-1] == pytest.approx(logsnr[-1])
-    assert all(a > b for a, b in zip(times, times[1:], strict=False))
+    assert all(a > b for a, b in itertools.pairwise(times))
     # sigma~ = sigma / alpha = e^{-lambda}; its 1/rho-th power falls by the same amount at every step
     r = [math.exp(-log_snr_half(*map(float, proc.alpha_sigma(torch.tensor([t])))) / KARRAS_RHO) for t in times]
     steps = np.diff(r)
