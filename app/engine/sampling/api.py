@@ -31,14 +31,15 @@ from app.engine.sampling.base import (
 )
 from app.engine.sampling.ddim import DDIMSampler
 from app.engine.sampling.langevin import LangevinSampler
-from app.engine.sampling.ode import DPMSolverPP2MSampler, EulerFlowSampler, HeunSampler
+from app.engine.sampling.ode import DPMSolverPP2MSampler, DPMSolverPP3MSampler, EulerFlowSampler, HeunSampler
 from app.engine.sampling.pc import PredictorCorrectorSampler
+from app.engine.sampling.unipc import UniPCSampler
 
 #: sampler name -> class; each class states the processes it supports (``cls.processes``)
 SAMPLERS: dict[str, type[Sampler]] = {
     cls.name: cls
     for cls in (LangevinSampler, AncestralSampler, DDIMSampler, PredictorCorrectorSampler, HeunSampler,
-                DPMSolverPP2MSampler, EulerFlowSampler)
+                DPMSolverPP2MSampler, DPMSolverPP3MSampler, UniPCSampler, EulerFlowSampler)
 }
 SAMPLER_NAMES = tuple(SAMPLERS)
 SAMPLER_PROCESS_SUPPORT.update({name: cls.processes for name, cls in SAMPLERS.items()})
@@ -168,12 +169,13 @@ def generate(model, n: int, sampler: str = "ddim", steps: int = 50, seed: int = 
              should_stop: Callable[[], bool] | None = None, **sampler_options: Any) -> np.ndarray:
     """Sample ``n`` images; returns float32 (N, C, H, W) clipped to [-1, 1].
 
-    - ``sampler``: one of SAMPLERS ("langevin", "ancestral", "ddim", "pc", "heun", "dpmpp2m",
-      "euler"); a sampler that does not support the model's process raises UserError.
+    - ``sampler``: one of SAMPLERS ("langevin", "ancestral", "ddim", "pc", "heun", "dpmpp2m", "dpmpp3m",
+      "unipc", "euler"); a sampler that does not support the model's process raises UserError.
     - ``class_labels``: an int for every image, or one per image; ``guidance`` w > 0 applies
       classifier-free guidance (Ho & Salimans 2022), which needs class labels.
     - ``eta`` (ddim), ``snr`` and ``n_steps_each`` (pc; n_steps_each also langevin) and further
-      ``sampler_options`` (``clip_x0``, ``step_lr``, ``final_denoise``, ``variance``) go to the
+      ``sampler_options`` (``clip_x0``, ``step_lr``, ``final_denoise``, ``variance``, ``spacing``,
+      unipc's ``order`` / ``variant`` / ``corrector``) go to the
       sampler; None means its default.
     - ``half``: network in float16 (CUDA) / bfloat16 (CPU) under autocast; ``compile``: torch.compile.
     - ``callback(GenerationStep)`` after every sampler step (its ``info.x0`` is the live preview);

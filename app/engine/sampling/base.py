@@ -335,7 +335,10 @@ def drive(sampler: Sampler, ctx: StepContext, x: torch.Tensor, monitor: Monitor 
     return sampler.finish(ctx, x, times)
 
 
-TIME_SPACINGS = ("linspace", "logsnr", "process")
+TIME_SPACINGS = ("linspace", "logsnr", "karras", "process")
+
+#: Karras et al. 2022's rho (eq. 5): sigma_i = (s_max^(1/rho) + i / (N - 1) (s_min^(1/rho) - s_max^(1/rho)))^rho
+KARRAS_RHO = 7.0
 
 #: where the deterministic samplers (DDIM, Heun, DPM-Solver) start when the process's own t_max is
 #: at a lower log-SNR: lambda = log(alpha / sigma) >= -5.1. With an epsilon network the clean-image
@@ -382,6 +385,8 @@ def time_grid(process: Process, steps: int, spacing: str = "linspace", lambda_mi
       spacing; for DDPM indices T-1 .. 0, so ``steps`` = T is the full chain of Ho et al. 2020);
     - "logsnr": uniform in lambda = log(alpha / sigma) over the same range (Lu et al. 2022a,
       sec. 3.3: the DPM-Solver default), snapped to DDPM's indices;
+    - "karras": Karras et al. 2022, eq. 5 (rho = 7): uniform in (sigma / alpha)^(1/7) over the same range
+      (diffusers' ``use_karras_sigmas``): finer steps than "logsnr" at high noise, coarser near the clean end;
     - "process": ``process.sampling_times(steps)`` as the process defines it (DDPM: "trailing").
 
     A time with sigma = 0 (flow matching's t = 0) is never evaluated: the grid then spans one
@@ -419,7 +424,12 @@ def time_grid(process: Process, steps: int, spacing: str = "linspace", lambda_mi
             start = 1  # alpha(t_max) = 0 (flow): keep t_max, space the rest from the next point
         lam_lo = log_snr_half(*_alpha_sigma_f(process, lin[start]))
         lam_hi = log_snr_half(*_alpha_sigma_f(process, lin[-1]))
-        lams = np.linspace(lam_lo, lam_hi, len(lin) - start)
+        if spacing == "karras":
+            # sigma~ = e^{-lambda}; uniform in sigma~^(1 / rho) (Karras et al. 2022, eq. 5)
+            r = np.linspace(math.exp(-lam_lo / KARRAS_RHO), math.exp(-lam_hi / KARRAS_RHO), len(lin) - start)
+            lams = -KARRAS_RHO * np.log(r)
+        else:
+            lams = np.linspace(lam_lo, lam_hi, len(lin) - start)
         times = lin[:start] + [_t_of_lambda(process, float(lam), t_min, t_max) for lam in lams]
         times[start], times[-1] = lin[start], lin[-1]
     return _snap(process, times)

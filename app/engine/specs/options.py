@@ -16,8 +16,8 @@ from pydantic import Field
 
 # -- generation ---------------------------------------------------------------------------------
 #: sampler names (``app.engine.sampling.api.SAMPLERS`` has one class for each)
-SamplerName = Literal["ddim", "dpmpp2m", "heun", "ancestral", "pc", "langevin", "euler"]
-SAMPLER_NAMES: tuple[str, ...] = ("langevin", "ancestral", "ddim", "pc", "heun", "dpmpp2m", "euler")
+SamplerName = Literal["ddim", "dpmpp2m", "dpmpp3m", "unipc", "heun", "ancestral", "pc", "langevin", "euler"]
+SAMPLER_NAMES: tuple[str, ...] = ("langevin", "ancestral", "ddim", "pc", "heun", "dpmpp2m", "dpmpp3m", "unipc", "euler")
 
 #: the export formats of ``app.engine.export.export_images``
 ExportFormat = Literal["png", "png16", "dicom", "npz", "hdf5"]

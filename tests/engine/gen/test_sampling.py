@@ -62,7 +62,8 @@ def tiny_unet(num_classes: int = 0, seed: int = 0) -> UNet:
 
 
 # steps per sampler in the distribution test: enough for the discretisation error to be small
-GAUSS_STEPS = {"ancestral": 200, "ddim": 100, "pc": 100, "heun": 20, "dpmpp2m": 20, "euler": 100, "langevin": 30}
+GAUSS_STEPS = {"ancestral": 200, "ddim": 100, "pc": 100, "heun": 20, "dpmpp2m": 20, "dpmpp3m": 20, "unipc": 20, "euler": 100,
+               "langevin": 30}
 
 
 @pytest.mark.parametrize("sampler,process_name", COMBOS)
