@@ -32,6 +32,7 @@ import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
+from html import escape as html_escape
 from pathlib import Path
 
 import numpy as np
@@ -50,10 +51,13 @@ from app.engine.audit.nn import (
 )
 from app.engine.jobs import JobContext, UserError, register
 from app.engine.specs.evaluate import AuditSpec
-from app.engine.specs.options import DEFAULT_RULE_MEASURES, RULE_MODES, RuleMode  # noqa: F401
+from app.engine.specs.options import DEFAULT_RULE_MEASURES, INVARIANT_MEASURES, RULE_MODES, RuleMode  # noqa: F401
 
 #: used only when no held-out set exists (uncalibrated; the report says so). Distance units.
-DEFAULT_ABSOLUTE = {"l2": 0.03, "ncc": 0.02, "l2_coarse": 0.02, "ncc_coarse": 0.01, "ssim": 0.05}
+DEFAULT_ABSOLUTE = {"l2": 0.03, "ncc": 0.02, "l2_coarse": 0.02, "ncc_coarse": 0.01, "ssim": 0.05, "invariant": 0.02}
+#: the transformation is fitted and named for at most this many flagged images (closest first)
+MAX_DESCRIBED = 500
+TRANSFORM_KEYS = ("mirrored", "rotation", "zoom", "dy", "dx")
 
 
 # --------------------------------------------------------------------------------------------
@@ -74,7 +78,8 @@ class FlagRule:
     #: second route (calibrated / percentile modes): also flag when the distance is below the
     #: floor itself (no margin) AND the nearest is < ratio x the second-nearest distinct training
     #: image: a lone, much closer neighbour is the signature of a copy (Lowe's ratio test, IJCV
-    #: 2004, sec. 7.1); a new image has several neighbours at similar distances. 0 disables.
+    #: 2004, sec. 7.1); a new image has several neighbours at similar distances. 0 disables. The
+    #: transform-invariant measures (invariant, descriptor) use the margin route only.
     ratio: float = 0.5
 
     def __post_init__(self):
@@ -150,7 +155,9 @@ def flag(distances: dict[str, np.ndarray], holdout_distances: dict[str, np.ndarr
         d = np.asarray(distances[m])
         mask |= np.isfinite(d) & (d < t)
         second = distances.get(f"{m}@2")
-        if rule.mode != "absolute" and rule.ratio > 0 and second is not None:
+        # not for the invariant measures: searching many transforms makes a lone close neighbour common
+        # among new images too (PneumoniaMNIST: a new X-ray at 0.014 whose next neighbour is at 0.06)
+        if rule.mode != "absolute" and rule.ratio > 0 and second is not None and m not in INVARIANT_MEASURES:
             second = np.asarray(second)
             # no second distinct candidate scored (inf / NaN): the ratio route does not apply
             mask |= np.isfinite(d) & np.isfinite(second) & (d < t / rule.margin) & (d < rule.ratio * second)
@@ -183,6 +190,9 @@ class Matches:
     distances: dict[str, np.ndarray]  # measure -> (N,) float32 distance to the nearest; "m@2": second nearest
     index: dict[str, np.ndarray]  # measure -> (N,) int64 training index of the nearest
     shift: np.ndarray  # (N, 2) best-NCC shift (dy, dx) towards the NCC-nearest training image
+    #: the invariant search's coarse transform towards the invariant-nearest training image, per query:
+    #: mirrored / rotation / zoom / dy / dx (N,) (``invariant.py``'s convention); None without it
+    transform: dict[str, np.ndarray] | None = None
 
 
 def nearest_training_matches(
@@ -196,12 +206,15 @@ def nearest_training_matches(
     device: str | None = None,
     progress=None,
     label: str = "",
+    descriptor=None,
 ) -> Matches:
     """For each query image its nearest training image under every measure (see nn.py).
 
     Candidates: the top-k under full-resolution L2, NCC and coarse NCC (exhaustive); these are
     re-scored with shifts up to ``shift_radius`` px; SSIM is computed on these candidates only.
-    ``progress(done, total, label)`` is called per chunk and may raise to cancel.
+    ``progress(done, total, label)`` is called per chunk and may raise to cancel. ``descriptor`` (an
+    ``invariant.CopyDescriptor`` of the training images) adds the transform-invariant measures: the
+    descriptor's nearest (mirrored or not) and the NCC-nearest are re-scored under fitted transforms.
     """
     h, w = query.shape[-2:]
     f = coarse_factor(h, w)
@@ -229,11 +242,24 @@ def nearest_training_matches(
         distances[f"{m}@2"] = other.min(axis=1).astype(np.float32)
     jn = np.argmin(ref["ncc"], axis=1)
     shift = ref["shift"][rows, jn].astype(np.int64)
+    transform = None
+    if descriptor is not None:
+        from app.engine.audit.invariant import invariant_pairs
+
+        dd, di = descriptor.search(query, k=2)
+        distances["descriptor"], index["descriptor"] = dd[:, 0], di[:, 0]
+        distances["descriptor@2"] = dd[:, 1] if dd.shape[1] > 1 else np.full(n, np.inf, np.float32)
+        inv_cand = np.concatenate([di, index["ncc"][:, None]], axis=1)
+        inv_mir = np.concatenate([descriptor.mirrored_better(query, di), np.zeros((n, 1), bool)], axis=1)
+        inv = invariant_pairs(query, train, inv_cand, inv_mir, on_chunk=stage("transform-invariant scoring"))
+        distances["invariant"], index["invariant"] = inv["invariant"], inv["index"]
+        distances["invariant@2"] = inv["second"]
+        transform = {key: inv[key] for key in TRANSFORM_KEYS}
     if query_features is not None and train_features is not None:
         fc = feature_candidates(query_features, train_features, k=1, device=device, on_chunk=stage("feature search"))
         distances["cosine"] = fc["cosine"][:, 0]
         index["cosine"] = fc["cosine_idx"][:, 0]
-    return Matches(distances, index, shift)
+    return Matches(distances, index, shift, transform)
 
 
 # --------------------------------------------------------------------------------------------
@@ -263,6 +289,10 @@ class AuditReport:
     counts: dict = field(default_factory=dict)  # generated / train / holdout image counts
     extractor: str = ""
     notes: list[str] = field(default_factory=list)
+    #: generated index -> the fitted, named transformation (``invariant.describe_transform``) and its
+    #: training image (``training_index``), for the flagged images
+    transforms: dict[int, dict] = field(default_factory=dict)
+    descriptor: str = ""  # the feature space of the descriptor measure, by name ("" without it)
 
     @property
     def memorization_rate(self) -> float:
@@ -289,6 +319,7 @@ class AuditReport:
                 "measures_below_threshold": [m for m, t in self.thresholds.items() if g.distances[m][i] < t],
                 "ratio_to_second": {m: float(g.distances[m][i] / max(g.distances[f"{m}@2"][i], 1e-12))
                                     for m in g.index if f"{m}@2" in g.distances},
+                **({"transformation": self.transforms[int(i)]} if int(i) in self.transforms else {}),
             })
         return rows
 
@@ -303,6 +334,7 @@ class AuditReport:
             "rule": self.rule.to_dict(),
             "thresholds": self.thresholds,
             "extractor": self.extractor,
+            "descriptor": self.descriptor or None,
             "measures": {
                 m: {
                     "generated": _summary(self.generated.distances[m]),
@@ -319,6 +351,8 @@ class AuditReport:
     def save_arrays(self, path: Path) -> Path:
         """All raw arrays (distances, indices, shifts, flags, held-out distances) as one NPZ."""
         arrays = {"flagged": self.flagged, "shift": self.generated.shift}
+        for key, v in (self.generated.transform or {}).items():
+            arrays[f"transform_{key}"] = v
         for m, d in self.generated.distances.items():
             arrays[f"gen_{m}"] = d
         for m, i in self.generated.index.items():
@@ -347,12 +381,17 @@ def load_report(out_dir: str | Path) -> AuditReport:
         if not ms:
             return None
         shift = z["shift"] if prefix == "gen_" else z["holdout_shift"]
-        return Matches({m: z[prefix + m] for m in ms}, {m: z[prefix + m + "_index"] for m in ms if "@" not in m}, shift)
+        transform = None
+        if prefix == "gen_" and "transform_zoom" in z.files:
+            transform = {key: z[f"transform_{key}"] for key in TRANSFORM_KEYS}
+        return Matches({m: z[prefix + m] for m in ms}, {m: z[prefix + m + "_index"] for m in ms if "@" not in m}, shift, transform)
 
     return AuditReport(
         generated=matches("gen_"), holdout=matches("holdout_"), rule=FlagRule(**{**meta["rule"], "measures": tuple(meta["rule"]["measures"])}),
         thresholds=meta["thresholds"], flagged=z["flagged"].astype(bool), max_memorization_rate=meta["max_memorization_rate"],
         counts=meta["counts"], extractor=meta.get("extractor", ""), notes=meta.get("notes", []),
+        transforms={int(r["generated_index"]): r["transformation"] for r in meta.get("flagged", []) if "transformation" in r},
+        descriptor=meta.get("descriptor") or "",
     )
 
 
@@ -373,8 +412,14 @@ def audit(
     with_ssim: bool = True,
     device: str | None = None,
     progress=None,
+    invariant: bool = True,
 ) -> AuditReport:
-    """Run the memorization audit on arrays (N, 1, H, W) in [-1, 1] and apply ``rule``."""
+    """Run the memorization audit on arrays (N, 1, H, W) in [-1, 1] and apply ``rule``.
+
+    ``invariant``: also the transform-invariant measures (``invariant.py``: mirrored, rotated, zoomed,
+    shifted, intensity-mapped, blurred copies) and, for every flagged image (up to ``MAX_DESCRIBED``), the
+    fitted transformation by name. Without it the rule's invariant measures are left out (the notes say so).
+    """
     generated = check_images(generated, "generated images")
     train = check_images(train, "training images")
     check_same_size(generated, train, "generated images", "training images")
@@ -383,7 +428,8 @@ def audit(
         check_same_size(holdout, train, "held-out images", "training images")
     notes = []
     if rule is None:
-        rule = FlagRule() if holdout is not None else FlagRule(mode="absolute", thresholds=dict(DEFAULT_ABSOLUTE))
+        rule = FlagRule() if holdout is not None else FlagRule(mode="absolute", thresholds={
+            m: v for m, v in DEFAULT_ABSOLUTE.items() if invariant or m not in INVARIANT_MEASURES})
         if holdout is None:
             notes.append("no held-out real images: the default absolute thresholds were used (not calibrated)")
     feats = {}
@@ -396,11 +442,19 @@ def audit(
         feats = {"train": (feats["train"] - mu) / sd, "gen": (ext(generated) - mu) / sd}
         if holdout is not None:
             feats["holdout"] = (ext(holdout) - mu) / sd
+    if not invariant and any(m in INVARIANT_MEASURES for m in rule.measures) and rule.mode != "absolute":
+        rule = dataclasses.replace(rule, measures=tuple(m for m in rule.measures if m not in INVARIANT_MEASURES))
+        notes.append("the transform-invariant measures were switched off: mirrored, rotated, zoomed or shifted copies are not searched")
     if "ssim" in rule.measures and not with_ssim:
         raise UserError("the rule uses SSIM but SSIM scoring is switched off")
     if "cosine" in rule.measures and not feats:
         raise UserError("the rule uses feature cosine but no extractor was chosen")
-    kw = dict(k=k, shift_radius=shift_radius, with_ssim=with_ssim, device=device, progress=progress)
+    desc = None
+    if invariant:
+        from app.engine.audit.invariant import CopyDescriptor
+
+        desc = CopyDescriptor(train)
+    kw = dict(k=k, shift_radius=shift_radius, with_ssim=with_ssim, device=device, progress=progress, descriptor=desc)
     hm = None
     if holdout is not None:
         hm = nearest_training_matches(holdout, train, feats.get("holdout"), feats.get("train"), label="held-out: ", **kw)
@@ -411,7 +465,35 @@ def audit(
               "size": list(generated.shape[-2:])}
     notes.append(f"SSIM is evaluated on the top-{k} candidates under L2, NCC and coarse NCC (not exhaustively); "
                  f"pixel measures are the best over shifts of up to {shift_radius} px")
-    return AuditReport(gm, hm, rule, th, flagged, max_memorization_rate, counts, extractor or "none", notes)
+    transforms = {}
+    if desc is not None:
+        transforms = describe_flagged(generated, train, gm, flagged, progress=progress)
+        notes.append("invariant: 1 - rank correlation at ~32 px under the best mirror / rotation / zoom / translation of the "
+                     "descriptor's and NCC's nearest training images; descriptor: 1 - cosine in the " + desc.name)
+        if flagged.sum() > len(transforms):
+            notes.append(f"the transformation is named for the {len(transforms)} closest flagged images only")
+    return AuditReport(gm, hm, rule, th, flagged, max_memorization_rate, counts, extractor or "none", notes,
+                       transforms, desc.name if desc is not None else "")
+
+
+def describe_flagged(generated: np.ndarray, train: np.ndarray, gm: Matches, flagged: np.ndarray, limit: int = MAX_DESCRIBED,
+                     progress=None) -> dict[int, dict]:
+    """The fitted, named transformation of every flagged image (closest first, at most ``limit``) towards its
+    invariant-nearest training image (``training_index``)."""
+    from app.engine.audit.invariant import describe_transform
+
+    if gm.transform is None:
+        return {}
+    idx = np.flatnonzero(flagged)
+    idx = idx[np.argsort(gm.distances["invariant"][idx], kind="stable")][:limit]
+    out = {}
+    for c, i in enumerate(idx):
+        j = int(gm.index["invariant"][i])
+        fit = {key: gm.transform[key][i] for key in TRANSFORM_KEYS}
+        out[int(i)] = {"training_index": j, **describe_transform(generated[i], train[j], fit)}
+        if progress is not None and ((c + 1) % 16 == 0 or c + 1 == len(idx)):
+            progress(c + 1, len(idx), "naming the transformations")
+    return out
 
 
 def apply_gate(generated_set, report: AuditReport) -> np.ndarray:
@@ -478,8 +560,17 @@ def histogram_png(gen: np.ndarray, hold: np.ndarray | None, threshold: float | N
     return path
 
 
-def pair_figure(gen_img: np.ndarray, train_img: np.ndarray, shift) -> np.ndarray:
-    """[generated | nearest training | difference] at the best alignment, as one float image in [-1, 1]."""
+def pair_figure(gen_img: np.ndarray, train_img: np.ndarray, shift, transformation: dict | None = None) -> np.ndarray:
+    """[generated | nearest training | difference] at the best alignment, as one float image in [-1, 1].
+    With a ``transformation`` (``invariant.describe_transform``) the training image is shown under its fitted
+    geometry (mirrored, rotated, zoomed, moved) and the difference is taken after it, full size."""
+    if transformation is not None:
+        from app.engine.audit.invariant import aligned_training
+
+        t = aligned_training(train_img, transformation)[0]
+        q = gen_img[0]
+        sep = np.full((q.shape[0], 2), 1.0, np.float32)
+        return np.concatenate([q, sep, t, sep, np.clip(q - t, -1, 1)], axis=1).astype(np.float32)
     q, t, d = aligned_difference(gen_img[0], train_img[0], shift)
     sep = np.full((q.shape[0], 2), 1.0, np.float32)
     return np.concatenate([q, sep, t, sep, np.clip(d, -1, 1)], axis=1)
@@ -514,11 +605,14 @@ def write_report(report: AuditReport, generated: np.ndarray, train: np.ndarray, 
         paths["histograms"][m] = p
     for row in js["flagged"][:max_pairs]:
         i, j = row["generated_index"], row["training_index"]
-        fig = pair_figure(generated[i], train[j], row["shift"])
+        tf = row.get("transformation")
+        if tf is not None:
+            j = tf["training_index"]
+        fig = pair_figure(generated[i], train[j], row["shift"], tf)
         p = save_png(out / f"pair_gen{i:06d}_train{j:06d}.png", fig)
         paths["pairs"].append(p)
         if emit_image is not None:
-            emit_image(f"flagged {i} vs training {j}", fig)
+            emit_image(f"flagged {i} vs training {j}" + (f": {tf['text']}" if tf else ""), fig)
     verdict = "PASSED" if js["passed"] else "FAILED"
     rows = "".join(
         f"<tr><td>{m}</td><td>{s['generated'].get('min', float('nan')):.4g}</td><td>{s['generated'].get('mean', float('nan')):.4g}</td>"
@@ -529,7 +623,9 @@ def write_report(report: AuditReport, generated: np.ndarray, train: np.ndarray, 
     hists = "".join(f"<div><img src='data:image/png;base64,{_png_b64(p)}'></div>" for p in paths["histograms"].values())
     pairs = "".join(
         f"<div class='pair'><img src='data:image/png;base64,{_png_b64(p)}' style='image-rendering:pixelated;height:160px'>"
-        f"<br>generated {r['generated_index']} / training {r['training_index']}: "
+        f"<br>generated {r['generated_index']} / training "
+        f"{r['transformation']['training_index'] if 'transformation' in r else r['training_index']}: "
+        + (f"<b>{html_escape(r['transformation']['text'])}</b><br>" if "transformation" in r else "")
         + ", ".join(f"{m} {v:.3g}" for m, v in r["distance"].items()) + "</div>"
         for p, r in zip(paths["pairs"], js["flagged"])
     )
@@ -540,11 +636,13 @@ def write_report(report: AuditReport, generated: np.ndarray, train: np.ndarray, 
 <p>{js['n_flagged']} of {js['counts']['generated']} generated images flagged (rate {js['memorization_rate']:.4f},
 allowed {js['max_memorization_rate']}); {js['counts']['train']} training images, {js['counts']['holdout']} held-out real images;
 rule {report.rule.mode} (margin {report.rule.margin}, z {report.rule.z}, ratio {report.rule.ratio}); feature extractor: {js['extractor']}.</p>
+<p>Feature space of the descriptor measure: {html_escape(js['descriptor'] or 'none (the invariant search was off)')}.</p>
 <p>{size_line}</p>
-<p>Distances: smaller is closer. l2 = RMS pixel difference; ncc / ncc_coarse / ssim / cosine = 1 - similarity.</p>
+<p>Distances: smaller is closer. l2 = RMS pixel difference; ncc / ncc_coarse / ssim / cosine / descriptor = 1 - similarity;
+invariant = 1 - rank correlation under the best-fitting mirror, rotation, zoom and translation.</p>
 <table><tr><th>measure</th><th>generated min</th><th>generated mean</th><th>held-out min</th><th>held-out median</th><th>threshold</th></tr>{rows}</table>
 <h2>Distributions</h2>{hists}
-<h2>Flagged images (generated | nearest training | difference)</h2>{pairs or '<p>none</p>'}
+<h2>Flagged images (generated | nearest training, under the fitted transformation | difference)</h2>{pairs or '<p>none</p>'}
 <h2>Notes</h2><ul>{''.join(f'<li>{n}</li>' for n in js['notes'])}</ul>
 <p style="color:#888">RadSynth Studio, {time.strftime('%Y-%m-%d %H:%M')}</p></body></html>"""
     paths["html"] = out / "audit.html"
@@ -629,7 +727,7 @@ def run_audit(spec: AuditSpec, ctx: JobContext) -> dict:
     report = audit(gen.images, train.images, hold.images if hold else None, rule=rule,
                    extractor=None if spec.extractor == "none" else spec.extractor,
                    max_memorization_rate=spec.max_memorization_rate, k=spec.k, shift_radius=spec.shift_radius,
-                   with_ssim=spec.ssim, device=device, progress=progress)
+                   with_ssim=spec.ssim, device=device, progress=progress, invariant=spec.invariant)
     seconds = time.perf_counter() - t0
     out = Path(spec.out) if spec.out else ctx.job_dir()
     paths = write_report(report, gen.images, train.images, out, max_pairs=spec.max_pairs,

@@ -78,6 +78,83 @@ def _auto_chunk(n_train: int, dim: int, budget_bytes: int = 384 * 2**20) -> int:
     return int(max(16, min(4096, budget_bytes // max(per_row, 1))))
 
 
+_INT8_FAST: dict[str, bool] = {}
+
+
+def int8_is_fast(device) -> bool:
+    """Whether exact int8 x int8 -> int32 matrix products (``torch._int_mm``) beat float32 ones on ``device``
+    (probed once: CPUs with AVX512-VNNI / AMX run them ~5x faster; elsewhere, or where the kernel is
+    missing, the float32 path is used)."""
+    import time
+
+    import torch
+
+    dev = torch.device(device or "cpu")
+    key = str(dev)
+    if key not in _INT8_FAST:
+        if dev.type != "cpu":
+            _INT8_FAST[key] = False  # GPUs: the float32 GEMM path (fast there, no shape rules)
+        else:
+            try:
+                # big enough for the kernels' real speed (small products are overhead-bound): ~0.1 s once
+                a, b = torch.randn(512, 8192), torch.randn(1024, 8192)
+                ai, bi = a.clamp(-1, 1).mul(127).to(torch.int8), b.clamp(-1, 1).mul(127).to(torch.int8)
+                best = {}
+                for name, f in (("f32", lambda: a @ b.T), ("int8", lambda: torch._int_mm(ai, bi.T))):
+                    f()  # warm-up
+                    t0 = time.perf_counter()
+                    f()
+                    best[name] = time.perf_counter() - t0
+                _INT8_FAST[key] = best["int8"] * 1.5 < best["f32"]
+            except (RuntimeError, AttributeError):
+                _INT8_FAST[key] = False
+    return _INT8_FAST[key]
+
+
+def _quantize(x):
+    """x (B, D) float32 = s q + d, q int8 per-row symmetric, s = max|x| / 127: (q, s (B,), d). In place
+    where it can be: on 2 cores the elementwise passes, not the GEMM, are what costs."""
+    import torch
+
+    s = x.abs().amax(1).clamp_min(1e-30) / 127
+    qf = torch.mul(x, (1 / s)[:, None]).round_()
+    d = torch.addcmul(x, qf, s[:, None], value=-1)
+    return qf.to(torch.int8), s, d
+
+
+class _Int8Split:
+    """x = s1 q1 + d (one int8 level; what the screen needs) and, on demand, d = s2 q2 + r (the second)."""
+
+    def __init__(self, x):
+        self.q1, self.s1, self.d = _quantize(x)
+        self.n_d = self.d.norm(dim=1)
+        self.n_hat = (x.norm(dim=1) + self.n_d)  # |s q| <= |x| + |d| (triangle inequality: a safe bound)
+        self._second = None
+
+    def second(self):
+        if self._second is None:
+            q2, s2, r = _quantize(self.d)
+            self._second = (q2, s2, r.norm(dim=1))
+            self.d = None  # not needed any more
+        return self._second
+
+
+def _exact_pairs(qc, q_mean, tc, t_mean, rows, cols, block: int = 2048):
+    """Squared L2 (means included) and centred dot products of the (rows[i], cols[i]) pairs, computed
+    directly from the pixels in float64 (differences first: no cancellation)."""
+    import torch
+
+    d2 = torch.empty(len(rows), dtype=torch.float64, device=qc.device)
+    dot = torch.empty(len(rows), dtype=torch.float64, device=qc.device)
+    for s in range(0, len(rows), block):
+        r, c = rows[s : s + block], cols[s : s + block]
+        qv, tv = qc[r].double(), tc[c].double()
+        dot[s : s + block] = torch.einsum("ij,ij->i", qv, tv)
+        tv.sub_(qv).sub_((q_mean[r] - t_mean[c]).double()[:, None])  # train - query, means included
+        d2[s : s + block] = torch.einsum("ij,ij->i", tv, tv)
+    return d2, dot
+
+
 def pixel_candidates(
     query: np.ndarray,
     train: np.ndarray,
@@ -85,8 +162,122 @@ def pixel_candidates(
     device: str | None = None,
     chunk: int | None = None,
     on_chunk: Callable[[int, int], None] | None = None,
+    precision: str = "auto",
+    stats: dict | None = None,
 ) -> dict[str, np.ndarray]:
-    """Exhaustive stage: the k nearest training images of every query under L2 and under NCC.
+    """Exhaustive stage: the k nearest training images of every query under L2 and under NCC, exactly.
+
+    Returns ``l2_idx`` / ``ncc_idx`` (N, k) int64 and ``l2`` / ``ncc`` (N, k) float32 distances
+    (unshifted). ``on_chunk(done, total)`` is called after every query chunk (progress + cancel).
+
+    ``precision="auto"`` (the default where int8 products are fast, ``int8_is_fast``): an int8 screen with a
+    proven error bound, then exact re-scoring of the survivors. Every centred image is split x = s q + d
+    (q int8, per-image scale s); one int8 GEMM gives q_a.q_b exactly (int32), and by Cauchy-Schwarz
+    |a.b - s_a s_b q_a.q_b| <= |x^_a||d_b| + |d_a||x^_b| + |d_a||d_b| (x^ = s q), so every pair's distance
+    lies in a known interval. A training image whose lower bound exceeds the k-th smallest upper bound of
+    its query cannot be among the k nearest and is dropped. If many pairs survive (images nearly
+    equidistant, e.g. white noise), d is itself split into int8 (d = s2 q2 + r) and two more int8 GEMMs
+    (q_a.q2_b, q2_a.q_b) shrink the intervals ~100-fold. The survivors' distances are then
+    computed directly (sums of squared differences, float64 accumulation), so the returned
+    neighbours and distances are those of an exact search (float64 sums of the differences, no
+    cancellation; ``_SLACK`` widens the intervals for the float32 rounding of scales and norms). ``precision="f32"``: the single
+    float32 GEMM of before. ``stats`` (a dict) receives the survivor counts.
+    """
+    import torch
+
+    dev = torch.device(device or "cpu")
+    if precision == "f32" or (precision == "auto" and not int8_is_fast(dev)):
+        return _pixel_candidates_f32(query, train, k=k, device=device, chunk=chunk, on_chunk=on_chunk)
+    n, m = len(query), len(train)
+    k = int(min(k, m))
+    d = int(np.prod(query.shape[1:]))
+    t = torch.from_numpy(np.ascontiguousarray(train.reshape(m, d)))
+    t_mean = t.mean(1)
+    tc = (t - t_mean[:, None]).to(dev)
+    t_mean = t_mean.to(dev)
+    t_norm = tc.norm(dim=1).double().clamp_min(1e-12)
+    t_sq = t_norm**2
+    ts = _Int8Split(tc)
+    t1T = ts.q1.T.contiguous()
+    t2T = None
+    chunk = int(chunk or _auto_chunk(m, d, budget_bytes=256 * 2**20) // 2)
+    chunk = max(16, chunk)
+    out = {name: np.empty((n, k), dtype) for name, dtype in
+           (("l2_idx", np.int64), ("ncc_idx", np.int64), ("l2", np.float32), ("ncc", np.float32))}
+    n_chunks = max(1, math.ceil(n / chunk))
+    counts = {"pairs": 0, "survivors": 0, "tightened_chunks": 0}
+    with torch.no_grad():
+        for ci, s in enumerate(range(0, n, chunk)):
+            q = torch.from_numpy(np.ascontiguousarray(query[s : s + chunk].reshape(-1, d)))
+            b = len(q)
+            q_mean = q.mean(1)
+            qc = (q - q_mean[:, None]).to(dev)
+            q_mean = q_mean.to(dev)
+            q_norm = qc.norm(dim=1).double().clamp_min(1e-12)
+            q_sq = q_norm**2
+            qs = _Int8Split(qc)
+            g = torch._int_mm(qs.q1, t1T).float().mul_(qs.s1[:, None] * ts.s1[None, :])
+            err = qs.n_hat[:, None] * ts.n_d[None, :] + qs.n_d[:, None] * (ts.n_hat + ts.n_d)[None, :]
+            # ||a-b||^2 = ||a_c||^2 + ||b_c||^2 - 2 a_c.b_c + D (mean_a - mean_b)^2
+            base = (q_sq[:, None] + t_sq[None, :] + d * (q_mean[:, None] - t_mean[None, :]) ** 2).float()
+            qt_norm = (q_norm[:, None] * t_norm[None, :]).float()
+            slack = _SLACK * qt_norm
+
+            def survivors(g, err, base, slack, qt_norm, b=b):
+                e = err + slack
+                l2_lo, l2_hi = base - 2 * (g + e), base - 2 * (g - e)
+                nc_lo, nc_hi = -(g + e) / qt_norm, -(g - e) / qt_norm
+                keep = torch.zeros((b, m), dtype=torch.bool, device=dev)
+                for lo, hi in ((l2_lo, l2_hi), (nc_lo, nc_hi)):
+                    tau = torch.topk(hi, k, dim=1, largest=False).values[:, -1:]
+                    keep |= lo <= tau
+                return keep
+
+            keep = survivors(g, err, base, slack, qt_norm)
+            if keep.sum().item() > 8 * k * b:  # many near-equidistant pairs: tighten the intervals
+                nd_q, nd_t = qs.n_d, ts.n_d
+                (q2, s2q, nr_q), (t2, s2t, nr_t) = qs.second(), ts.second()
+                if t2T is None:
+                    t2T = t2.T.contiguous()
+                g += torch._int_mm(qs.q1, t2T).float().mul_(qs.s1[:, None] * s2t[None, :])
+                g += torch._int_mm(q2, t1T).float().mul_(s2q[:, None] * ts.s1[None, :])
+                err = qs.n_hat[:, None] * nr_t[None, :] + nr_q[:, None] * ts.n_hat[None, :] + nd_q[:, None] * nd_t[None, :]
+                keep = survivors(g, err, base, slack, qt_norm)
+                counts["tightened_chunks"] += 1
+            del g, err, base, slack
+            rows, cols = keep.nonzero(as_tuple=True)
+            counts["pairs"] += b * m
+            counts["survivors"] += len(rows)
+            d2, dot = _exact_pairs(qc, q_mean, tc, t_mean, rows, cols)
+            l2 = torch.full((b, m), float("inf"), dtype=torch.float64, device=dev)
+            ncc = torch.full((b, m), float("inf"), dtype=torch.float64, device=dev)
+            l2[rows, cols] = (d2.clamp_min(0) / d).sqrt()
+            ncc[rows, cols] = 1 - dot / (q_norm[rows] * t_norm[cols])
+            for name, score in (("l2", l2), ("ncc", ncc)):
+                val, idx = torch.topk(score, k, dim=1, largest=False, sorted=True)
+                out[name][s : s + b] = val.float().cpu().numpy()
+                out[f"{name}_idx"][s : s + b] = idx.cpu().numpy()
+            if on_chunk is not None:
+                on_chunk(ci + 1, n_chunks)
+    if stats is not None:
+        stats.update(counts)
+    return out
+
+
+#: relative widening of the int8 screen's intervals (of |a||b|), for the float32 rounding of the scales,
+#: norms and residuals (~1e-7 each; the int32 products themselves are exact)
+_SLACK = 5e-6
+
+
+def _pixel_candidates_f32(
+    query: np.ndarray,
+    train: np.ndarray,
+    k: int = 3,
+    device: str | None = None,
+    chunk: int | None = None,
+    on_chunk: Callable[[int, int], None] | None = None,
+) -> dict[str, np.ndarray]:
+    """The single-GEMM float32 search (GPUs, and CPUs without fast int8 products).
 
     Returns ``l2_idx`` / ``ncc_idx`` (N, k) int64 and ``l2`` / ``ncc`` (N, k) float32 distances
     (unshifted). ``on_chunk(done, total)`` is called after every query chunk (progress + cancel).

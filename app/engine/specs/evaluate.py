@@ -71,6 +71,8 @@ class AuditSpec(Spec):
     k: int = Field(5, ge=1, le=64, description="candidates per search for the shift-tolerant scoring and SSIM")
     shift_radius: int = Field(2, ge=0, le=8, description="search translations of up to this many pixels")
     ssim: bool = Field(True, description="score SSIM on the candidates")
+    invariant: bool = Field(True, description="also search mirrored, rotated, zoomed, shifted, intensity-mapped, blurred copies "
+                            "(the invariant and descriptor measures) and name the transformation of every flagged pair")
     clean_out: OutputFolder | None = Field(None, description="also write the set without flagged images here (NPZ through the exporter)")
     max_pairs: int = Field(48, ge=0, le=10_000, description="flagged pairs drawn in the report")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")

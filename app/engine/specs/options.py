@@ -128,10 +128,14 @@ EXTRACTORS: tuple[str, ...] = ("radiomics", "inception", "domain")
 #: the audit's cosine measure needs an extractor without a classifier: "domain" is not offered there
 AuditExtractorName = Literal["radiomics", "inception", "none"]
 #: the audit's distance measures (``app.engine.audit.nn``)
-MeasureName = Literal["l2", "ncc", "l2_coarse", "ncc_coarse", "ssim", "cosine"]
-MEASURES: tuple[str, ...] = ("l2", "ncc", "l2_coarse", "ncc_coarse", "ssim", "cosine")
+MeasureName = Literal["l2", "ncc", "l2_coarse", "ncc_coarse", "ssim", "cosine", "invariant", "descriptor"]
+MEASURES: tuple[str, ...] = ("l2", "ncc", "l2_coarse", "ncc_coarse", "ssim", "cosine", "invariant", "descriptor")
 PIXEL_MEASURES: tuple[str, ...] = ("l2", "ncc", "l2_coarse", "ncc_coarse", "ssim")
-DEFAULT_RULE_MEASURES: tuple[str, ...] = ("l2", "ncc", "l2_coarse", "ncc_coarse", "ssim")
+#: "descriptor" (the feature-space measure) is reported, not in the default rule: on SIAT its ratio route
+#: flagged a slice of a new patient (a lone close layout), which the invariant measure does not
+DEFAULT_RULE_MEASURES: tuple[str, ...] = ("l2", "ncc", "l2_coarse", "ncc_coarse", "ssim", "invariant")
+#: the transform-invariant measures (``app.engine.audit.invariant``)
+INVARIANT_MEASURES: tuple[str, ...] = ("invariant", "descriptor")
 RuleMode = Literal["calibrated", "percentile", "absolute"]
 RULE_MODES: tuple[str, ...] = ("calibrated", "percentile", "absolute")
 
