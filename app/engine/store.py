@@ -166,6 +166,21 @@ def _strings(obj) -> list[str]:
     return []
 
 
+def _rename_checkpoint_classes(run_dir: Path, old: list[str], new: list[str]) -> None:
+    """Give the checkpoints of a run the new class names where they recorded the old ones (their
+    ``meta.json``; the weights and their hashes are untouched)."""
+    for meta_file in sorted((run_dir / "checkpoints").glob("*/meta.json")):
+        try:
+            meta = json.loads(meta_file.read_text())
+        except (OSError, ValueError):
+            continue
+        if meta.get("class_names") == list(old):
+            meta["class_names"] = list(new)
+            tmp = meta_file.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(meta, indent=2))
+            os.replace(tmp, meta_file)
+
+
 def _pid_alive(pid: int) -> bool:
     if os.name == "nt":  # os.kill(pid, 0) would terminate the process there: never sweep on Windows
         return True
@@ -441,8 +456,13 @@ class Workspace:
 
     def set_class_names(self, name: str, names: list[str]) -> DatasetRecord:
         """Name a dataset's classes (in the order of their indices): the registry row, the cache's
-        ``class_names`` and the class counts of its meta. The labels themselves do not change."""
+        ``class_names``, the class counts of its meta, and the class names that the checkpoints of runs
+        trained on it recorded (``checkpoints/*/meta.json``: what generation offers and writes into the
+        provenance of its images). The labels themselves do not change; refused while a run trains on it."""
         rec = self.dataset(name)
+        busy = [r.id for r in self.runs() if r.state == "running" and r.dataset == name]
+        if busy:
+            raise UserError(f"dataset {name!r} is being trained on by run {busy[0]}: stop it first, then name its classes")
         names = [str(n).strip() for n in names]
         if len(names) != len(rec.classes):
             have = ", ".join(f"{i}={c}" for i, c in enumerate(rec.classes)) or "none"
@@ -463,6 +483,9 @@ class Workspace:
         with self.transaction() as con:
             con.execute("UPDATE datasets SET classes = ?, meta = ? WHERE name = ?",
                         (json.dumps(names), json.dumps(meta), name))
+        for run in self.runs():
+            if run.dataset == name:
+                _rename_checkpoint_classes(run.path, rec.classes, names)
         return self.dataset(name)
 
     # -- runs --------------------------------------------------------------------------

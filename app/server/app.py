@@ -673,8 +673,9 @@ def create_app(config: ServerConfig) -> FastAPI:
         busy = in_use(lambda v: split_ref(v)[0] == name or Path(v) == rec.path or Path(v).is_relative_to(rec.path))
         if busy is not None:
             return busy
+        dependents = workspace.dataset_dependents(name)  # named in the answer: runs, synthetic sets, studies
         freed = await removed(rec.path, lambda: workspace.delete_dataset(name))
-        return {"name": name, "deleted": True, "bytes": freed}
+        return {"name": name, "deleted": True, "bytes": freed, "dependents": dependents}
 
     @app.delete("/api/runs/{run_id}")
     async def delete_run(run_id: str):

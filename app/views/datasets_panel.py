@@ -44,6 +44,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.engine.errors import UserError
 from app.engine.specs.options import CT_WINDOWS
 from app.views.dialogs import report_error
 from app.views.import_wizard import ImportWizard, field_named, spec_class_or_reason, summary_rows  # noqa: F401
@@ -325,7 +326,7 @@ class DatasetsPanel(QWidget):
             return
         try:
             rec = self.ctx.workspace.dataset(name)
-        except Exception as exc:  # deleted by another process (the command line) meanwhile
+        except (UserError, OSError) as exc:  # deleted by another process (the command line) meanwhile
             self.info.setText(str(exc))
             return
         self.current = name
@@ -386,7 +387,7 @@ class DatasetsPanel(QWidget):
         self.dataset = ds
         try:
             self._show_info(self.ctx.workspace.dataset(ds.name), ds)
-        except Exception as exc:  # the summary from the record stays; the counts could not be read
+        except (UserError, OSError) as exc:  # the summary from the record stays; the counts could not be read
             log.warning("dataset summary of %r: %s", ds.name, exc)
         labels = ds.labels()
         names = [f"#{i}" + (f" {ds.class_names[labels[i]]}" if 0 <= labels[i] < len(ds.class_names) else "")
@@ -475,7 +476,7 @@ class DatasetsPanel(QWidget):
             return False
         try:
             deps = ws.dataset_dependents(name)
-        except Exception as exc:
+        except (UserError, OSError) as exc:
             self._report("The dataset cannot be deleted", str(exc))
             return False
         question = f"Delete dataset {name!r} and its files?"
@@ -487,9 +488,9 @@ class DatasetsPanel(QWidget):
         try:
             busy_runs = [r.id for r in ws.runs() if r.state == "running" and r.dataset == name]
             if busy_runs:
-                raise RuntimeError(f"dataset {name!r} is being trained on by run {busy_runs[0]}: stop it first")
+                raise UserError(f"dataset {name!r} is being trained on by run {busy_runs[0]}: stop it first")
             ws.delete_dataset(name)
-        except Exception as exc:
+        except (UserError, OSError) as exc:
             self._report("The dataset could not be deleted", str(exc))
             return False
         self._forget(name)
@@ -525,7 +526,7 @@ class DatasetsPanel(QWidget):
             return False
         try:
             self.ctx.workspace.rename_dataset(name, new)
-        except Exception as exc:
+        except (UserError, OSError) as exc:
             self._report("The dataset could not be renamed", str(exc))
             return False
         self._forget(name)
@@ -552,7 +553,7 @@ class DatasetsPanel(QWidget):
             return False
         try:
             self.ctx.workspace.set_class_names(name, names)
-        except Exception as exc:
+        except (UserError, OSError) as exc:
             self._report("The class names were not changed", str(exc))
             return False
         self._forget(name)  # the statistics name the classes: computed again
@@ -571,7 +572,7 @@ class DatasetsPanel(QWidget):
         field = field_named(spec_cls, "dataset", "name")
         try:
             return spec_cls.model_validate({field: name})
-        except Exception as exc:
+        except (UserError, OSError) as exc:
             self.means_label.setText(f"Statistics: {exc}")
             return None
 

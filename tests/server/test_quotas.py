@@ -133,7 +133,8 @@ def test_datasets_and_jobs_in_use_are_not_deleted_and_finished_ones_are(box):
         c.cancel(blocker)
         wait_state(c, blocker, ("cancelled",))
         wait_state(c, user, ("cancelled",))
-        assert c.delete_dataset("demo-phantoms")["deleted"]
+        gone = c.delete_dataset("demo-phantoms")
+        assert gone["deleted"] and gone["dependents"] == []  # nothing was trained on it
         assert c.datasets()["total"] == 0
         assert not (box.workspace / "datasets" / "demo-phantoms").exists()
         for job_id in (blocker, user):

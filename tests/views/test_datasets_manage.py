@@ -195,3 +195,19 @@ def test_the_datasets_panel_with_ct_in_hu_and_the_error_dialog_renders(main_wind
     dlg.details_button.click()
     qtbot.wait(50)
     assert_not_blank(dlg, SHOTS / f"error_dialog_details_{size[0]}x{size[1]}.png", min_std=4.0, min_colours=8)
+
+
+def test_the_image_views_readout_follows_a_new_image_under_a_still_cursor(qtbot):
+    from app.views.widgets.image_view import ImageView
+
+    view = ImageView()
+    qtbot.addWidget(view)
+    view.resize(300, 300)
+    view.show()
+    view.set_image(np.full((16, 16), 7.0, np.float32))
+    _hover(view, 4, 5)
+    assert "(r 4, c 5) = 7" in view.info.text()
+    view.set_image(np.full((16, 16), -3.0, np.float32))  # same shape: the window is kept, the readout is not
+    assert "(r 4, c 5) = -3" in view.info.text() and "= 7" not in view.info.text()
+    view.set_unit("HU")
+    assert "(r 4, c 5) = -3 HU" in view.info.text()

@@ -58,6 +58,22 @@ def test_classes_shown_as_numbers_get_names_everywhere_the_dataset_is_read(works
         workspace.set_class_names("xr", ["a", "a"])
 
 
+def test_class_names_reach_the_checkpoints_of_runs_trained_on_the_dataset(workspace, tmp_path):
+    from app.engine.training.checkpoints import META_FILE
+
+    _ingest(workspace, _two_class_npz(tmp_path / "x.npz"), "xr")
+    run_rec = workspace.create_run("ddpm", {"kind": "train", "dataset": "xr"}, dataset="xr", run_id="r1")
+    ck = run_rec.path / "checkpoints" / "epoch_0001"
+    ck.mkdir(parents=True)
+    (ck / META_FILE).write_text(json.dumps({"epoch": 1, "class_names": ["0", "1"], "model_sha256": "abc"}))
+    with pytest.raises(UserError, match="being trained on by run r1"):
+        workspace.set_class_names("xr", ["normal", "pneumonia"])
+    workspace.update_run("r1", state="done")
+    workspace.set_class_names("xr", ["normal", "pneumonia"])
+    meta = json.loads((ck / META_FILE).read_text())
+    assert meta == {"epoch": 1, "class_names": ["normal", "pneumonia"], "model_sha256": "abc"}
+
+
 def test_a_rename_moves_the_dataset_and_the_runs_trained_on_it_follow(workspace, tmp_path):
     _ingest(workspace, _two_class_npz(tmp_path / "x.npz"), "old")
     run_rec = workspace.create_run("ddpm", {"kind": "train", "dataset": "old"}, dataset="old", run_id="r1")
