@@ -243,6 +243,7 @@ class StudyPanel(QWidget):
             ["Reader", "n", "Accuracy", "95 % CI (Wilson)", "p (vs 50 %)", "Sensitivity", "Specificity", "AUC",
              "Median s"])
         self.stats_table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        self.stats_table.horizontalHeader().setSectionResizeMode(3, QHeaderView.ResizeToContents)  # its title whole
         self.stats_table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.stats_table.verticalHeader().setVisible(False)
         self.stats_table.setMaximumHeight(170)

@@ -10,6 +10,8 @@
   (a form cut off at the right);
 - plot: a pyqtgraph plot whose data area is under ``PLOT_MIN`` pixels high or wide (its axes'
   ticks and labels run into each other);
+- header: a table's column title wider than its column (while the table is wide enough to give
+  every title its width);
 - text: a label whose text is wider than the label (or, word-wrapped, taller), unless the text is
   elided on purpose (it holds "…") or the label ignores its size (QSizePolicy.Ignored).
 """
@@ -25,6 +27,7 @@ from PySide6.QtWidgets import (
     QAbstractScrollArea,
     QAbstractSpinBox,
     QComboBox,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QScrollArea,
@@ -138,6 +141,15 @@ def layout_problems(root: QWidget) -> list[str]:
                 and w.horizontalScrollBarPolicy() == Qt.ScrollBarAlwaysOff
                 and w.widget().width() > w.viewport().width() + TOL):
             problems.append(f"cut: {_name(w)} shows {w.viewport().width()} px of contents {w.widget().width()} px wide")
+        if isinstance(w, QHeaderView) and w.orientation() == Qt.Horizontal and w.count():
+            model = w.model()
+            titles = [str(model.headerData(i, Qt.Horizontal) or "") for i in range(w.count())]
+            need = [w.sectionSizeHint(i) for i in range(w.count())]  # the title's width with the style's margins
+            if sum(need) <= w.viewport().width():
+                for i, t in enumerate(titles):
+                    if not w.isSectionHidden(i) and need[i] > w.sectionSize(i) + TOL:
+                        problems.append(f"header: {t!r} needs {need[i]} px, its column has {w.sectionSize(i)} "
+                                        f"[{_name(w.parentWidget())}]")
         if isinstance(w, pg.PlotWidget):
             vb = w.getPlotItem().vb.size()
             if vb.height() < PLOT_MIN or vb.width() < PLOT_MIN:
