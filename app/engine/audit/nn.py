@@ -17,7 +17,8 @@ then re-scored exactly in stage 2.
 
 Stage 2 (on the candidates only): every candidate pair is re-scored under small translations
 (|dy|, |dx| <= shift_radius, on the overlapping region), so a copy shifted by a pixel or two has
-NCC ~ 1 and L2 ~ 0 at its best shift; SSIM is computed at the best-NCC shift. SSIM is therefore
+NCC ~ 1 and L2 ~ 0 at its best shift; SSIM is computed at the best-NCC shift, on the query's central
+region (a ``shift_radius`` border left out, so every pair is one batch). SSIM is therefore
 evaluated on the union of the L2 and NCC top-k candidates, not exhaustively (an exhaustive SSIM
 over 42,000 x 8,000 pairs is ~10^4 times the cost and would find the same neighbours).
 """
@@ -392,18 +393,14 @@ def _overlap(h: int, w: int, dy: int, dx: int):
 
 
 def _box_sums(x, hh: int, ww: int, r: int):
-    """Sums of x (B, C, H, W) over the hh x ww windows at offsets 0..2r (integral image, float64)."""
+    """Sums of x (B, C, H, W) over the hh x ww windows at offsets 0..2r, float64: the k = 2r+1 row-range
+    sums of every column, then the k column ranges of those (no full-size float64 integral image)."""
     import torch
-    import torch.nn.functional as F
 
-    ii = F.pad(x.double().cumsum(-1).cumsum(-2), (1, 0, 1, 0))
     k = 2 * r + 1
-    y0 = torch.arange(k, device=x.device)
-    a = ii[..., y0[:, None] + hh, y0[None, :] + ww]
-    b = ii[..., y0[:, None], y0[None, :] + ww]
-    c = ii[..., y0[:, None] + hh, y0[None, :]]
-    d = ii[..., y0[:, None], y0[None, :]]
-    return (a - b - c + d).flatten(-2)  # (B, C, k*k)
+    xd = x.double()
+    col = torch.stack([xd[..., y : y + hh, :].sum(-2) for y in range(k)], -2)  # (B, C, k, W)
+    return torch.stack([col[..., x0 : x0 + ww].sum(-1) for x0 in range(k)], -1).flatten(-2)  # (B, C, k*k)
 
 
 def _shift_search(q, t, r: int):
@@ -526,13 +523,16 @@ def refine_pairs(
                 rows = torch.arange(b, device=dev)[:, None].expand(b, kk).reshape(-1)
                 cols = top.reshape(-1)
                 sh = best_shift[rows, cols]
-                vals = torch.empty(len(rows), device=dev)
+                # one batched SSIM for every pair: the query's central (H-2r) x (W-2r) region against the
+                # training image's window at the pair's best shift (the same region size for all shifts)
+                r = int(shift_radius)
+                qa = q[rows][:, r : h - r, r : w - r]
+                ta = torch.empty_like(qa)
                 for si in torch.unique(sh).tolist():
                     sel = (sh == si).nonzero().squeeze(1)
-                    qs, ts = _overlap(h, w, *shifts[si])
-                    qa = q[rows[sel]][:, qs[0], qs[1]].contiguous()
-                    ta = t[rows[sel], cols[sel]][:, ts[0], ts[1]].contiguous()
-                    vals[sel] = ssim_pairs(qa, ta).to(vals.dtype)
+                    dy, dx = shifts[si]
+                    ta[sel] = t[rows[sel], cols[sel]][:, r - dy : h - r - dy, r - dx : w - r - dx]
+                vals = ssim_pairs(qa.contiguous(), ta)
                 ssim = torch.full((b, c), float("nan"), device=dev)
                 ssim[rows, cols] = vals
                 out["ssim"][s : s + b] = (1 - ssim).clamp_min(0).cpu().numpy()
