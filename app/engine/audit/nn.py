@@ -113,30 +113,55 @@ def int8_is_fast(device) -> bool:
 
 
 def _quantize(x):
-    """x (B, D) float32 = s q + d, q int8 per-row symmetric, s = max|x| / 127: (q, s (B,), d). In place
-    where it can be: on 2 cores the elementwise passes, not the GEMM, are what costs."""
+    """x (B, D) float32 = s q + d, q int8 per-row symmetric, s = max|x| / 127: (q, s (B,), d)."""
     import torch
 
-    s = x.abs().amax(1).clamp_min(1e-30) / 127
+    s = torch.maximum(x.amax(1), -x.amin(1)).clamp_min(1e-30) / 127
     qf = torch.mul(x, (1 / s)[:, None]).round_()
     d = torch.addcmul(x, qf, s[:, None], value=-1)
     return qf.to(torch.int8), s, d
 
 
 class _Int8Split:
-    """x = s1 q1 + d (one int8 level; what the screen needs) and, on demand, d = s2 q2 + r (the second)."""
+    """x = s1 q1 + d (one int8 level; what the screen needs) and, on demand, d = s2 q2 + r (the second).
+
+    Rows are done in blocks (``BLOCK``) so that the temporaries stay small: on two cores the elementwise
+    passes over fresh full-size buffers, not the GEMM, would cost most; only q1 (int8) and per-row numbers
+    are kept, d is recomputed blockwise for the second level."""
+
+    BLOCK = 256
 
     def __init__(self, x):
-        self.q1, self.s1, self.d = _quantize(x)
-        self.n_d = self.d.norm(dim=1)
-        self.n_hat = (x.norm(dim=1) + self.n_d)  # |s q| <= |x| + |d| (triangle inequality: a safe bound)
+        import torch
+
+        n = len(x)
+        self.x = x
+        self.q1 = torch.empty(x.shape, dtype=torch.int8, device=x.device)
+        self.s1 = torch.empty(n, device=x.device)
+        self.n_d = torch.empty(n, device=x.device)
+        self.n_hat = torch.empty(n, device=x.device)
+        for s in range(0, n, self.BLOCK):
+            xb = x[s : s + self.BLOCK]
+            q, sc, d = _quantize(xb)
+            self.q1[s : s + self.BLOCK], self.s1[s : s + self.BLOCK] = q, sc
+            self.n_d[s : s + self.BLOCK] = d.norm(dim=1)
+            # |s q| <= |x| + |d| (triangle inequality: a safe bound)
+            self.n_hat[s : s + self.BLOCK] = xb.norm(dim=1) + self.n_d[s : s + self.BLOCK]
         self._second = None
 
     def second(self):
+        import torch
+
         if self._second is None:
-            q2, s2, r = _quantize(self.d)
-            self._second = (q2, s2, r.norm(dim=1))
-            self.d = None  # not needed any more
+            x, n = self.x, len(self.x)
+            q2 = torch.empty(x.shape, dtype=torch.int8, device=x.device)
+            s2, n_r = torch.empty(n, device=x.device), torch.empty(n, device=x.device)
+            for s in range(0, n, self.BLOCK):
+                xb = x[s : s + self.BLOCK]
+                d = torch.addcmul(xb, self.q1[s : s + self.BLOCK].float(), self.s1[s : s + self.BLOCK, None], value=-1)
+                q, sc, r = _quantize(d)
+                q2[s : s + self.BLOCK], s2[s : s + self.BLOCK], n_r[s : s + self.BLOCK] = q, sc, r.norm(dim=1)
+            self._second = (q2, s2, n_r)
         return self._second
 
 
@@ -184,6 +209,8 @@ def pixel_candidates(
     cancellation; ``_SLACK`` widens the intervals for the float32 rounding of scales and norms). ``precision="f32"``: the single
     float32 GEMM of before. ``stats`` (a dict) receives the survivor counts.
     """
+    import time
+
     import torch
 
     dev = torch.device(device or "cpu")
@@ -193,6 +220,7 @@ def pixel_candidates(
     k = int(min(k, m))
     d = int(np.prod(query.shape[1:]))
     t = torch.from_numpy(np.ascontiguousarray(train.reshape(m, d)))
+    t_prep = time.perf_counter()
     t_mean = t.mean(1)
     tc = (t - t_mean[:, None]).to(dev)
     t_mean = t_mean.to(dev)
@@ -200,13 +228,14 @@ def pixel_candidates(
     t_sq = t_norm**2
     ts = _Int8Split(tc)
     t1T = ts.q1.T.contiguous()
+    counts_prep = time.perf_counter() - t_prep
     t2T = None
     chunk = int(chunk or _auto_chunk(m, d, budget_bytes=256 * 2**20) // 2)
     chunk = max(16, chunk)
     out = {name: np.empty((n, k), dtype) for name, dtype in
            (("l2_idx", np.int64), ("ncc_idx", np.int64), ("l2", np.float32), ("ncc", np.float32))}
     n_chunks = max(1, math.ceil(n / chunk))
-    counts = {"pairs": 0, "survivors": 0, "tightened_chunks": 0}
+    counts = {"pairs": 0, "survivors": 0, "tightened_chunks": 0, "train_prep_seconds": counts_prep}
     with torch.no_grad():
         for ci, s in enumerate(range(0, n, chunk)):
             q = torch.from_numpy(np.ascontiguousarray(query[s : s + chunk].reshape(-1, d)))
