@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PySide6.QtCore import Qt
 
 from tests.conftest import shared_file
 from tests.views.conftest import assert_not_blank
@@ -170,3 +171,37 @@ def test_an_invalid_evaluation_option_disables_run_evaluation_and_is_named_witho
     assert panel.run_evaluate() is None and len(main_window.jobs.handles()) == n_jobs
     panel.eval_options = {}
     assert panel.eval_button.isEnabled() and panel.options_error.isHidden()
+
+
+def test_the_gallery_names_the_transformation_of_each_flagged_copy(main_window, qtbot, tmp_path):
+    """SIAT slices: training series 0-11, held-out series 12, generated = series 13-14 plus a mirrored +
+    shifted + gamma copy, a rotated copy and a zoomed copy of training slices: the gallery shows them
+    against their training slice under the fitted transformation and names it."""
+    from tests.engine.metrics.realdata import siat_magnitude
+    from tests.engine.metrics.test_audit_invariance import plant
+
+    images, series = siat_magnitude(128)
+    train, calib, new = images[series < 12], images[series == 12], images[series >= 13]
+    rng = np.random.default_rng(5)
+    copies = np.stack([plant(train[7], rng, mirrored=True, dx=5, gamma=0.8), plant(train[40], rng, rotation=4.0),
+                       plant(train[90], rng, zoom=1.08)])
+    paths = {}
+    for name, x in (("train", train), ("holdout", calib), ("generated", np.concatenate([new, copies]))):
+        paths[name] = tmp_path / f"{name}.npz"
+        np.savez(paths[name], images=x)
+    panel = main_window.show_panel("audit")
+    _fill(panel, paths)
+    panel.audit_extractor.setCurrentText("none")
+    assert panel.run_audit() is not None
+    qtbot.waitUntil(lambda: panel.audit_handle is not None and panel.audit_handle.is_final, timeout=JOB_TIMEOUT)
+    assert panel.audit_handle.state == "done", panel.audit_handle.message
+    qtbot.waitUntil(lambda: panel.bundle is not None and panel.gallery.count() > 0, timeout=30000)
+    n = len(new)
+    assert set(panel.gallery_keys()) == {n, n + 1, n + 2}  # the three copies, no slice of a new patient
+    labels = {panel.gallery.item(r).data(Qt.UserRole): panel.gallery.item(r).text() for r in range(panel.gallery.count())}
+    assert "mirrored" in labels[n] and "shifted 5 px" in labels[n] and "gamma 0.8" in labels[n], labels[n]
+    assert "rotated +4" in labels[n + 1] and "zoomed 1.08x" in labels[n + 2], labels
+    for w, h in ((1366, 768), (1920, 1080)):
+        main_window.resize(w, h)
+        qtbot.wait(200)
+        assert_not_blank(main_window, SHOTS / f"audit_gallery_{w}x{h}.png")

@@ -469,11 +469,20 @@ def describe_transform(gen_img: np.ndarray, train_img: np.ndarray, coarse_fit: d
 
 
 def aligned_training(train_img: np.ndarray, fit: dict) -> np.ndarray:
-    """The training image (1, H, W) under a fitted geometry (for the gallery's side-by-side)."""
-    import torch
+    """The training image (1, H, W) under a fitted geometry, for the figures (the report's and the panel's
+    gallery). numpy / scipy only, so the panel draws it without torch; the same convention as ``warp``."""
+    from scipy import ndimage
 
-    t = torch.from_numpy(np.asarray(train_img, np.float32).reshape(1, *train_img.shape[-2:]))
-    out = warp(t, mirrored=torch.tensor(bool(fit.get("mirrored", False))), rotation=torch.tensor([float(fit.get("rotation", 0))]),
-               zoom=torch.tensor([float(fit.get("zoom", 1))]), dy=torch.tensor([float(fit.get("dy", 0))]),
-               dx=torch.tensor([float(fit.get("dx", 0))]))
-    return out.numpy()
+    t = np.asarray(train_img, np.float32).reshape(train_img.shape[-2:])
+    if fit.get("mirrored", False):
+        t = t[:, ::-1]
+    h, w = t.shape
+    a = math.radians(float(fit.get("rotation", 0.0)))
+    z = float(fit.get("zoom", 1.0))
+    c, s = math.cos(a), math.sin(a)
+    # output (y, x) -> input: inverse of "rotate counter-clockwise as displayed, zoom, move" (see ``warp``)
+    mat = np.array([[c, s], [-s, c]]) / z
+    centre = np.array([(h - 1) / 2, (w - 1) / 2])
+    off = centre - mat @ (centre + np.array([float(fit.get("dy", 0.0)), float(fit.get("dx", 0.0))]))
+    out = ndimage.affine_transform(t, mat, offset=off, order=1, mode="nearest")
+    return out[None].astype(np.float32)

@@ -17,7 +17,8 @@ then re-scored exactly in stage 2.
 
 Stage 2 (on the candidates only): every candidate pair is re-scored under small translations
 (|dy|, |dx| <= shift_radius, on the overlapping region), so a copy shifted by a pixel or two has
-NCC ~ 1 and L2 ~ 0 at its best shift; SSIM is computed at the best-NCC shift. SSIM is therefore
+NCC ~ 1 and L2 ~ 0 at its best shift; SSIM is computed at the best-NCC shift, on the query's central
+region (a ``shift_radius`` border left out, so every pair is one batch). SSIM is therefore
 evaluated on the union of the L2 and NCC top-k candidates, not exhaustively (an exhaustive SSIM
 over 42,000 x 8,000 pairs is ~10^4 times the cost and would find the same neighbours).
 """
@@ -112,30 +113,55 @@ def int8_is_fast(device) -> bool:
 
 
 def _quantize(x):
-    """x (B, D) float32 = s q + d, q int8 per-row symmetric, s = max|x| / 127: (q, s (B,), d). In place
-    where it can be: on 2 cores the elementwise passes, not the GEMM, are what costs."""
+    """x (B, D) float32 = s q + d, q int8 per-row symmetric, s = max|x| / 127: (q, s (B,), d)."""
     import torch
 
-    s = x.abs().amax(1).clamp_min(1e-30) / 127
+    s = torch.maximum(x.amax(1), -x.amin(1)).clamp_min(1e-30) / 127
     qf = torch.mul(x, (1 / s)[:, None]).round_()
     d = torch.addcmul(x, qf, s[:, None], value=-1)
     return qf.to(torch.int8), s, d
 
 
 class _Int8Split:
-    """x = s1 q1 + d (one int8 level; what the screen needs) and, on demand, d = s2 q2 + r (the second)."""
+    """x = s1 q1 + d (one int8 level; what the screen needs) and, on demand, d = s2 q2 + r (the second).
+
+    Rows are done in blocks (``BLOCK``) so that the temporaries stay small: on two cores the elementwise
+    passes over fresh full-size buffers, not the GEMM, would cost most; only q1 (int8) and per-row numbers
+    are kept, d is recomputed blockwise for the second level."""
+
+    BLOCK = 256
 
     def __init__(self, x):
-        self.q1, self.s1, self.d = _quantize(x)
-        self.n_d = self.d.norm(dim=1)
-        self.n_hat = (x.norm(dim=1) + self.n_d)  # |s q| <= |x| + |d| (triangle inequality: a safe bound)
+        import torch
+
+        n = len(x)
+        self.x = x
+        self.q1 = torch.empty(x.shape, dtype=torch.int8, device=x.device)
+        self.s1 = torch.empty(n, device=x.device)
+        self.n_d = torch.empty(n, device=x.device)
+        self.n_hat = torch.empty(n, device=x.device)
+        for s in range(0, n, self.BLOCK):
+            xb = x[s : s + self.BLOCK]
+            q, sc, d = _quantize(xb)
+            self.q1[s : s + self.BLOCK], self.s1[s : s + self.BLOCK] = q, sc
+            self.n_d[s : s + self.BLOCK] = d.norm(dim=1)
+            # |s q| <= |x| + |d| (triangle inequality: a safe bound)
+            self.n_hat[s : s + self.BLOCK] = xb.norm(dim=1) + self.n_d[s : s + self.BLOCK]
         self._second = None
 
     def second(self):
+        import torch
+
         if self._second is None:
-            q2, s2, r = _quantize(self.d)
-            self._second = (q2, s2, r.norm(dim=1))
-            self.d = None  # not needed any more
+            x, n = self.x, len(self.x)
+            q2 = torch.empty(x.shape, dtype=torch.int8, device=x.device)
+            s2, n_r = torch.empty(n, device=x.device), torch.empty(n, device=x.device)
+            for s in range(0, n, self.BLOCK):
+                xb = x[s : s + self.BLOCK]
+                d = torch.addcmul(xb, self.q1[s : s + self.BLOCK].float(), self.s1[s : s + self.BLOCK, None], value=-1)
+                q, sc, r = _quantize(d)
+                q2[s : s + self.BLOCK], s2[s : s + self.BLOCK], n_r[s : s + self.BLOCK] = q, sc, r.norm(dim=1)
+            self._second = (q2, s2, n_r)
         return self._second
 
 
@@ -183,6 +209,8 @@ def pixel_candidates(
     cancellation; ``_SLACK`` widens the intervals for the float32 rounding of scales and norms). ``precision="f32"``: the single
     float32 GEMM of before. ``stats`` (a dict) receives the survivor counts.
     """
+    import time
+
     import torch
 
     dev = torch.device(device or "cpu")
@@ -192,6 +220,7 @@ def pixel_candidates(
     k = int(min(k, m))
     d = int(np.prod(query.shape[1:]))
     t = torch.from_numpy(np.ascontiguousarray(train.reshape(m, d)))
+    t_prep = time.perf_counter()
     t_mean = t.mean(1)
     tc = (t - t_mean[:, None]).to(dev)
     t_mean = t_mean.to(dev)
@@ -199,13 +228,14 @@ def pixel_candidates(
     t_sq = t_norm**2
     ts = _Int8Split(tc)
     t1T = ts.q1.T.contiguous()
+    counts_prep = time.perf_counter() - t_prep
     t2T = None
     chunk = int(chunk or _auto_chunk(m, d, budget_bytes=256 * 2**20) // 2)
     chunk = max(16, chunk)
     out = {name: np.empty((n, k), dtype) for name, dtype in
            (("l2_idx", np.int64), ("ncc_idx", np.int64), ("l2", np.float32), ("ncc", np.float32))}
     n_chunks = max(1, math.ceil(n / chunk))
-    counts = {"pairs": 0, "survivors": 0, "tightened_chunks": 0}
+    counts = {"pairs": 0, "survivors": 0, "tightened_chunks": 0, "train_prep_seconds": counts_prep}
     with torch.no_grad():
         for ci, s in enumerate(range(0, n, chunk)):
             q = torch.from_numpy(np.ascontiguousarray(query[s : s + chunk].reshape(-1, d)))
@@ -392,18 +422,14 @@ def _overlap(h: int, w: int, dy: int, dx: int):
 
 
 def _box_sums(x, hh: int, ww: int, r: int):
-    """Sums of x (B, C, H, W) over the hh x ww windows at offsets 0..2r (integral image, float64)."""
+    """Sums of x (B, C, H, W) over the hh x ww windows at offsets 0..2r, float64: the k = 2r+1 row-range
+    sums of every column, then the k column ranges of those (no full-size float64 integral image)."""
     import torch
-    import torch.nn.functional as F
 
-    ii = F.pad(x.double().cumsum(-1).cumsum(-2), (1, 0, 1, 0))
     k = 2 * r + 1
-    y0 = torch.arange(k, device=x.device)
-    a = ii[..., y0[:, None] + hh, y0[None, :] + ww]
-    b = ii[..., y0[:, None], y0[None, :] + ww]
-    c = ii[..., y0[:, None] + hh, y0[None, :]]
-    d = ii[..., y0[:, None], y0[None, :]]
-    return (a - b - c + d).flatten(-2)  # (B, C, k*k)
+    xd = x.double()
+    col = torch.stack([xd[..., y : y + hh, :].sum(-2) for y in range(k)], -2)  # (B, C, k, W)
+    return torch.stack([col[..., x0 : x0 + ww].sum(-1) for x0 in range(k)], -1).flatten(-2)  # (B, C, k*k)
 
 
 def _shift_search(q, t, r: int):
@@ -526,13 +552,16 @@ def refine_pairs(
                 rows = torch.arange(b, device=dev)[:, None].expand(b, kk).reshape(-1)
                 cols = top.reshape(-1)
                 sh = best_shift[rows, cols]
-                vals = torch.empty(len(rows), device=dev)
+                # one batched SSIM for every pair: the query's central (H-2r) x (W-2r) region against the
+                # training image's window at the pair's best shift (the same region size for all shifts)
+                r = int(shift_radius)
+                qa = q[rows][:, r : h - r, r : w - r]
+                ta = torch.empty_like(qa)
                 for si in torch.unique(sh).tolist():
                     sel = (sh == si).nonzero().squeeze(1)
-                    qs, ts = _overlap(h, w, *shifts[si])
-                    qa = q[rows[sel]][:, qs[0], qs[1]].contiguous()
-                    ta = t[rows[sel], cols[sel]][:, ts[0], ts[1]].contiguous()
-                    vals[sel] = ssim_pairs(qa, ta).to(vals.dtype)
+                    dy, dx = shifts[si]
+                    ta[sel] = t[rows[sel], cols[sel]][:, r - dy : h - r - dy, r - dx : w - r - dx]
+                vals = ssim_pairs(qa.contiguous(), ta)
                 ssim = torch.full((b, c), float("nan"), device=dev)
                 ssim[rows, cols] = vals
                 out["ssim"][s : s + b] = (1 - ssim).clamp_min(0).cpu().numpy()

@@ -8,7 +8,8 @@ line to drag; every move recounts the flagged images with ``privacy.flag`` on th
 search): the dragged measure gets an absolute threshold, the other measures keep theirs, and images the audit
 flagged by its ratio route (a lone, much closer neighbour) stay flagged. The gallery shows the flagged pairs
 (generated | nearest training | difference, ``privacy.pair_figure``) sorted by distance, drawn on a worker
-thread. "Apply gate" writes the set without the flagged images (``privacy.write_cleaned_set``) off the GUI
+thread; a pair whose transformation the audit fitted ("mirrored, shifted 5 px (+5, +0), gamma 0.80") shows
+the training image under it and names it under the pair. "Apply gate" writes the set without the flagged images (``privacy.write_cleaned_set``) off the GUI
 thread. The verdict banner says PASSED / FAILED against the allowed rate.
 """
 
@@ -50,11 +51,24 @@ def load_audit_bundle(out_dir: str, gen_ref: str, train_ref: str, workspace, siz
     return {"report": report, "generated": gen, "train": train}
 
 
+def transform_text(report, i: int) -> str:
+    """The named transformation the audit fitted for generated image ``i`` ("" when it was not flagged by the audit)."""
+    tf = report.transforms.get(int(i))
+    return tf["text"] if tf else ""
+
+
 def pair_figures(gen_images, train_images, report, indices, measure: str) -> list[tuple[int, int, np.ndarray]]:
-    """(generated index, training index, [generated | nearest training | difference]) per index."""
+    """(generated index, training index, [generated | nearest training | difference]) per index. An image
+    whose transformation the audit named is shown against its training image under that transformation."""
     m = measure if measure in report.generated.index else "ncc"
     out = []
     for i in indices:
+        tf = report.transforms.get(int(i))
+        if tf is not None:
+            j = int(tf["training_index"])
+            fig = pair_figure(gen_images[i], train_images[j], (0, 0), tf)
+            out.append((int(i), j, fig))
+            continue
         j = int(report.generated.index[m][i])
         # the alignment shift is stored for the NCC-nearest image; other measures' pairs are shown unshifted
         shift = report.generated.shift[i] if j == int(report.generated.index["ncc"][i]) else (0, 0)
@@ -136,12 +150,17 @@ class AuditTab(QWidget):
         gbox = QWidget()
         gl = QVBoxLayout(gbox)
         gl.setContentsMargins(0, 0, 0, 0)
-        self.gallery_title = QLabel("Flagged pairs: generated | nearest training | difference (closest first)")
+        self.gallery_title = QLabel("Flagged pairs: generated | nearest training (under the fitted transformation) | "
+                                    "difference (closest first)")
+        self.gallery_title.setWordWrap(True)
         self.gallery_title.setProperty("role", "hint")
         gl.addWidget(self.gallery_title)
         self.gallery = ThumbnailGrid(icon_size=96)
         self.gallery.setObjectName("flaggedGallery")
         self.gallery.setIconSize(QSize(228, 76))
+        # two lines under each pair: indices and distance, then the transformation the audit named
+        self.gallery.setWordWrap(True)
+        self.gallery.setGridSize(QSize(240, 76 + 3 * self.gallery.fontMetrics().height() + 8))
         self.gallery.setSelectionMode(QAbstractItemView.SingleSelection)
         gl.addWidget(self.gallery, 1)
         vs.addWidget(gbox)
@@ -317,12 +336,13 @@ class AuditTab(QWidget):
             if token != self._gallery_token:
                 return
             rows = [self._pair_cache[(int(i), m)] for i in idx]
-            labels = [f"gen {i} · train {j} · {m} {d[i]:.3g}" for i, j, _ in rows]
+            labels = [f"gen {i} · train {j} · {m} {d[i]:.3g}" + (f"\n{transform_text(rep, i)}" if transform_text(rep, i) else "")
+                      for i, j, _ in rows]
             self.gallery.set_images(np.stack([f for _, _, f in rows])[:, None] if rows else np.zeros((0, 1, 4, 4)),
                                     labels=labels, keys=[i for i, _, _ in rows])
             more = f" (first {GALLERY_MAX} shown)" if self.n_flagged > GALLERY_MAX else ""
-            self.gallery_title.setText(f"Flagged pairs: generated | nearest training ({m}) | difference — "
-                                       f"{len(rows)} sorted by {m} distance{more}")
+            self.gallery_title.setText(f"Flagged pairs: generated | nearest training ({m}, or under the transformation "
+                                       f"named below) | difference — {len(rows)} sorted by {m} distance{more}")
             self.gallery_updated.emit()
 
         self.jobs.run_io(lambda: pair_figures(gen, train, rep, need, m), done, "Drawing the pairs")
