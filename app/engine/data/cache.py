@@ -21,7 +21,8 @@ File ``cache.h5`` holds:
     attributes/<name>  str (N,), optional: coarse subgroup attributes (sex, age_group, manufacturer,
               body_part, modality, CSV / NPZ attributes), "unknown" where missing; never names, ids
               or dates (see ``attributes.py``). Caches written before attributes simply lack the group.
-    attrs:    class_names (JSON list), normalize, size, created, format_version, source_root;
+    attrs:    class_names (JSON list; ``class_names.json`` beside the file, written when the classes
+              are named later, takes its place), normalize, size, created, format_version, source_root;
               complex (1) and complex_headroom for complex datasets
 
 Writers go through ``CacheWriter`` and readers through ``ImageDataset`` so the format lives here
@@ -167,13 +168,21 @@ class CacheWriter:
         gc.collect()  # h5py closes the file's last id when its objects are collected
 
 
+#: beside cache.h5: class names given after ingest (``write_class_names``); they win over the attr
+CLASS_NAMES_FILE = "class_names.json"
+
+
 def write_class_names(path: Path, names: list[str]) -> None:
-    """Rename the classes of an existing cache in place (the labels keep their indices)."""
+    """Name the classes of an existing cache (the labels keep their indices). Written beside the cache,
+    not into it: a reader (a training, the statistics) may hold the HDF5 file open, and HDF5 refuses
+    to open a file for writing that this process has open for reading."""
+    side = Path(path).parent / CLASS_NAMES_FILE
+    tmp = side.with_suffix(".json.tmp")
     try:
-        with h5py.File(path, "r+") as f:
-            f.attrs["class_names"] = json.dumps(list(names))
+        tmp.write_text(json.dumps(list(names)))
+        tmp.replace(side)
     except OSError as exc:
-        raise UserError(f"dataset cache {path} cannot be written: {exc}") from None
+        raise UserError(f"class names of {path.parent.name} cannot be written to {side}: {exc.strerror or exc}") from None
 
 
 class ImageDataset:
@@ -194,6 +203,14 @@ class ImageDataset:
                 self._split = f["split"][:]
         except (OSError, KeyError) as exc:
             raise UserError(f"dataset cache {self.path} is unreadable: {exc}") from None
+        side = self.path.parent / CLASS_NAMES_FILE
+        if side.exists():  # named after ingest (Workspace.set_class_names)
+            try:
+                named = json.loads(side.read_text())
+            except (OSError, ValueError) as exc:
+                raise UserError(f"class names {side} are unreadable: {exc}") from None
+            if isinstance(named, list) and len(named) == len(self.class_names):
+                self.class_names = [str(n) for n in named]
 
     @classmethod
     def from_workspace(cls, workspace, name: str) -> ImageDataset:

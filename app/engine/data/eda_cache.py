@@ -47,7 +47,7 @@ def fingerprint(workspace, name: str) -> dict:
     except OSError:  # a missing cache never matches a stored one (the job reports the real error)
         size, mtime = -1, -1
     return {"name": rec.name, "created": float(rec.created), "n_images": int(rec.n_images),
-            "cache_size": size, "cache_mtime_ns": mtime}
+            "cache_size": size, "cache_mtime_ns": mtime, "classes": list(rec.classes)}  # named later: again
 
 
 def folder(workspace, name: str) -> Path:
