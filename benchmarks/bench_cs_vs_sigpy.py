@@ -52,7 +52,7 @@ def main() -> None:
     ap.add_argument("--slices", type=int, nargs="+", default=[120, 125, 130])
     ap.add_argument("--lam", type=float, default=0.005)
     ap.add_argument("--iterations", type=int, default=100)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_recon_siat.py [--slices 120 123 ...] [--prior /tmp/siat_prior.pt]
         [--score-slices 2] [--score-methods score-dds score-dds-warm score-pc score-ald] [--steps 20] [--dds-steps 30]
-        [--warm-start 0.1] [--warm-steps 10]
+        [--warm-start 0.1] [--warm-steps 5 10]
         [--samples 4] [--sample-curve 1 2 4 8] [--accelerations 4 8] [--threads 2] [--run RUN --workspace WS]
         [--coils 8] [--device cuda]
 
@@ -122,7 +122,9 @@ def main() -> None:
                     choices=["score-dds", "score-dds-warm", "score-pc", "score-ald"],
                     help="score-dds-warm: score-dds started from the CS-TV image at --warm-start (--warm-steps steps)")
     ap.add_argument("--warm-start", type=float, default=0.1, help="level sigma / alpha of score-dds-warm's start")
-    ap.add_argument("--warm-steps", type=int, default=10, help="network evaluations per sample of score-dds-warm")
+    ap.add_argument("--warm-steps", type=int, nargs="+", default=[5],
+                    help="network evaluations per sample of score-dds-warm; several values: one row each "
+                         "(score-dds-warm:N), side by side in one run")
     ap.add_argument("--raw", action="store_true", help="the prior's raw weights instead of its EMA")
     ap.add_argument("--run", help="a training run (id or checkpoint folder) of the workspace as the prior")
     ap.add_argument("--workspace", type=Path, help="the workspace of --run")
@@ -158,17 +160,23 @@ def main() -> None:
     else:
         prior = load_prior(args.prior, args.raw) if args.prior.exists() else None
     rows, sub_rows = [], []
-    corr: dict[str, list] = {m: [] for m in args.score_methods}
-    score_secs: dict[str, list] = {m: [] for m in args.score_methods}
+    # one row per (method, steps): score-dds-warm once for each --warm-steps value
+    labels, method_of, steps_of = [], {}, {}
+    for m in args.score_methods:
+        for k in (args.warm_steps if m == "score-dds-warm" else [{"score-dds": args.dds_steps}.get(m, args.steps)]):
+            label = f"{m}:{k}" if m == "score-dds-warm" and len(args.warm_steps) > 1 else m
+            labels.append(label)
+            method_of[label], steps_of[label] = m, k
+    corr: dict[str, list] = {m: [] for m in labels}
+    score_secs: dict[str, list] = {m: [] for m in labels}
+    score_cpu: dict[str, list] = {m: [] for m in labels}
     n_sub = min(args.score_slices, len(args.slices)) if prior is not None else 0
-    steps_of = {m: {"score-dds": args.dds_steps, "score-dds-warm": args.warm_steps}.get(m, args.steps)
-                for m in args.score_methods}
     curve = [k for k in args.sample_curve if k < args.samples]
     for mask_kind in args.masks:
         for R in args.accelerations:
             recs: dict[str, list] = {"noise floor": [], "zero-filled": [], "cs-tv": [],
-                                     **{m: [] for m in args.score_methods},
-                                     **{f"{m}/{k}": [] for m in args.score_methods for k in curve}}
+                                     **{m: [] for m in labels},
+                                     **{f"{m}/{k}": [] for m in labels for k in curve}}
             achieved = []
             for i, (s, img) in enumerate(zip(args.slices, images)):
                 mask, acc = make_mask(mask_kind, img.shape, R, 0.08, seed=s)
@@ -184,12 +192,14 @@ def main() -> None:
                 recs["zero-filled"].append(np.abs(reconstruct("zero-filled", A, y).image))
                 recs["cs-tv"].append(np.abs(reconstruct("cs-tv", A, y, lam=args.lam, iterations=100).image))
                 if i < n_sub:
-                    for m in args.score_methods:
-                        t = time.perf_counter()
-                        warm = {"warm_start": args.warm_start, "lam": args.lam} if m == "score-dds-warm" else {}
-                        r = reconstruct(m.removesuffix("-warm"), A, y, model=prior, samples=args.samples,
+                    for m in labels:
+                        t, c = time.perf_counter(), time.process_time()
+                        warm = {"warm_start": args.warm_start, "lam": args.lam} if method_of[m] == "score-dds-warm" \
+                            else {}
+                        r = reconstruct(method_of[m].removesuffix("-warm"), A, y, model=prior, samples=args.samples,
                                         steps=steps_of[m], seed=s, **warm)
                         score_secs[m].append(time.perf_counter() - t)
+                        score_cpu[m].append(time.process_time() - c)
                         recs[m].append(np.abs(r.image))
                         for k in curve:  # "METHOD/K": the mean of its first K samples
                             recs[f"{m}/{k}"].append(np.abs(r.samples[:k].mean(0)))
@@ -225,11 +235,12 @@ def main() -> None:
             print(f"{mask_kind:>10} {R:2d} {method:>17} {n:3d} {a['nmse']['mean']:8.4f}±{a['nmse']['std']:.4f} "
                   f"{a['psnr']['mean']:7.2f}±{a['psnr']['std']:.2f} {a['ssim']['mean']:8.4f}±{a['ssim']['std']:.4f} "
                   f"{np.mean(head):8.4f}±{np.std(head):.4f}")
-    for m in args.score_methods:
+    for m in labels:
         if score_secs[m]:
             where = "CPU" if prior.device.type == "cpu" else str(prior.device)
             print(f"{m}: {np.mean(score_secs[m]):.1f} s per slice (median {np.median(score_secs[m]):.1f} s; the first "
-                  f"includes warm-up) on {where} ({args.samples} samples, {steps_of[m]} steps, "
+                  f"includes warm-up; {np.mean(score_cpu[m]):.1f} CPU seconds of the process) on {where} "
+                  f"({args.samples} samples, {steps_of[m]} steps = {args.samples * steps_of[m]} network evaluations, "
                   f"{torch.get_num_threads()} CPU thread(s)); corr(std, |error|) = {np.mean(corr[m]):.3f} ± "
                   f"{np.std(corr[m]):.3f} over {len(corr[m])} reconstructions")
 

@@ -112,8 +112,8 @@ SCORE_METHODS = ("score-ald", "score-pc", "score-dds")
 DEFAULT_LAM = 0.005
 #: what the recon and sweep jobs say about their ``warm_start`` option
 WARM_START_HELP = ("score-dds: start from the CS-TV image noised to this level sigma/alpha (network units) instead of "
-                   "from noise, with fewer steps (0.1 with 10 steps on SIAT); 'auto': the level and steps that follow "
-                   "the mask and R (0.1 / 10 for 2D masks, 0.3 / 15 for 1D, 0.5 / 20 above R = 5)")
+                   "from noise, with fewer steps (0.1 with 5 steps on SIAT); 'auto': the level and steps that follow "
+                   "the mask and R (0.1 / 5 for 2D masks, 0.3 / 15 for 1D, 0.5 / 20 above R = 5)")
 #: the recon and sweep jobs' ``warm_start`` field: a level, "auto" (``recon.mri.warm.resolve_warm_start``) or none
 WarmStart = Annotated[float, Field(gt=0.002, le=20.0)] | Literal["auto"] | None
 

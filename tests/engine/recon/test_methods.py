@@ -58,7 +58,7 @@ def test_cs_tv_streams_intermediate_images(siat_slice):
 def test_an_auto_warm_start_follows_the_mask_and_r_and_keeps_steps_that_were_given():
     from app.engine.recon.mri.warm import resolve_warm_start, warm_default
 
-    assert resolve_warm_start("auto", 100, False, "poisson2d", 4.0) == warm_default("poisson2d", 4.0) == (0.1, 10)
+    assert resolve_warm_start("auto", 100, False, "poisson2d", 4.0) == warm_default("poisson2d", 4.0) == (0.1, 5)
     assert resolve_warm_start("auto", 100, False, "random", 4.0) == (0.3, 15)
     assert resolve_warm_start("auto", 100, False, "radial", 8.0) == (0.5, 20)
     # a pattern measured with the data (kind unknown) gets the safer, higher start of the 1D masks
