@@ -20,8 +20,8 @@ class SampleSpec(Spec):
     ema: bool = Field(True, description="sample from the EMA weights (else the raw weights)")
     n_images: int = Field(16, ge=1, le=1_000_000, description="number of images to generate")
     sampler: SamplerName = Field(
-        "ddim", description="unipc | dpmpp3m (fewest steps, 5-20) | ddim | dpmpp2m | heun (10-50 steps) | ancestral | pc | "
-        "langevin (ncsn) | euler (flow)"
+        "ddim", description="dpmpp2m | unipc (fewest steps: 5-10) | dpmpp3m (10-20) | ddim | heun (10-50) | ancestral | "
+        "pc | langevin (ncsn) | euler (flow)"
     )
     steps: int = Field(50, ge=1, le=100_000, description="sampler steps (noise levels for langevin)")
     seed: int = Field(0, ge=0, le=2**63 - 1, description="seed: the same seed gives the same images on any device")

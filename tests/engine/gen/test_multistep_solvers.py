@@ -91,7 +91,7 @@ def orders(errs: list[float]) -> list[float]:
 
 def test_the_many_step_reference_is_converged():
     proc, x, ref = reference()
-    assert float((solve("unipc", 1024, proc, x) - ref).abs().max()) < 1e-4
+    assert float((solve("unipc", 1024, proc, x, order=3) - ref).abs().max()) < 1e-4
 
 
 #: (sampler, options, lowest observed order from 32 to 64 steps). DDIM is first order and DPM-Solver++(2M)
@@ -121,8 +121,8 @@ def test_higher_order_solvers_are_closer_to_the_ode_solution_at_equal_steps():
 
 def test_unipc_corrector_makes_it_more_accurate_at_no_extra_cost():
     # from 32 steps on; at 16 steps on this strongly bimodal toy UniP alone happened to be 6 % closer
-    with_c = errors("unipc", (32, 64))
-    without = errors("unipc", (32, 64), corrector=False)
+    with_c = errors("unipc", (32, 64), order=3)
+    without = errors("unipc", (32, 64), order=3, corrector=False)
     assert with_c[0] < without[0] and with_c[1] < without[1] / 2
     assert make_sampler("unipc", 10).network_evals(make_process("vpsde")) == 10
 
