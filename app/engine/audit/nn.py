@@ -188,7 +188,7 @@ def pixel_candidates(
     device: str | None = None,
     chunk: int | None = None,
     on_chunk: Callable[[int, int], None] | None = None,
-    precision: str = "auto",
+    precision: str = "f32",
     stats: dict | None = None,
 ) -> dict[str, np.ndarray]:
     """Exhaustive stage: the k nearest training images of every query under L2 and under NCC, exactly.
@@ -196,7 +196,7 @@ def pixel_candidates(
     Returns ``l2_idx`` / ``ncc_idx`` (N, k) int64 and ``l2`` / ``ncc`` (N, k) float32 distances
     (unshifted). ``on_chunk(done, total)`` is called after every query chunk (progress + cancel).
 
-    ``precision="auto"`` (the default where int8 products are fast, ``int8_is_fast``): an int8 screen with a
+    ``precision="int8"`` (or ``"auto"``: int8 where its products are fast, ``int8_is_fast``): an int8 screen with a
     proven error bound, then exact re-scoring of the survivors. Every centred image is split x = s q + d
     (q int8, per-image scale s); one int8 GEMM gives q_a.q_b exactly (int32), and by Cauchy-Schwarz
     |a.b - s_a s_b q_a.q_b| <= |x^_a||d_b| + |d_a||x^_b| + |d_a||d_b| (x^ = s q), so every pair's distance
@@ -214,6 +214,8 @@ def pixel_candidates(
     import torch
 
     dev = torch.device(device or "cpu")
+    if precision not in ("f32", "int8", "auto"):
+        raise UserError(f"search precision {precision!r} is not one of f32, int8, auto")
     if precision == "f32" or (precision == "auto" and not int8_is_fast(dev)):
         return _pixel_candidates_f32(query, train, k=k, device=device, chunk=chunk, on_chunk=on_chunk)
     n, m = len(query), len(train)
