@@ -14,7 +14,28 @@ diffusers (as it comes) and the peak memory beside each.
 ``default`` is what the training job runs: ``precision="auto"`` (bfloat16 autocast where the device
 runs it natively, else float32; devices.autocast_dtype) in the contiguous layout (training mode).
 
-Figures: docs/ARCHITECTURE.md ("Network speed"), with the command and the machine.
+Figures (2026-12-04, torch 2.13.0+cpu, a 2-core AMD EPYC VM (AVX512-BF16) shared with up to 8 other jobs,
+load 9-12, so ``--threads 1 --clock cpu``; the command above, sizes run one at a time, ``--switches none
+default channels_last bf16 fused_adam math_attention`` at 64, without math_attention at 128; best of 3
+rounds, the rounds spread up to 1.7x on this machine; peak = RSS of the worker, (+) over torch imported):
+
+    size  net        switch          img/s  vs diffusers  peak MiB  (+MiB)
+      64  ours       none            12.07    1.13x          862     +622
+      64  ours       default         17.52    1.63x          644     +404   (bf16 autocast, contiguous)
+      64  ours       bf16            15.87    1.48x          641     +401
+      64  ours       channels_last   10.94    1.02x          869     +629   not kept for training
+      64  ours       fused_adam       9.51    0.89x          866     +626   not kept
+      64  ours       math_attention  11.14    1.04x          887     +647   (SDPA kept)
+      64  diffusers  none            10.72    1.00x          955     +715
+     128  ours       none             3.14    1.11x         2177    +1937
+     128  ours       default          5.47    1.94x         1302    +1062
+     128  ours       bf16             5.14    1.82x         1285    +1045
+     128  ours       channels_last    2.48    0.88x         2261    +2021
+     128  ours       fused_adam       2.96    1.05x         2154    +1914
+     128  diffusers  none             2.82    1.00x         2187    +1947
+
+Not measured on CUDA here (no GPU was lent); ``--device cuda`` prints the same table with
+torch.cuda.max_memory_allocated.
 
 Needs the bench extra (``pip install -e ".[bench]"``: diffusers).
 """
