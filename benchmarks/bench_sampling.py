@@ -11,12 +11,30 @@ image-steps per second, the ratio ours / diffusers (as it comes) and the peak me
     PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_sampling.py --sizes 64 128 --batch 4 --steps 10 \\
         --rounds 3 --threads 1 --clock cpu --switches none default channels_last bf16 bf16_cl math_attention
 
-Figures (2026-12-04, torch 2.13.0+cpu, AMD EPYC 2-core VM shared with up to 8 other jobs, load ~12;
-``--threads 1 --clock cpu`` so that the other jobs' load is not counted; the command above;
-``default`` = fp32 channels-last in eval mode, what ``generate`` runs; ``bf16_cl`` = ``generate(...,
-half=True)``):
+Figures (2026-12-04, torch 2.13.0+cpu, a 2-core AMD EPYC VM (AVX512-BF16) shared with up to 8 other jobs,
+load 9-12, so ``--threads 1 --clock cpu``: the other jobs' load is not counted; the command above, one size
+at a time, ``--steps 5`` at 64 and ``--steps 3`` at 128; ``default`` = fp32 channels-last in eval mode, what
+``generate`` runs; ``bf16_cl`` = ``generate(..., half=True)``; peak = RSS of the worker, (+) over torch
+imported; best of 3 rounds, the rounds spread up to 1.3x on this machine):
 
-    see docs/ARCHITECTURE.md ("Network speed") for the table; the report of issue 28 has the run.
+    size  net        switch          img-steps/s  vs diffusers  peak MiB  (+MiB)
+      64  ours       none                   7.11    1.01x          480     +240
+      64  ours       default                7.95    1.13x          457     +217
+      64  ours       channels_last          8.50    1.21x          466     +226   (the same net as default)
+      64  ours       bf16                  12.23    1.74x          433     +193
+      64  ours       bf16_cl               12.49    1.77x          433     +193
+      64  ours       math_attention         6.71    0.95x          474     +234   (SDPA kept)
+      64  diffusers  none                   7.04    1.00x          659     +419
+     128  ours       none                   2.06    1.13x          720     +481
+     128  ours       default                2.25    1.24x          711     +471
+     128  ours       channels_last          2.22    1.22x          667     +427
+     128  ours       bf16                   3.81    2.09x          520     +281
+     128  ours       bf16_cl                4.31    2.36x          539     +299
+     128  diffusers  none                   1.82    1.00x          972     +732
+
+torch.compile (``--switches compile``) was not kept: at 64x64 it took 36 s of CPU (469 s of wall on the
+shared machine) to compile and then ran 0.97x eager. Not measured on CUDA here (no GPU was lent);
+``--device cuda`` prints the same table with torch.cuda.max_memory_allocated.
 """
 
 from __future__ import annotations
