@@ -32,6 +32,7 @@ imported; best of 3 rounds, the rounds spread up to 1.3x on this machine):
      128  ours       bf16_cl                4.31    2.36x          539     +299
      128  diffusers  none                   1.82    1.00x          972     +732
 
+The default ``--threads 2 --clock wall`` gave no figure on this shared machine (rounds spread up to 2.6x).
 torch.compile (``--switches compile``) was not kept: at 64x64 it took 36 s of CPU (469 s of wall on the
 shared machine) to compile and then ran 0.97x eager. Not measured on CUDA here (no GPU was lent);
 ``--device cuda`` prints the same table with torch.cuda.max_memory_allocated.
