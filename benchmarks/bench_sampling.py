@@ -134,8 +134,8 @@ def main() -> None:
             configs[("ours", s)] = {}
             if args.anchor_switches and s not in ("none", "default"):
                 configs[("diffusers", s)] = {}
-        configs = {k: dict(net=k[0], switch=k[1], size=size, batch=args.batch, steps=args.steps, device=args.device)
-                   for k in configs}
+        configs = {k: {"net": k[0], "switch": k[1], "size": size, "batch": args.batch, "steps": args.steps,
+                       "device": args.device} for k in configs}
         res = run_interleaved(configs, build, args.rounds, args.threads, args.clock)
         anchor = res[("diffusers", "none")]
         anchor_rate = args.batch * args.steps / min(anchor["seconds"]) if "seconds" in anchor else float("nan")

@@ -147,8 +147,8 @@ def main() -> None:
         keys = [("diffusers", "none")] + [("ours", s) for s in args.switches]
         if args.anchor_switches:
             keys += [("diffusers", s) for s in args.switches if s not in ("none", "default")]
-        configs = {k: dict(net=k[0], switch=k[1], size=size, width=args.width, batch=args.batch, steps=args.steps,
-                           device=args.device) for k in keys}
+        configs = {k: {"net": k[0], "switch": k[1], "size": size, "width": args.width, "batch": args.batch,
+                       "steps": args.steps, "device": args.device} for k in keys}
         res = run_interleaved(configs, build, args.rounds, args.threads, args.clock)
         anchor = res[("diffusers", "none")]
         anchor_rate = args.batch * args.steps / min(anchor["seconds"]) if "seconds" in anchor else float("nan")

@@ -102,7 +102,7 @@ def _worker(conn, build, args) -> None:
             conn.send(("time", tick() - t0))
         peak = peak_memory_mib(device)
         conn.send(("memory", (peak, peak - before)))
-    except Exception as exc:  # reported as the row's result instead of killing the whole benchmark
+    except Exception as exc:  # noqa: BLE001 (any failure is the row's result, the other rows still run)
         conn.send(("error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"))
 
 

@@ -21,7 +21,7 @@ from app.engine.jobs import UserError
 from app.engine.nets.unet import NetConfig, UNet
 
 GOLDEN = Path(__file__).parents[1] / "golden"
-TINY = dict(image_size=16, base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_resolutions=(8,))
+TINY = {"image_size": 16, "base_channels": 8, "channel_mults": (1, 2), "num_res_blocks": 1, "attention_resolutions": (8,)}
 
 
 @pytest.fixture(autouse=True, scope="module")
