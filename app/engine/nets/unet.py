@@ -104,11 +104,16 @@ class ResBlock(nn.Module):
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
+        # SiLU in place on the fresh GroupNorm / FiLM outputs when no gradient is recorded (their
+        # backward needs the input); the residual sum in place on conv2's output (its backward needs
+        # neither); FiLM as one fused addcmul instead of a multiply and an add
+        inplace = not torch.is_grad_enabled()
+        h = self.conv1(F.silu(self.norm1(x), inplace=inplace))
         scale, shift = self.film(F.silu(emb))[:, :, None, None].chunk(2, dim=1)
-        h = self.norm2(h) * (1 + scale) + shift  # FiLM (Perez et al. 2018) / AdaGN (Dhariwal & Nichol 2021)
-        h = self.conv2(self.dropout(F.silu(h)))
-        return self.skip(x) + h
+        h = torch.addcmul(shift, self.norm2(h), 1 + scale)  # FiLM (Perez et al. 2018) / AdaGN (Dhariwal & Nichol 2021)
+        h = self.conv2(self.dropout(F.silu(h, inplace=inplace)))
+        skip = self.skip(x)
+        return h.add_(skip) if skip.dtype == h.dtype else skip + h  # (autocast: the wider dtype, as before)
 
 
 class Attention(nn.Module):
@@ -160,6 +165,10 @@ class UNet(nn.Module):
         self.in_channels = config.in_channels
         self.num_classes = config.num_classes
         self.image_size = config.image_size
+        #: memory layout: None (default) channels-last in eval mode, contiguous in training mode; True / False
+        #: force one (benchmarks). Not part of the config: it changes no weight, and results only by float
+        #: rounding (tests/engine/gen/test_net_speed.py)
+        self.channels_last: bool | None = None
         ch = config.base_channels
         emb_dim = 4 * ch
         self.level_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
@@ -211,8 +220,29 @@ class UNet(nn.Module):
             emb = emb + self.class_emb(y.long())
         return emb
 
+    def uses_channels_last(self) -> bool:
+        """Whether the net runs in channels-last layout: ``self.channels_last`` when set, else (None) in eval
+        mode (sampling, validation, reconstruction). Measured on the CPU (benchmarks/bench_sampling.py,
+        bench_training.py): channels-last speeds inference up (oneDNN convolutions, GroupNorm and the
+        attention's token views without copies) and slows the training step down (its backward)."""
+        return self.channels_last if self.channels_last is not None else not self.training
+
+    def train(self, mode: bool = True) -> UNet:
+        """``nn.Module.train`` that also puts the convolution weights in the layout the mode runs in
+        (``uses_channels_last``), so they are not reordered at every call. Values are unchanged."""
+        super().train(mode)
+        fmt = torch.channels_last if self.uses_channels_last() else torch.contiguous_format
+        with torch.inference_mode(False), torch.no_grad():
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d) and not m.weight.is_contiguous(memory_format=fmt):
+                    m.weight.data = m.weight.data.contiguous(memory_format=fmt)
+        return self
+
     def forward(self, x: torch.Tensor, level: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         emb = self.embed(torch.as_tensor(level, device=x.device), y, x.shape[0]).to(x.dtype)
+        channels_last = self.uses_channels_last()
+        if channels_last:  # the layout follows the input through every layer
+            x = x.contiguous(memory_format=torch.channels_last)
         h = self.conv_in(x)
         hs = [h]
         for block in self.down:
@@ -226,7 +256,8 @@ class UNet(nn.Module):
                 h = torch.cat([h, hs.pop()], dim=1)
             for layer in block:
                 h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        out = self.conv_out(F.silu(self.norm_out(h), inplace=not torch.is_grad_enabled()))
+        return out.contiguous() if channels_last else out
 
 
 def count_parameters(net: nn.Module) -> int:

@@ -82,8 +82,9 @@ class TrainSpec(Spec):
     grad_clip: float = Field(1.0, ge=0, le=1000, description="clip the gradient norm to this (0: off)")
     grad_accum: int = Field(1, ge=1, le=1024, description="micro-batches per optimizer step")
     ema_decay: float = Field(0.999, ge=0, lt=1, description="EMA decay of the weights used for sampling (0: off)")
-    precision: Literal["fp32", "bf16", "fp16"] = Field(
-        "fp32", description="fp32, or autocast in bf16 (CPU / recent GPUs) or fp16 (CUDA, with loss scaling)"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 autocast where the device runs bf16 natively (recent CPUs and GPUs), "
+        "else fp32; or fp32, bf16, fp16 (CUDA, with loss scaling)"
     )
     seed: int = Field(0, ge=0, le=2**63 - 1, description="seed of initialisation, data order and noise")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")

@@ -4,7 +4,8 @@
 
 One loop serves every process (app/engine/diffusion): AdamW, linear warm-up then cosine decay,
 gradient clipping, gradient accumulation, an exponential moving average of the weights (what the
-samplers use), bf16 / fp16 autocast, loss scalars every ``log_every`` steps, a validation loss per
+samplers use), bf16 / fp16 autocast ("auto", the default: bf16 where the device runs it natively,
+devices.autocast_dtype), loss scalars every ``log_every`` steps, a validation loss per
 noise level and a grid of preview samples (fixed seed) every few epochs, checkpoints every
 ``checkpoint_every`` epochs, on a stop and at the end.
 
@@ -342,6 +343,7 @@ class Trainer:
         import torch.distributed as tdist
         from torch.utils.data import DistributedSampler
 
+        from app.engine.devices import autocast_dtype
         from app.engine.nets.unet import UNet, count_parameters
 
         spec, dist = self.spec, self.dist
@@ -408,7 +410,9 @@ class Trainer:
             )
             self.log(self.val_note)
         max_total = min(total_steps, spec.max_steps or total_steps)
-        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(spec.precision)
+        amp_dtype = autocast_dtype(spec.precision, dev)  # "auto": bf16 where the device runs it natively
+        if dist.main and spec.precision == "auto":
+            self.log(f"precision auto: {'bf16 autocast' if amp_dtype is not None else 'fp32'} on {dev.type}")
         self.objs = dict(net=net, ema=ema, opt=opt, sched=sched, scaler=scaler, gen=gen)
         progress_total = max_total
         last_loss = float("nan")
