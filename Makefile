@@ -30,7 +30,7 @@ package-check: package
 # pip call (a 2.13.0+cpu build stays that build), so pip refuses an anchor that would replace it.
 bench: setup
 	$(PY) -m pip install -q -e ".[bench]" "torch==$$($(PY) -c 'import torch; print(torch.__version__)')"
-	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info

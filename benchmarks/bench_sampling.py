@@ -41,9 +41,8 @@ shared machine) to compile and then ran 0.97x eager. Not measured on CUDA here (
 from __future__ import annotations
 
 import argparse
-import statistics
 
-from net_switches import SWITCHES, apply_layout, attention_backend, autocast, run_interleaved
+from net_switches import SWITCHES, apply_layout, attention_backend, autocast, print_rows, run_interleaved
 
 SAMPLING_SWITCHES = tuple(s for s in SWITCHES if s != "fused_adam")
 
@@ -137,17 +136,7 @@ def main() -> None:
         configs = {k: {"net": k[0], "switch": k[1], "size": size, "batch": args.batch, "steps": args.steps,
                        "device": args.device} for k in configs}
         res = run_interleaved(configs, build, args.rounds, args.threads, args.clock)
-        anchor = res[("diffusers", "none")]
-        anchor_rate = args.batch * args.steps / min(anchor["seconds"]) if "seconds" in anchor else float("nan")
-        for (net, switch), r in sorted(res.items(), key=lambda kv: (kv[0][0] != "ours", kv[0][1])):
-            if "error" in r:
-                print(f"{size:>5} {net:>9} {switch:>15}  failed: {r['error']}")
-                continue
-            rate = args.batch * args.steps / min(r["seconds"])
-            spread = max(r["seconds"]) / min(r["seconds"]) if len(r["seconds"]) > 1 else 1.0
-            print(f"{size:>5} {net:>9} {switch:>15} {rate:>12.2f} {rate / anchor_rate:>12.2f}x {r['peak_mib']:>9.0f} "
-                  f"{r['growth_mib']:>+8.0f}   (rounds spread {spread:.2f}, median "
-                  f"{args.batch * args.steps / statistics.median(r['seconds']):.2f})")
+        print_rows(res, size, args.batch * args.steps, rate_width=12)
 
 
 if __name__ == "__main__":

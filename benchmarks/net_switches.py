@@ -27,6 +27,7 @@ import contextlib
 import multiprocessing as mp
 import os
 import resource
+import statistics
 import time
 
 SWITCHES = ("none", "default", "channels_last", "bf16", "bf16_cl", "math_attention", "fused_adam", "compile")
@@ -144,3 +145,19 @@ def run_interleaved(configs: dict, build, rounds: int, threads: int, clock_kind:
                 results[name] = {"error": value}
         p.join(timeout=60)
     return results
+
+
+def print_rows(res: dict, size: int, per_round: int, rate_width: int = 8) -> None:
+    """One line per (net, switch): rate (items per second, best round), ratio to diffusers' "none" run,
+    peak and growth of memory, the spread of the rounds and the median rate."""
+    anchor = res[("diffusers", "none")]
+    anchor_rate = per_round / min(anchor["seconds"]) if "seconds" in anchor else float("nan")
+    for (net, switch), r in sorted(res.items(), key=lambda kv: (kv[0][0] != "ours", kv[0][1])):
+        if "error" in r:
+            print(f"{size:>5} {net:>9} {switch:>15}  failed: {r['error']}")
+            continue
+        rate = per_round / min(r["seconds"])
+        spread = max(r["seconds"]) / min(r["seconds"]) if len(r["seconds"]) > 1 else 1.0
+        print(f"{size:>5} {net:>9} {switch:>15} {rate:>{rate_width}.2f} {rate / anchor_rate:>12.2f}x {r['peak_mib']:>9.0f} "
+              f"{r['growth_mib']:>+8.0f}   (rounds spread {spread:.2f}, median "
+              f"{per_round / statistics.median(r['seconds']):.2f})")
