@@ -167,7 +167,7 @@ class StudyPanel(QWidget):
         right = QVBoxLayout()
         self.form = SpecForm(S.StudyCreateSpec, only=("name", "real_split", "mode", "n_cases", "synthetic_fraction",
                                                       "size", "seed", "goal_accuracy", "goal_rule", "time_limit_s"),
-                             messages=DESIGN_MESSAGES)
+                             messages=DESIGN_MESSAGES, quiet_until_edited=True)
         self.form.set_values({"real": [], "synthetic": [], "readers": []})
         right.addWidget(self.form)
         self.b_create = QPushButton("Create study")

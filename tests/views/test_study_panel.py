@@ -96,6 +96,14 @@ def test_the_panel_designs_a_study_and_a_reader_reads_it_from_the_panel(qtbot, p
     assert_not_blank(panel, "study_panel_readers.png")
 
 
+def test_a_new_design_shows_no_errors_until_the_user_acts(panel, qtbot):
+    form = panel.form
+    assert not form.is_valid  # nothing chosen yet: not creatable, but not shouted about either
+    assert form.spec_error.isHidden() and all(ed.error.isHidden() for ed in form.editors.values())
+    qtbot.keyClicks(form.editors["name"].widget, "bad name!")  # typed by hand: its error shows at once
+    assert form.editors["name"].error.isVisibleTo(panel) and "not valid" in form.editors["name"].error.text()
+
+
 def test_a_design_without_sets_says_what_is_missing_in_plain_words(panel):
     panel.form.set_values({"name": "incomplete"})
     assert panel.design_spec() is None

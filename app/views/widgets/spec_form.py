@@ -235,9 +235,13 @@ class SpecForm(QWidget):
     validity_changed = Signal(bool)
 
     def __init__(self, spec_cls, exclude: tuple[str, ...] = (), choices: dict[str, list] | None = None,
-                 only: tuple[str, ...] | None = None, messages: dict[str, str] | None = None, parent=None):
+                 only: tuple[str, ...] | None = None, messages: dict[str, str] | None = None,
+                 quiet_until_edited: bool = False, parent=None):
         super().__init__(parent)
         self.spec_cls = spec_cls
+        #: a new, empty form does not greet the user with errors: they show once a field is edited by hand
+        #: or the spec is asked for (spec(), reveal_errors()); validity is tracked all along
+        self._revealed = not quiet_until_edited
         #: plain words shown instead of pydantic's message when a field (a hidden one set by the panel) is invalid
         self.messages = dict(messages or {})
         self.errors: dict[str, str] = {}
@@ -324,6 +328,11 @@ class SpecForm(QWidget):
 
     def spec(self):
         """The validated spec, or None (errors are shown next to their fields)."""
+        return self.reveal_errors()
+
+    def reveal_errors(self):
+        """Show every error from now on (a quiet form's first attempt to use it); the validated spec or None."""
+        self._revealed = True
         return self.validate()
 
     @property
@@ -334,6 +343,7 @@ class SpecForm(QWidget):
     def _on_edit(self, *_):
         if self._loading:
             return
+        self._revealed = True
         self.validate()
         self.changed.emit()
 
@@ -361,13 +371,15 @@ class SpecForm(QWidget):
         if errors:
             spec = None
         self.errors = errors
+        shown = errors if self._revealed else {}
         for name, ed in self.editors.items():
-            msg = errors.get(name)
+            msg = shown.get(name)
             ed.error.setText(msg or "")
             ed.error.setVisible(bool(msg))
             ed.widget.setProperty("invalid", bool(msg))
             ed.widget.style().unpolish(ed.widget)
             ed.widget.style().polish(ed.widget)
+        general = general if self._revealed else []
         self.spec_error.setText("\n".join(general))
         self.spec_error.setVisible(bool(general))
         valid = spec is not None
