@@ -571,8 +571,9 @@ def feature_candidates(
 def _box_mean(x, win: int):
     import torch.nn.functional as F
 
-    # valid (unpadded) 'win' x 'win' mean, as skimage's uniform filter after cropping its border
-    return F.avg_pool2d(x, win, stride=1)
+    # valid (unpadded) 'win' x 'win' mean, as skimage's uniform filter after cropping its border; separable
+    # (win x 1 then 1 x win: 2 win adds per pixel instead of win^2, the same mean up to float rounding)
+    return F.avg_pool2d(F.avg_pool2d(x, (win, 1), stride=1), (1, win), stride=1)
 
 
 def ssim_pairs(a, b, data_range: float = 2.0, win: int = 7):
@@ -613,8 +614,12 @@ def _box_sums(x, hh: int, ww: int, r: int):
     import torch
 
     k = 2 * r + 1
-    xd = x.double()
-    col = torch.stack([xd[..., y : y + hh, :].sum(-2) for y in range(k)], -2)  # (B, C, k, W)
+    # the first row range summed once, the next ones by adding the row that enters and removing the one
+    # that leaves (float64: the running sums stay exact to ~1e-16, far below the float32 results)
+    cols = [x[..., :hh, :].sum(-2, dtype=torch.float64)]
+    for y in range(1, k):
+        cols.append(cols[-1] + x[..., y + hh - 1, :].double() - x[..., y - 1, :].double())
+    col = torch.stack(cols, -2)  # (B, C, k, W)
     return torch.stack([col[..., x0 : x0 + ww].sum(-1) for x0 in range(k)], -1).flatten(-2)  # (B, C, k*k)
 
 
@@ -709,14 +714,22 @@ def refine_pairs(
             qn = query[s : s + chunk]
             ids = cand[s : s + chunk]
             b = len(qn)
-            tn = train[ids.reshape(-1)]
+            # every distinct (query, training image) pair once: the candidate lists of the three searches
+            # overlap (about half are repeats on real images); the (B, C) tables are filled back from them
+            key = np.arange(b)[:, None] * len(train) + ids
+            ukey, inv = np.unique(key.reshape(-1), return_inverse=True)
+            urow, ucol = ukey // len(train), ukey % len(train)
+            inv_t = torch.from_numpy(inv.reshape(b, c)).to(dev)
+            tn = train[ucol]  # (U, 1, H, W)
             q = torch.from_numpy(np.ascontiguousarray(qn[:, 0])).to(dev)  # (B, H, W)
-            t = torch.from_numpy(np.ascontiguousarray(tn[:, 0])).to(dev).view(b, c, h, w)
-            best_ncc, best_l2, best_shift = _shift_search(q, t, int(shift_radius))
+            tu = torch.from_numpy(np.ascontiguousarray(tn[:, 0])).to(dev)  # (U, H, W)
+            urow_t = torch.from_numpy(urow).to(dev)
+            u_ncc, u_l2, u_shift = _shift_search(q[urow_t], tu[:, None], int(shift_radius))
+            best_ncc, best_l2, best_shift = u_ncc[inv_t, 0], u_l2[inv_t, 0], u_shift[inv_t, 0]
             if zooms:
                 jb = best_ncc.argmax(1)
                 rows = torch.arange(b, device=dev)
-                tb = t[rows, jb]  # (B, H, W)
+                tb = tu[inv_t[rows, jb]]  # (B, H, W)
                 zn, zl = best_ncc[rows, jb], best_l2[rows, jb]
                 for zf in zooms:
                     zn_f, zl_f, _ = _shift_search(q, _zoom(tb, zf)[:, None], int(shift_radius))
@@ -728,9 +741,9 @@ def refine_pairs(
             out_shift[s : s + b] = torch.tensor(shifts, device=dev)[best_shift].cpu().numpy()
             qd = torch.from_numpy(downsample(qn, f)[:, 0]).to(dev)
             td = torch.from_numpy(downsample(tn, f)[:, 0]).to(dev)
-            cn, cl, _ = _shift_search(qd, td.view(b, c, *td.shape[-2:]), 1)
-            out["ncc_coarse"][s : s + b] = (1 - cn).clamp_min(0).cpu().numpy()
-            out["l2_coarse"][s : s + b] = cl.cpu().numpy()
+            cn, cl, _ = _shift_search(qd[urow_t], td[:, None], 1)
+            out["ncc_coarse"][s : s + b] = (1 - cn[inv_t, 0]).clamp_min(0).cpu().numpy()
+            out["l2_coarse"][s : s + b] = cl[inv_t, 0].cpu().numpy()
             if with_ssim:
                 # SSIM only for the ssim_k best candidates by shift-tolerant NCC (the rest stay NaN)
                 kk = int(min(ssim_k, c))
@@ -746,7 +759,7 @@ def refine_pairs(
                 for si in torch.unique(sh).tolist():
                     sel = (sh == si).nonzero().squeeze(1)
                     dy, dx = shifts[si]
-                    ta[sel] = t[rows[sel], cols[sel]][:, r - dy : h - r - dy, r - dx : w - r - dx]
+                    ta[sel] = tu[inv_t[rows[sel], cols[sel]]][:, r - dy : h - r - dy, r - dx : w - r - dx]
                 vals = ssim_pairs(qa.contiguous(), ta)
                 ssim = torch.full((b, c), float("nan"), device=dev)
                 ssim[rows, cols] = vals
