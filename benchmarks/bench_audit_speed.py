@@ -126,12 +126,11 @@ def main():
             print(f"  ours {prec:4s} {t:7.1f} s -> {full / 60:5.1f} min   sklearn/ours {t_sk * scale / full:5.2f}   "
                   f"L2 neighbours = sklearn's {agree:.4f}   {extra}", flush=True)
     train, sub = sets[a.data]
-    ours = pixel_candidates(sub, train, k=a.k)
-    t_f32 = res["f32"][1] if a.data == "noise" else timed(lambda: pixel_candidates(sub, train, k=a.k))[1]
+    ours, t_stage1 = timed(lambda: pixel_candidates(sub, train, k=a.k, precision="auto"))  # as the audit runs it
 
     # the rest of the audit, stage by stage, on the same subset (the audit's defaults: k=5, SSIM, invariant)
     f = coarse_factor(s, s)
-    times = {"stage 1 (full resolution, f32 default)": t_f32}
+    times = {f"stage 1 (full res., {'int8' if int8_is_fast('cpu') else 'f32'}, auto)": t_stage1}
     cs, times["coarse search"] = timed(lambda: pixel_candidates(downsample(sub, f), downsample(train, f), k=5))
     cand = np.sort(np.concatenate([ours["l2_idx"], ours["ncc_idx"], cs["ncc_idx"]], 1), 1)
     _, times["shift/zoom scoring + SSIM"] = timed(lambda: refine_pairs(sub, train, cand))
