@@ -1,16 +1,17 @@
 """Audit search speed: 42,000 generated x 8,000 training images at 128x128, ours vs scikit-learn.
 
-    .venv/bin/python benchmarks/bench_audit_speed.py [--n-gen 42000] [--n-train 8000] [--size 128] [--subset 2000]
+    .venv/bin/python benchmarks/bench_audit_speed.py [--n-gen 42000] [--n-train 8000] [--size 128] [--subset 500] [--data siat]
 
 Anchor: sklearn.neighbors.NearestNeighbors(algorithm="brute") (exact L2, k=3), under the same thread
-limit (threadpoolctl) as ours (torch.set_num_threads). Both are timed on the same random data (white
-noise: the worst case of our int8 screen, whose bounds must then be tightened) on a subset of generated
-images (identical sizes for both) and extrapolated linearly in the number of generated images; ours
-(stage 1: L2 and NCC top-k together) with its default float32 GEMM and with its exact int8-screened
-search (``precision="int8"``), checked against sklearn's neighbours. Then every other stage of the whole audit (coarse search, shift/zoom scoring with
-SSIM, the copy descriptor, the transform-invariant scoring, the held-out set's searches) is timed on the
-subset and extrapolated, and with ``--full`` stage 1 is also run at full size. Peak memory (RSS) is
-printed: every stage is chunked, so it does not grow with the number of generated images.
+limit (threadpoolctl) as ours (torch.set_num_threads). Both are timed on the same data (below) on a subset
+of generated images (identical sizes for both) and extrapolated linearly in the number of generated images
+(the training set's one-time preparation is not scaled); ours (stage 1: L2 and NCC top-k together) with
+the float32 GEMM, the exact projected search (``precision="proj"``) and the exact int8-screened search
+(``precision="int8"``), checked against sklearn's neighbours. Then every other stage of the whole audit
+(coarse search, shift/zoom scoring with SSIM, the copy descriptor, the transform-invariant scoring, the
+held-out set's searches) is timed on the subset and extrapolated, and with ``--full`` stage 1 is also run
+at full size. Peak memory (RSS) is printed: every stage is chunked, so it does not grow with the number
+of generated images.
 
 Data (``--data``): "siat" (default), realistic images: SIAT T2 magnitude slices (/work/shared/data) at
 ``--size``, each drawn under a random rotation (+-10 deg), zoom (+-10 %), shift (+-5 %), intensity gain
