@@ -1,16 +1,23 @@
 """Audit search speed: 42,000 generated x 8,000 training images at 128x128, ours vs scikit-learn.
 
-    .venv/bin/python benchmarks/bench_audit_speed.py [--n-gen 42000] [--n-train 8000] [--size 128] [--subset 2000]
+    .venv/bin/python benchmarks/bench_audit_speed.py [--n-gen 42000] [--n-train 8000] [--size 128] [--subset 500] [--data siat]
 
 Anchor: sklearn.neighbors.NearestNeighbors(algorithm="brute") (exact L2, k=3), under the same thread
-limit (threadpoolctl) as ours (torch.set_num_threads). Both are timed on the same random data (white
-noise: the worst case of our int8 screen, whose bounds must then be tightened) on a subset of generated
-images (identical sizes for both) and extrapolated linearly in the number of generated images; ours
-(stage 1: L2 and NCC top-k together) with its default float32 GEMM and with its exact int8-screened
-search (``precision="int8"``), checked against sklearn's neighbours. Then every other stage of the whole audit (coarse search, shift/zoom scoring with
-SSIM, the copy descriptor, the transform-invariant scoring, the held-out set's searches) is timed on the
-subset and extrapolated, and with ``--full`` stage 1 is also run at full size. Peak memory (RSS) is
-printed: every stage is chunked, so it does not grow with the number of generated images.
+limit (threadpoolctl) as ours (torch.set_num_threads). Both are timed on the same data (below) on a subset
+of generated images (identical sizes for both) and extrapolated linearly in the number of generated images
+(the training set's one-time preparation is not scaled); ours (stage 1: L2 and NCC top-k together) with
+the float32 GEMM, the exact projected search (``precision="proj"``) and the exact int8-screened search
+(``precision="int8"``), checked against sklearn's neighbours. Then every other stage of the whole audit
+(coarse search, shift/zoom scoring with SSIM, the copy descriptor, the transform-invariant scoring, the
+held-out set's searches) is timed on the subset and extrapolated, and with ``--full`` stage 1 is also run
+at full size. Peak memory (RSS) is printed: every stage is chunked, so it does not grow with the number
+of generated images.
+
+Data (``--data``): "siat" (default), realistic images: SIAT T2 magnitude slices (/work/shared/data) at
+``--size``, each drawn under a random rotation (+-10 deg), zoom (+-10 %), shift (+-5 %), intensity gain
+(0.8-1.2) and noise (sigma 0.01-0.05), so that all training and generated images are distinct; "noise":
+uniform white noise, the worst case of the screened searches (no structure for a basis to capture, all
+pairs nearly equidistant). Stage 1 is always timed on both, the rest of the audit on ``--data``.
 """
 
 from __future__ import annotations
@@ -25,13 +32,43 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def siat_like(n: int, size: int, seed: int) -> np.ndarray:
+    """n distinct realistic (N, 1, size, size) images in [-1, 1] from the SIAT slices (see the module doc)."""
+    import torch
+    import torch.nn.functional as F
+
+    d = np.load(ROOT.parent / "shared" / "data" / "siat_brain_t2_complex_dev.npz")
+    m = torch.from_numpy(np.abs(d["images"]).astype(np.float32))[:, None]
+    m = F.interpolate(m, size=(size, size), mode="area")
+    p = torch.quantile(m.flatten(1), 0.995, dim=1)[:, None, None, None]
+    base = (m / p).clamp(0, 1) * 2 - 1
+    g = torch.Generator().manual_seed(seed)
+    out = np.empty((n, 1, size, size), np.float32)
+    for s in range(0, n, 1000):
+        b = min(1000, n - s)
+        src = base[torch.randint(0, len(base), (b,), generator=g)]
+        ang = (torch.rand(b, generator=g) - 0.5) * np.deg2rad(20)
+        sc = 1 + (torch.rand(b, generator=g) - 0.5) * 0.2
+        tr = (torch.rand(b, 2, generator=g) - 0.5) * 0.1
+        th = torch.stack([torch.stack([torch.cos(ang) / sc, -torch.sin(ang) / sc, tr[:, 0]], 1),
+                          torch.stack([torch.sin(ang) / sc, torch.cos(ang) / sc, tr[:, 1]], 1)], 1)
+        x = F.grid_sample(src + 1, F.affine_grid(th, src.shape, align_corners=False), align_corners=False) - 1
+        gain = 0.8 + 0.4 * torch.rand(b, 1, 1, 1, generator=g)
+        sigma = 0.01 + 0.04 * torch.rand(b, 1, 1, 1, generator=g)
+        out[s : s + b] = ((x + 1) * gain - 1 + torch.randn(x.shape, generator=g) * sigma).clamp(-1, 1).numpy()
+    return out
+
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n-gen", type=int, default=42000)
     ap.add_argument("--n-train", type=int, default=8000)
     ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--subset", type=int, default=2000)
+    ap.add_argument("--subset", type=int, default=500)
+    ap.add_argument("--data", choices=("siat", "noise"), default="siat")
     ap.add_argument("--k", type=int, default=3)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("RADSYNTH_THREADS", "2")))
     ap.add_argument("--full", action="store_true", help="also run stage 1 on all --n-gen images (measured, not extrapolated)")
@@ -54,8 +91,6 @@ def main():
     torch.set_num_threads(a.threads)
     rng = np.random.default_rng(0)
     s = a.size
-    train = rng.uniform(-1, 1, (a.n_train, 1, s, s)).astype(np.float32)
-    sub = rng.uniform(-1, 1, (a.subset, 1, s, s)).astype(np.float32)
     scale = a.n_gen / a.subset
     print(f"{a.n_gen} x {a.n_train} images at {s}x{s}, {a.threads} threads, device cpu; int8 products fast here: "
           f"{int8_is_fast('cpu')}; timed on {a.subset} generated images, extrapolated x{scale:.1f}", flush=True)
@@ -65,29 +100,38 @@ def main():
         r = f()
         return r, time.perf_counter() - t0
 
-    stats = {}
-    ours, t_ours = timed(lambda: pixel_candidates(sub, train, k=a.k, stats=stats, precision="int8"))
-    _, t_f32 = timed(lambda: pixel_candidates(sub, train, k=a.k, precision="f32"))
-    with threadpool_limits(a.threads):
-        (dist, idx), t_sk = timed(lambda: NearestNeighbors(n_neighbors=a.k, algorithm="brute")
-                                  .fit(train.reshape(a.n_train, -1)).kneighbors(sub.reshape(a.subset, -1)))
-    agree = float(np.mean(ours["l2_idx"] == idx))
-    rms_err = float(np.max(np.abs(ours["l2"] - dist / s)))
-    print(f"stage 1 (exhaustive, exact), {a.subset} x {a.n_train}:")
-    print(f"  ours int8 screen + exact re-score (L2 + NCC top-{a.k}) {t_ours:8.1f} s   survivors "
-          f"{stats.get('survivors', 0) / max(stats.get('pairs', 1), 1):.2e} of pairs, tightened chunks {stats.get('tightened_chunks', 0)}")
-    print(f"  ours float32 GEMM (the default path)               {t_f32:8.1f} s")
-    print(f"  sklearn NearestNeighbors(brute) (L2 top-{a.k})        {t_sk:8.1f} s")
-    print(f"  ratio sklearn / ours {t_sk / t_ours:5.2f}   sklearn / ours-f32 {t_sk / t_f32:5.2f}   "
-          f"neighbours identical to sklearn's {agree:.4f}, max |RMS diff| {rms_err:.2e}")
-    prep = stats.get("train_prep_seconds", 0.0)  # once per audit (the training set's split), not per query
-    t_ours_full = prep + (t_ours - prep) * scale
-    print(f"  extrapolated to {a.n_gen}: ours {t_ours_full / 60:6.1f} min (training-set preparation {prep:.1f} s once, "
-          f"the rest x{scale:.0f})   sklearn {t_sk * scale / 60:6.1f} min   ratio {t_sk * scale / t_ours_full:5.2f}", flush=True)
+    sets = {}
+    for kind in ("siat", "noise"):
+        if kind == "siat":
+            tr_k, sub_k = siat_like(a.n_train, s, 1), siat_like(a.subset, s, 2)
+        else:
+            tr_k = rng.uniform(-1, 1, (a.n_train, 1, s, s)).astype(np.float32)
+            sub_k = rng.uniform(-1, 1, (a.subset, 1, s, s)).astype(np.float32)
+        sets[kind] = (tr_k, sub_k)
+        res = {}
+        for prec in ("f32", "proj", "int8"):
+            st = {}
+            res[prec] = (*timed(lambda q=sub_k, t=tr_k, st=st, prec=prec: pixel_candidates(q, t, k=a.k, stats=st, precision=prec)), st)
+        with threadpool_limits(a.threads):
+            (_, idx), t_sk = timed(lambda q=sub_k, t=tr_k: NearestNeighbors(n_neighbors=a.k, algorithm="brute")
+                                   .fit(t.reshape(a.n_train, -1)).kneighbors(q.reshape(a.subset, -1)))
+        print(f"stage 1 (exhaustive, L2 + NCC top-{a.k}), {kind} images, {a.subset} x {a.n_train}; sklearn "
+              f"NearestNeighbors(brute, L2 top-{a.k}) {t_sk:.1f} s -> {t_sk * scale / 60:.1f} min at {a.n_gen}:")
+        for prec, (r, t, st) in res.items():
+            prep = st.get("train_prep_seconds", 0.0)  # once per audit, not per query
+            full = prep + (t - prep) * scale
+            agree = float(np.mean(r["l2_idx"] == idx))
+            extra = (f"survivors {st['survivors'] / max(st['pairs'], 1):.1e} of pairs"
+                     + (f", full-dimension chunks {st['full_dimension_chunks']}" if "full_dimension_chunks" in st else "")
+                     if "survivors" in st else "")
+            print(f"  ours {prec:4s} {t:7.1f} s -> {full / 60:5.1f} min   sklearn/ours {t_sk * scale / full:5.2f}   "
+                  f"L2 neighbours = sklearn's {agree:.4f}   {extra}", flush=True)
+    train, sub = sets[a.data]
+    ours, t_stage1 = timed(lambda: pixel_candidates(sub, train, k=a.k, precision="auto"))  # as the audit runs it
 
     # the rest of the audit, stage by stage, on the same subset (the audit's defaults: k=5, SSIM, invariant)
     f = coarse_factor(s, s)
-    times = {"stage 1 (full resolution, f32 default)": t_f32}
+    times = {f"stage 1 (full res., {'int8' if int8_is_fast('cpu') else 'f32'}, auto)": t_stage1}
     cs, times["coarse search"] = timed(lambda: pixel_candidates(downsample(sub, f), downsample(train, f), k=5))
     cand = np.sort(np.concatenate([ours["l2_idx"], ours["ncc_idx"], cs["ncc_idx"]], 1), 1)
     _, times["shift/zoom scoring + SSIM"] = timed(lambda: refine_pairs(sub, train, cand))
@@ -101,7 +145,7 @@ def main():
     per_image = sum(times.values()) / a.subset
     n_hold = a.n_holdout
     total = per_image * (a.n_gen + n_hold) + t_desc_fit
-    print(f"whole audit, stage by stage on {a.subset} generated images (s), extrapolated to {a.n_gen} generated + "
+    print(f"whole audit on {a.data} images, stage by stage on {a.subset} generated images (s), extrapolated to {a.n_gen} generated + "
           f"{n_hold} held-out (min):")
     for name, t in times.items():
         print(f"  {name:32s} {t:7.1f} s   -> {t / a.subset * (a.n_gen + n_hold) / 60:6.2f} min")
@@ -111,7 +155,7 @@ def main():
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2:.2f} GiB "
           f"(training set {train.nbytes / 2**30:.2f} GiB float32; query chunks bounded by nn._auto_chunk)", flush=True)
     if a.full:
-        gen = rng.uniform(-1, 1, (a.n_gen, 1, s, s)).astype(np.float32)
+        gen = siat_like(a.n_gen, s, 3) if a.data == "siat" else rng.uniform(-1, 1, (a.n_gen, 1, s, s)).astype(np.float32)
         t0 = time.perf_counter()
         last = [0.0]
 

@@ -223,7 +223,9 @@ def nearest_training_matches(
     def stage(name):
         return (lambda d, t: progress(d, t, f"{label}{name}")) if progress else None
 
-    full = pixel_candidates(query, train, k=k, device=device, on_chunk=stage("search"))
+    # the exact int8-screened search where int8 products are fast (nn.int8_is_fast; ~2x sklearn's brute force on
+    # augmented real slices on 2 cores, benchmarks/bench_audit_speed.py), else the float32 GEMM
+    full = pixel_candidates(query, train, k=k, device=device, on_chunk=stage("search"), precision="auto")
     coarse = pixel_candidates(downsample(query, f), downsample(train, f), k=k, device=device, on_chunk=stage("coarse search"))
     cand = np.concatenate([full["l2_idx"], full["ncc_idx"], coarse["ncc_idx"]], axis=1)
     cand = np.sort(cand, axis=1)  # sorted so duplicates are adjacent; duplicates cost a little, change nothing

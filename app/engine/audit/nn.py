@@ -208,14 +208,28 @@ def pixel_candidates(
     neighbours and distances are those of an exact search (float64 sums of the differences, no
     cancellation; ``_SLACK`` widens the intervals for the float32 rounding of scales and norms). ``precision="f32"``: the single
     float32 GEMM of before. ``stats`` (a dict) receives the survivor counts.
+
+    ``precision="proj"``: an exact search with far fewer flops where the images have structure. An orthogonal
+    projection P (the training set's 256 leading principal directions, ``projection_basis``) splits
+    ||x - y||^2 = ||P(x - y)||^2 + ||P_perp(x - y)||^2 >= ||Px - Py||^2 + (||P_perp x|| - ||P_perp y||)^2, a squared
+    distance in 258 dimensions (``_augmented``; NCC likewise on unit vectors), so one small GEMM bounds every
+    pair from below. The 2k pairs of lowest bound per query are scored exactly, their k-th distance is an
+    upper bound of the true k-th, and only pairs whose lower bound is below it are scored exactly (float32
+    differences, no cancellation), the final k in float64. A chunk with more than ``_PROJ_MAX_SURVIVORS``
+    survivors per query (white noise) is re-screened in full dimension. Measured on 2 busy cores
+    (benchmarks/bench_audit_speed.py): SLOWER than the float32 GEMM on augmented SIAT slices (rotated,
+    zoomed, shifted, noisy: 225 survivors per query at 256 dimensions, 54 at 1024, and scoring one pair
+    exactly costs ~100 us of memory traffic here, ~100 GEMM pairs), so it is not the default.
     """
     import time
 
     import torch
 
     dev = torch.device(device or "cpu")
-    if precision not in ("f32", "int8", "auto"):
-        raise UserError(f"search precision {precision!r} is not one of f32, int8, auto")
+    if precision not in ("f32", "int8", "auto", "proj"):
+        raise UserError(f"search precision {precision!r} is not one of proj, f32, int8, auto")
+    if precision == "proj":
+        return _pixel_candidates_proj(query, train, k, device, chunk, on_chunk, stats)
     if precision == "f32" or (precision == "auto" and not int8_is_fast(dev)):
         return _pixel_candidates_f32(query, train, k=k, device=device, chunk=chunk, on_chunk=on_chunk)
     n, m = len(query), len(train)
@@ -362,6 +376,169 @@ def _pixel_candidates_f32(
     return out
 
 
+#: relative widening (of ||a||^2 + ||b||^2, or of 2 for NCC) of the projected search's lower bounds, for the float32
+#: rounding of the projection, the norms and the (p + 2)-term products: their errors are ~1e-6 of that, so the
+#: bound stays a bound with a 50x margin
+_PROJ_SLACK = 5e-5
+#: a chunk whose pairs survive the projected bound more than this many per query (nearly equidistant images,
+#: e.g. white noise, where no low-dimensional basis captures the images) is re-screened in full dimension
+_PROJ_MAX_SURVIVORS = 48
+
+
+def projection_basis(tc, p: int = 256, n_basis: int = 1024):
+    """Orthonormal (p, D) float32 basis of the leading principal directions of the centred training
+    images ``tc`` (M, D) (uncentred PCA of at most ``n_basis`` of them, picked with a fixed seed: the basis
+    only decides the speed of the exact search, never its result), orthonormalised in float64."""
+    import torch
+
+    m, d = tc.shape
+    p = int(min(p, m, d))
+    sel = torch.randperm(m, generator=torch.Generator().manual_seed(0))[: min(m, max(n_basis, p))].sort().values
+    x = tc[sel.to(tc.device)]
+    gram = (x @ x.T).double()
+    vecs = torch.linalg.eigh(gram).eigenvectors  # ascending eigenvalues
+    top = vecs[:, -p:].flip(1).to(x.dtype)
+    v = (top.T @ x).double()  # (p, D), rows along the principal directions
+    q, _ = torch.linalg.qr(v.T)  # float64 orthonormal columns
+    return q.T.contiguous().to(tc.dtype)
+
+
+def _augmented(xc, x_mean, x_sq, basis, d: int):
+    """Per image: ([P x, sqrt(D) mean, ||P_perp x||], ||x||^2 incl. mean) for L2 and ([P x, ||P_perp x||] / ||x||)
+    for NCC, so that for any two images ||a - b||^2 >= n_a + n_b - 2 a~.b~ and 1 - ncc >= 1 - a^.b^ (the
+    orthogonal split ||x - y||^2 = ||P(x - y)||^2 + ||P_perp(x - y)||^2 and ||P_perp(x - y)|| >= | ||P_perp x|| -
+    ||P_perp y|| |). ``basis`` None: the full dimension (no residual)."""
+    import torch
+
+    px = xc if basis is None else xc @ basis.T
+    res = torch.zeros(len(xc), dtype=torch.float64, device=xc.device) if basis is None else \
+        (x_sq - (px.double() ** 2).sum(1)).clamp_min(0).sqrt()
+    norm = x_sq.sqrt().clamp_min(1e-12)
+    l2 = torch.cat([px, (math.sqrt(d) * x_mean)[:, None].to(px.dtype), res[:, None].to(px.dtype)], 1)
+    ncc = torch.cat([px, res[:, None].to(px.dtype)], 1) / norm[:, None].to(px.dtype)
+    return l2, ncc, x_sq + d * x_mean.double() ** 2
+
+
+def _pixel_candidates_proj(query, train, k, device, chunk, on_chunk, stats, p: int = 256):
+    """The projected exact search (``pixel_candidates(precision="proj")``)."""
+    import time
+
+    import torch
+
+    dev = torch.device(device or "cpu")
+    n, m = len(query), len(train)
+    k = int(min(k, m))
+    d = int(np.prod(query.shape[1:]))
+    t0 = time.perf_counter()
+    t = torch.from_numpy(np.ascontiguousarray(train.reshape(m, d))).to(dev)
+    t_mean = t.double().mean(1)
+    tc = t - t_mean.float()[:, None]
+    t_sq = (tc.double() ** 2).sum(1)
+    t_norm = t_sq.sqrt().clamp_min(1e-12)
+    t_mean = t_mean.float()
+    tn = tc / t_norm.float()[:, None]  # centred, unit norm: NCC distance = ||a^ - b^||^2 / 2
+    basis = projection_basis(tc, p) if 4 * p < d else None
+    full_t = None  # the full-dimension augmented vectors, made on the first chunk that needs them
+
+    def prepare(xc, x_mean, x_sq, b):
+        l2, nc, nfull = _augmented(xc, x_mean, x_sq, b, d)
+        return l2, nc, nfull
+
+    t_l2, t_nc, t_full = prepare(tc, t_mean, t_sq, basis)
+    t_l2T, t_ncT = t_l2.T.contiguous(), t_nc.T.contiguous()
+    counts = {"pairs": 0, "survivors": 0, "full_dimension_chunks": 0, "train_prep_seconds": time.perf_counter() - t0,
+              "dim": d if basis is None else len(basis)}
+    chunk = int(chunk or _auto_chunk(m, p + 2, budget_bytes=256 * 2**20))
+    k1 = int(min(m, 2 * k))  # first guesses per query and measure: their exact distances bound the k-th
+    out = {name: np.empty((n, k), dtype) for name, dtype in
+           (("l2_idx", np.int64), ("ncc_idx", np.int64), ("l2", np.float32), ("ncc", np.float32))}
+    n_chunks = max(1, math.ceil(n / chunk))
+    sticky_full = False
+    with torch.no_grad():
+        for ci, s in enumerate(range(0, n, chunk)):
+            q = torch.from_numpy(np.ascontiguousarray(query[s : s + chunk].reshape(-1, d))).to(dev)
+            b = len(q)
+            q_mean = q.double().mean(1)
+            qc = q - q_mean.float()[:, None]
+            q_sq = (qc.double() ** 2).sum(1)
+            q_norm = q_sq.sqrt().clamp_min(1e-12)
+            q_mean = q_mean.float()
+            qn = qc / q_norm.float()[:, None]
+            for full in ((True,) if sticky_full else (False, True)):
+                if full:
+                    if full_t is None:
+                        f_l2, f_nc, _ = prepare(tc, t_mean, t_sq, None)
+                        full_t = (f_l2.T.contiguous(), f_nc.T.contiguous())
+                        del f_l2, f_nc
+                    a_l2, a_nc, q_full = prepare(qc, q_mean, q_sq, None)
+                    tl2T, tncT = full_t
+                else:
+                    a_l2, a_nc, q_full = prepare(qc, q_mean, q_sq, basis)
+                    tl2T, tncT = t_l2T, t_ncT
+                keep = torch.zeros((b, m), dtype=torch.bool, device=dev)
+                for name, aq, tT in (("l2", a_l2, tl2T), ("ncc", a_nc, tncT)):
+                    g = aq @ tT  # (B, M): the one matrix product, in p + 2 dimensions
+                    if name == "l2":
+                        nsum = q_full.float()[:, None] + t_full.float()[None, :]
+                        lb = nsum.mul_(1 - _PROJ_SLACK).sub_(g, alpha=2)  # lower bound of ||a - b||^2
+                    else:
+                        lb = g.neg_().add_(1 - 2 * _PROJ_SLACK)  # lower bound of 1 - ncc
+                    del g
+                    guess = torch.topk(lb, k1, dim=1, largest=False).indices
+                    rows = torch.arange(b, device=dev)[:, None].expand(b, k1).reshape(-1)
+                    exact = _diff_pairs(q, t, rows, guess.reshape(-1)) if name == "l2" else \
+                        _diff_pairs(qn, tn, rows, guess.reshape(-1)) / 2
+                    tau = torch.topk(exact.view(b, k1), k, dim=1, largest=False).values[:, -1:]
+                    keep |= lb <= tau.float() * (1 + 1e-6) + 1e-30  # every pair that can be among the k nearest
+                    del lb
+                n_keep = int(keep.sum())
+                if full or n_keep <= _PROJ_MAX_SURVIVORS * b:
+                    break
+                sticky_full = True  # the images are of a kind the basis does not capture
+            counts["full_dimension_chunks"] += int(full)
+            rows, cols = keep.nonzero(as_tuple=True)
+            del keep
+            counts["pairs"] += b * m
+            counts["survivors"] += len(rows)
+            d2, nc = _diff_pairs(q, t, rows, cols), _diff_pairs(qn, tn, rows, cols) / 2
+            per_row = torch.bincount(rows, minlength=b)
+            start = torch.cumsum(per_row, 0) - per_row
+            pos = torch.arange(len(rows), device=dev) - start[rows]
+            width = max(int(per_row.max()), k)
+            col_tab = torch.zeros((b, width), dtype=torch.int64, device=dev)
+            col_tab[rows, pos] = cols
+            for name, vals in (("l2", d2), ("ncc", nc)):
+                tab = torch.full((b, width), float("inf"), dtype=vals.dtype, device=dev)
+                tab[rows, pos] = vals
+                j = torch.topk(tab, k, dim=1, largest=False, sorted=True).indices
+                idx = col_tab.gather(1, j)
+                # the final k in float64 (differences first), re-sorted by those values
+                r64 = torch.arange(b, device=dev)[:, None].expand(b, k).reshape(-1)
+                x64 = _exact_pairs(qc, q_mean, tc, t_mean, r64, idx.reshape(-1))
+                v64 = ((x64[0].clamp_min(0) / d).sqrt() if name == "l2" else
+                       1 - x64[1] / (q_norm[r64] * t_norm[idx.reshape(-1)])).view(b, k)
+                v64, o = torch.sort(v64, dim=1, stable=True)
+                out[name][s : s + b] = v64.float().cpu().numpy()
+                out[f"{name}_idx"][s : s + b] = idx.gather(1, o).cpu().numpy()
+            if on_chunk is not None:
+                on_chunk(ci + 1, n_chunks)
+    if stats is not None:
+        stats.update(counts)
+    return out
+
+
+def _diff_pairs(x, y, rows, cols, block: int = 1024):
+    """||y[cols[i]] - x[rows[i]]||^2 for pairs, float32 differences first (relative error ~1e-7 of the result
+    itself, no cancellation), summed in float64."""
+    import torch
+
+    out = torch.empty(len(rows), dtype=torch.float64, device=x.device)
+    for s in range(0, len(rows), block):
+        diff = y.index_select(0, cols[s : s + block]).sub_(x.index_select(0, rows[s : s + block]))
+        out[s : s + block] = torch.linalg.vector_norm(diff, dim=1, dtype=torch.float64) ** 2
+    return out
+
+
 def feature_candidates(
     query_feats: np.ndarray,
     train_feats: np.ndarray,
@@ -394,8 +571,9 @@ def feature_candidates(
 def _box_mean(x, win: int):
     import torch.nn.functional as F
 
-    # valid (unpadded) 'win' x 'win' mean, as skimage's uniform filter after cropping its border
-    return F.avg_pool2d(x, win, stride=1)
+    # valid (unpadded) 'win' x 'win' mean, as skimage's uniform filter after cropping its border; separable
+    # (win x 1 then 1 x win: 2 win adds per pixel instead of win^2, the same mean up to float rounding)
+    return F.avg_pool2d(F.avg_pool2d(x, (win, 1), stride=1), (1, win), stride=1)
 
 
 def ssim_pairs(a, b, data_range: float = 2.0, win: int = 7):
@@ -532,14 +710,22 @@ def refine_pairs(
             qn = query[s : s + chunk]
             ids = cand[s : s + chunk]
             b = len(qn)
-            tn = train[ids.reshape(-1)]
+            # every distinct (query, training image) pair once: the candidate lists of the three searches
+            # overlap (about half are repeats on real images); the (B, C) tables are filled back from them
+            key = np.arange(b)[:, None] * len(train) + ids
+            ukey, inv = np.unique(key.reshape(-1), return_inverse=True)
+            urow, ucol = ukey // len(train), ukey % len(train)
+            inv_t = torch.from_numpy(inv.reshape(b, c)).to(dev)
+            tn = train[ucol]  # (U, 1, H, W)
             q = torch.from_numpy(np.ascontiguousarray(qn[:, 0])).to(dev)  # (B, H, W)
-            t = torch.from_numpy(np.ascontiguousarray(tn[:, 0])).to(dev).view(b, c, h, w)
-            best_ncc, best_l2, best_shift = _shift_search(q, t, int(shift_radius))
+            tu = torch.from_numpy(np.ascontiguousarray(tn[:, 0])).to(dev)  # (U, H, W)
+            urow_t = torch.from_numpy(urow).to(dev)
+            u_ncc, u_l2, u_shift = _shift_search(q[urow_t], tu[:, None], int(shift_radius))
+            best_ncc, best_l2, best_shift = u_ncc[inv_t, 0], u_l2[inv_t, 0], u_shift[inv_t, 0]
             if zooms:
                 jb = best_ncc.argmax(1)
                 rows = torch.arange(b, device=dev)
-                tb = t[rows, jb]  # (B, H, W)
+                tb = tu[inv_t[rows, jb]]  # (B, H, W)
                 zn, zl = best_ncc[rows, jb], best_l2[rows, jb]
                 for zf in zooms:
                     zn_f, zl_f, _ = _shift_search(q, _zoom(tb, zf)[:, None], int(shift_radius))
@@ -551,9 +737,9 @@ def refine_pairs(
             out_shift[s : s + b] = torch.tensor(shifts, device=dev)[best_shift].cpu().numpy()
             qd = torch.from_numpy(downsample(qn, f)[:, 0]).to(dev)
             td = torch.from_numpy(downsample(tn, f)[:, 0]).to(dev)
-            cn, cl, _ = _shift_search(qd, td.view(b, c, *td.shape[-2:]), 1)
-            out["ncc_coarse"][s : s + b] = (1 - cn).clamp_min(0).cpu().numpy()
-            out["l2_coarse"][s : s + b] = cl.cpu().numpy()
+            cn, cl, _ = _shift_search(qd[urow_t], td[:, None], 1)
+            out["ncc_coarse"][s : s + b] = (1 - cn[inv_t, 0]).clamp_min(0).cpu().numpy()
+            out["l2_coarse"][s : s + b] = cl[inv_t, 0].cpu().numpy()
             if with_ssim:
                 # SSIM only for the ssim_k best candidates by shift-tolerant NCC (the rest stay NaN)
                 kk = int(min(ssim_k, c))
@@ -569,7 +755,7 @@ def refine_pairs(
                 for si in torch.unique(sh).tolist():
                     sel = (sh == si).nonzero().squeeze(1)
                     dy, dx = shifts[si]
-                    ta[sel] = t[rows[sel], cols[sel]][:, r - dy : h - r - dy, r - dx : w - r - dx]
+                    ta[sel] = tu[inv_t[rows[sel], cols[sel]]][:, r - dy : h - r - dy, r - dx : w - r - dx]
                 vals = ssim_pairs(qa.contiguous(), ta)
                 ssim = torch.full((b, c), float("nan"), device=dev)
                 ssim[rows, cols] = vals

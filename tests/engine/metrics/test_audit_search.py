@@ -1,4 +1,5 @@
-"""The audit's exhaustive search is exact: the int8-screened search returns what a float64 brute force does."""
+"""The audit's exhaustive search is exact: the projected and the int8-screened searches return what a float64
+brute force does."""
 
 from __future__ import annotations
 
@@ -19,11 +20,12 @@ def _brute(query, train, k):
     return {"l2": l2, "ncc": ncc}
 
 
+@pytest.mark.parametrize("precision", ["proj", "int8"])
 @pytest.mark.parametrize("data", ["white noise", "real slices with near-duplicates"])
-def test_the_int8_screened_search_finds_exactly_the_float64_neighbours(data, rng):
+def test_the_screened_searches_find_exactly_the_float64_neighbours(data, precision, rng):
     import torch
 
-    if not hasattr(torch, "_int_mm"):
+    if precision == "int8" and not hasattr(torch, "_int_mm"):
         pytest.skip("this torch has no int8 matrix product")
     if data == "white noise":  # nearly equidistant images: the screen must tighten its bounds
         train = rng.uniform(-1, 1, (300, 1, 48, 48)).astype(np.float32)
@@ -35,7 +37,7 @@ def test_the_int8_screened_search_finds_exactly_the_float64_neighbours(data, rng
         query = np.concatenate([images[series >= 12], base[:10] + rng.normal(0, 0.01, base[:10].shape).astype(np.float32)])
     k = 3
     stats = {}
-    ours = pixel_candidates(query, train, k=k, precision="int8", stats=stats)
+    ours = pixel_candidates(query, train, k=k, precision=precision, stats=stats)
     ref = _brute(query, train, k)
     for m in ("l2", "ncc"):
         best = np.sort(ref[m], axis=1)[:, :k]
@@ -45,3 +47,5 @@ def test_the_int8_screened_search_finds_exactly_the_float64_neighbours(data, rng
         order = np.argsort(ref[m], axis=1, kind="stable")[:, :k]
         assert (ours[f"{m}_idx"] == order).mean() > 0.99
     assert stats["survivors"] < stats["pairs"] / 4  # the screen did drop most pairs
+    if precision == "proj" and data == "white noise":
+        assert stats["full_dimension_chunks"] > 0  # no basis captures noise: re-screened in full dimension
