@@ -165,7 +165,12 @@ class CacheWriter:
         except Exception:
             pass
         del f
-        gc.collect()  # h5py closes the file's last id when its objects are collected
+        # h5py closes the file's last id when its objects are collected. Under the app, automatic
+        # collection is off and runs only in the GUI thread (workers/gc_guard.py): a collection here, in a
+        # job thread, could destroy Qt wrappers from the wrong thread and deadlock, so the GUI's collector
+        # (every 0.1 s) does it; a process without that guard collects now.
+        if gc.isenabled():
+            gc.collect()
 
 
 #: beside cache.h5: class names given after ingest (``write_class_names``); they win over the attr
