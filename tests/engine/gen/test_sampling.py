@@ -263,7 +263,7 @@ def test_sampling_precision_fp32_is_the_old_default_bit_for_bit_and_bf16_stays_c
 
     proc = make_process("ddpm")
     net = tiny_unet(2)
-    args = dict(n=3, sampler="dpmpp2m", steps=4, seed=2, class_labels=[0, 1, 1])
+    args = {"n": 3, "sampler": "dpmpp2m", "steps": 4, "seed": 2, "class_labels": [0, 1, 1]}
     before, info0 = generate_with_info((net, proc), **args)
     fp32, info32 = generate_with_info((net, proc), **args, precision="fp32")
     np.testing.assert_array_equal(fp32, before)
