@@ -130,10 +130,34 @@ def _class_labels(class_labels, n: int, num_classes: int) -> list[int] | None:
     return labels
 
 
-def _autocast_dtype(half: bool, device: torch.device) -> torch.dtype | None:
+def _autocast_dtype(half: bool, precision: str | None, device: torch.device) -> torch.dtype | None:
+    """The network's autocast dtype: ``precision`` through ``devices.autocast_dtype`` ("auto" | "fp32" | "bf16" |
+    "fp16"); without one, the old ``half`` switch (float16 on CUDA, bfloat16 elsewhere; float32 when off)."""
+    if precision is not None:
+        from app.engine.devices import autocast_dtype
+
+        if half:
+            raise UserError(f"give either half or precision ({precision!r}), not both")
+        return autocast_dtype(str(precision), device)
     if not half:
         return None
     return torch.float16 if device.type == "cuda" else torch.bfloat16
+
+
+#: below this U-Net width, half-precision sampling on the CPU runs contiguous instead of channels-last
+CHANNELS_LAST_MIN_WIDTH_HALF = 64
+
+
+def _half_layout(net: torch.nn.Module, autocast_dtype: torch.dtype | None, dev: torch.device) -> bool | None:
+    """The U-Net layout to sample in: None (the net's own rule: channels-last in eval mode) except for a
+    narrow U-Net under bfloat16 / float16 autocast on the CPU, which runs contiguous (False). Measured with
+    one thread (docs/ARCHITECTURE.md, "Network speed"): bf16 + channels-last is 0.5-0.6x fp32 at width 16 and
+    32 (28x28), bf16 contiguous 1.6-1.8x; at width 64 channels-last is the faster bf16 layout (1.9x, 64x64)."""
+    cfg = getattr(net, "config", None)
+    if (autocast_dtype is None or dev.type != "cpu" or getattr(net, "channels_last", True) is not None
+            or getattr(cfg, "base_channels", CHANNELS_LAST_MIN_WIDTH_HALF) >= CHANNELS_LAST_MIN_WIDTH_HALF):
+        return None
+    return False
 
 
 def _compiled(net: torch.nn.Module, dev: torch.device):
@@ -166,7 +190,8 @@ def generate(model, n: int, sampler: str = "ddim", steps: int = 50, seed: int = 
              device: str | torch.device = "cpu", eta: float | None = None, snr: float | None = None,
              n_steps_each: int | None = None, half: bool = False, compile: bool = False,
              callback: Callable[[GenerationStep], None] | None = None,
-             should_stop: Callable[[], bool] | None = None, **sampler_options: Any) -> np.ndarray:
+             should_stop: Callable[[], bool] | None = None, precision: str | None = None,
+             **sampler_options: Any) -> np.ndarray:
     """Sample ``n`` images; returns float32 (N, C, H, W) clipped to [-1, 1].
 
     - ``sampler``: one of SAMPLERS ("langevin", "ancestral", "ddim", "pc", "heun", "dpmpp2m", "dpmpp3m",
@@ -177,12 +202,16 @@ def generate(model, n: int, sampler: str = "ddim", steps: int = 50, seed: int = 
       ``sampler_options`` (``clip_x0``, ``step_lr``, ``final_denoise``, ``variance``, ``spacing``,
       unipc's ``order`` / ``variant`` / ``corrector``) go to the
       sampler; None means its default.
-    - ``half``: network in float16 (CUDA) / bfloat16 (CPU) under autocast; ``compile``: torch.compile.
+    - ``precision``: the network's precision, "auto" | "fp32" | "bf16" | "fp16" (``devices.autocast_dtype``:
+      "auto" is bfloat16 where the device runs it natively); the sampler's state stays float32. None: the
+      old ``half`` switch decides (float16 on CUDA / bfloat16 on CPU under autocast; float32 when off).
+    - ``compile``: torch.compile.
     - ``callback(GenerationStep)`` after every sampler step (its ``info.x0`` is the live preview);
       ``should_stop()`` is checked at every step and raises JobCancelled when it returns True.
     """
     images, _ = generate_with_info(model, n, sampler, steps, seed, class_labels, guidance, batch_size, device,
-                                   eta, snr, n_steps_each, half, compile, callback, should_stop, **sampler_options)
+                                   eta, snr, n_steps_each, half, compile, callback, should_stop,
+                                   precision=precision, **sampler_options)
     return images
 
 
@@ -191,7 +220,7 @@ def generate_with_info(model, n: int, sampler: str = "ddim", steps: int = 50, se
                        device: str | torch.device = "cpu", eta=None, snr=None, n_steps_each=None,
                        half: bool = False, compile: bool = False, callback=None, should_stop=None,
                        log: Callable[[str], None] | None = None, indices: Sequence[int] | None = None,
-                       **sampler_options: Any) -> tuple[np.ndarray, GenerationInfo]:
+                       precision: str | None = None, **sampler_options: Any) -> tuple[np.ndarray, GenerationInfo]:
     """``generate`` that also returns timing and what ran (GenerationInfo).
 
     ``indices`` (default all of 0..n-1): only those images of the ``n``, in that order (one rank's share
@@ -220,8 +249,11 @@ def generate_with_info(model, n: int, sampler: str = "ddim", steps: int = 50, se
 
     dev = device if isinstance(device, torch.device) else resolve_device(str(device))
     was_training = net.training
+    autocast_dtype = _autocast_dtype(half, precision, dev)
+    layout = _half_layout(net, autocast_dtype, dev)
+    if layout is not None:
+        net.channels_last = layout  # put back (None) in the finally below
     net = net.to(dev).eval()
-    autocast_dtype = _autocast_dtype(half, dev)
     run_net = _compiled(net, dev) if compile else net
 
     wanted = list(range(n)) if indices is None else [int(i) for i in indices]
@@ -270,7 +302,9 @@ def generate_with_info(model, n: int, sampler: str = "ddim", steps: int = 50, se
                 if log is not None and n_batches > 1:
                     log(f"batch {b + 1}/{n_batches} done ({stop} of {len(wanted)} images)")
     finally:
-        net.train(was_training)  # leave the caller's module as it was
+        if layout is not None:
+            net.channels_last = None
+        net.train(was_training)  # leave the caller's module as it was (and its weights' layout)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - t0

@@ -164,7 +164,8 @@ def run_sample(spec: SampleSpec, ctx: JobContext) -> dict:
             model, spec.n_images, sampler=spec.sampler, steps=spec.steps, seed=spec.seed, class_labels=labels,
             guidance=spec.guidance, batch_size=spec.batch_size, device=device,
             **options_for(spec.sampler, {"eta": spec.eta, "snr": spec.snr, "n_steps_each": spec.n_steps_each}),
-            half=spec.half, compile=spec.compile, callback=on_step, should_stop=ctx.should_stop,
+            half=spec.half, precision=None if spec.half else spec.precision,
+            compile=spec.compile, callback=on_step, should_stop=ctx.should_stop,
             log=ctx.log, indices=mine,
         ))
     if not dist.main:  # rank 0 writes the set and reports; this rank's share went to it

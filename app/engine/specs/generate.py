@@ -42,7 +42,12 @@ class SampleSpec(Spec):
     out: OutputFolder | None = Field(None, description="output folder (default: the job's folder in the workspace /samples)")
     dataset: NewDatasetName = Field("", description="also register the images as this workspace dataset, marked "
                                     "synthetic with their provenance (default: <run>-samples-<job id>)")
-    half: bool = Field(False, description="run the network in half precision (fp16 on CUDA, bf16 on CPU)")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="the network's precision: auto (bf16 autocast where the device runs bf16 natively, "
+        "else fp32) | fp32 | bf16 | fp16; the sampler's own arithmetic stays fp32"
+    )
+    half: bool = Field(False, description="the older switch: half precision (fp16 on CUDA, bf16 on CPU) whatever "
+                       "precision says")
     compile: bool = Field(False, description="torch.compile the network (slow start, faster on long runs)")
     preview_every: int = Field(5, ge=0, le=100_000, description="preview grid of the clean-image estimate every N steps (0: off)")
 

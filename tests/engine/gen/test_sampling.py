@@ -254,6 +254,56 @@ def test_half_precision_runs_on_cpu_in_bfloat16_and_compile_without_a_compiler_i
         generate((net, proc), 2, "ddim", steps=3, seed=0, class_labels=[0, 1], compile=True)
 
 
+def test_sampling_precision_fp32_is_the_old_default_bit_for_bit_and_bf16_stays_close():
+    """``precision="fp32"`` is exactly what sampling gave before the option (no ``half``, no precision);
+    ``"bf16"`` runs the network under bfloat16 autocast (the sampler's state float32) and stays within
+    0.1 of it on every pixel ([-1, 1] scale) on a seeded tiny U-Net; "auto" is bf16 where the device runs
+    it natively (``devices.autocast_dtype``), else fp32; ``half`` keeps working and cannot be combined."""
+    from app.engine.devices import autocast_dtype
+
+    proc = make_process("ddpm")
+    net = tiny_unet(2)
+    args = {"n": 3, "sampler": "dpmpp2m", "steps": 4, "seed": 2, "class_labels": [0, 1, 1]}
+    before, info0 = generate_with_info((net, proc), **args)
+    fp32, info32 = generate_with_info((net, proc), **args, precision="fp32")
+    np.testing.assert_array_equal(fp32, before)
+    assert info0.dtype == info32.dtype == "float32"
+    layouts = []
+    bf16, info16 = generate_with_info((net, proc), **args, precision="bf16",
+                                      callback=lambda step: layouts.append(net.uses_channels_last()))
+    assert layouts and not any(layouts)
+    assert info16.dtype == "bfloat16" and bf16.dtype == np.float32
+    assert 0 < np.abs(bf16 - fp32).max() < 0.1
+    auto, info_auto = generate_with_info((net, proc), **args, precision="auto")
+    expected = autocast_dtype("auto", torch.device("cpu"))
+    assert info_auto.dtype == str(expected or torch.float32).replace("torch.", "")
+    np.testing.assert_array_equal(auto, bf16 if expected is torch.bfloat16 else fp32)
+    half, info_half = generate_with_info((net, proc), **args, half=True)
+    assert info_half.dtype == "bfloat16"
+    np.testing.assert_array_equal(half, bf16)
+    # a narrow U-Net samples bf16 contiguous on the CPU (bf16 + channels-last is the slow layout there); the
+    # caller's net keeps its own layout rule and eval-mode weights
+    assert net.channels_last is None and not net.training
+    assert net.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    with pytest.raises(UserError, match="either half or precision"):
+        generate((net, proc), **args, half=True, precision="fp32")
+    with pytest.raises(UserError, match="precision 'fp64' is not one of auto, fp32, bf16, fp16"):
+        generate((net, proc), **args, precision="fp64")
+
+
+def test_sample_spec_has_a_precision_option_on_the_command_line_defaulting_to_auto():
+    from app.cli import build_parser, spec_from_args
+    from app.engine.specs.generate import SampleSpec
+
+    assert SampleSpec(run="RUN").precision == "auto" and SampleSpec(run="RUN").half is False
+    parser = build_parser("sample", SampleSpec)
+    assert "--precision" in parser.format_help()
+    spec = spec_from_args(SampleSpec, parser.parse_args(["--run", "RUN", "--precision", "fp32"]))
+    assert spec.precision == "fp32"
+    with pytest.raises(SystemExit):  # argparse refuses a precision that is not one of the four
+        parser.parse_args(["--run", "RUN", "--precision", "fp64"])
+
+
 def test_deterministic_samplers_start_where_the_log_snr_reaches_its_floor():
     """Cosine DDPM's t_max has alpha = 5e-5: DDIM / Heun / DPM-Solver start at lambda = -5.1 instead
     (diffusers' lambda_min_clipped); ancestral keeps the full chain; linear DDPM, NCSN, flow unchanged."""

@@ -45,7 +45,7 @@ def generation_cases() -> dict[str, np.ndarray]:
         net = _unet(1, N)
         proc = make_process(process)
         key = f"gen-{sampler}-{process}" + "".join(f"-{k}{v}" for k, v in opts.items())
-        out[key] = generate((net, proc), 2, sampler=sampler, steps=steps, seed=3, **opts)
+        out[key] = generate((net, proc), 2, sampler=sampler, steps=steps, seed=3, precision="fp32", **opts)
     return out
 
 
