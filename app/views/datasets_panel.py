@@ -27,13 +27,10 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QButtonGroup,
     QDialog,
-    QDialogButtonBox,
-    QFormLayout,
     QHBoxLayout,
     QHeaderView,
     QInputDialog,
     QLabel,
-    QLineEdit,
     QListWidget,
     QListWidgetItem,
     QPushButton,
@@ -46,7 +43,8 @@ from PySide6.QtWidgets import (
 
 from app.engine.errors import UserError
 from app.engine.specs.options import CT_WINDOWS
-from app.views.dialogs import report_error
+from app.views.dataset_summary import count_summary, split_summary, subgroup_summary
+from app.views.dialogs import ClassNamesDialog, report_error
 from app.views.import_wizard import ImportWizard, field_named, spec_class_or_reason, summary_rows  # noqa: F401
 from app.views.widgets.image_view import ImageView
 from app.views.widgets.plots import BarChart
@@ -60,69 +58,6 @@ log = logging.getLogger(__name__)
 #: the CT window presets of the viewer: (button text, name in ``CT_WINDOWS`` (centre, width) in HU)
 CT_PRESETS = [("Brain", "brain"), ("Subdural", "subdural"), ("Bone", "bone"), ("Lung", "lung"),
               ("Soft tissue", "soft")]
-
-
-def count_summary(counts: dict, what: str) -> str:
-    """"modality: CT 50 · MR 30 · CR 20" (every value with its count, most first); "" when none."""
-    items = [(str(k), int(v)) for k, v in (counts or {}).items() if int(v) > 0]
-    if not items:
-        return ""
-    items.sort(key=lambda kv: -kv[1])
-    return f"{what}: " + " · ".join(f"{k} {v}" for k, v in items)
-
-
-def split_summary(splits: dict) -> str:
-    """"splits: train 80 · val 10 · test 10" in that order."""
-    if not splits:
-        return ""
-    return "splits: " + " · ".join(f"{s} {int(splits.get(s, 0))}" for s in ("train", "val", "test"))
-
-
-class ClassNamesDialog(QDialog):
-    """One line edit per class index: the names of a dataset's classes."""
-
-    def __init__(self, name: str, classes: list[str], counts: dict, parent=None):
-        super().__init__(parent)
-        self.setObjectName("classNamesDialog")
-        self.setWindowTitle(f"Class names of {name}")
-        lay = QVBoxLayout(self)
-        hint = QLabel("Name the classes in the order of their labels; the labels themselves do not change.")
-        hint.setWordWrap(True)
-        hint.setProperty("role", "hint")
-        lay.addWidget(hint)
-        form = QFormLayout()
-        self.edits: list[QLineEdit] = []
-        for i, c in enumerate(classes):
-            e = QLineEdit(c)
-            e.setObjectName(f"className{i}")
-            n = counts.get(c)
-            form.addRow(f"label {i}" + (f" ({n} images)" if n is not None else ""), e)
-            self.edits.append(e)
-        lay.addLayout(form)
-        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        lay.addWidget(buttons)
-
-    def names(self) -> list[str]:
-        return [e.text().strip() for e in self.edits]
-
-
-def subgroup_summary(attributes, most: int = 6) -> str:
-    """One line per subgroup attribute of an EDA result ({name: {value: count}}), most frequent
-    values first ("sex: F 12 · M 10 · unknown 2"); "" when the dataset carries none."""
-    if not isinstance(attributes, dict) or not attributes:
-        return ""
-    lines = []
-    for name, counts in sorted(attributes.items()):
-        if not isinstance(counts, dict) or not counts:
-            continue
-        items = sorted(counts.items(), key=lambda kv: (-int(kv[1]), str(kv[0])))
-        text = " · ".join(f"{v} {int(c)}" for v, c in items[:most])
-        if len(items) > most:
-            text += f" · {len(items) - most} more"
-        lines.append(f"{name}: {text}")
-    return ("Subgroups — " + "\n".join(lines)) if lines else ""
 
 
 class DatasetsPanel(QWidget):

@@ -1,5 +1,5 @@
 """Dialogs of the main window: errors (what went wrong, with which file, what to do; the traceback behind
-a Details button), about, keyboard shortcuts.
+a Details button), about, keyboard shortcuts, a dataset's class names.
 
 ``report_error(where, title, message, details)`` is the one way a view reports a failure: the main
 window's ``show_error`` (recorded, status bar, one non-modal ErrorDialog) when ``where`` belongs to
@@ -14,7 +14,9 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
+    QFormLayout,
     QLabel,
+    QLineEdit,
     QPlainTextEdit,
     QPushButton,
     QTableWidget,
@@ -182,3 +184,33 @@ def about_text(version: str) -> str:
         "priors, audit synthetic sets for memorization, and run blinded reader studies.</p>"
         "<p>Research software: not for clinical use.</p>"
     )
+
+
+class ClassNamesDialog(QDialog):
+    """One line edit per class index: the names of a dataset's classes."""
+
+    def __init__(self, name: str, classes: list[str], counts: dict, parent=None):
+        super().__init__(parent)
+        self.setObjectName("classNamesDialog")
+        self.setWindowTitle(f"Class names of {name}")
+        lay = QVBoxLayout(self)
+        hint = QLabel("Name the classes in the order of their labels; the labels themselves do not change.")
+        hint.setWordWrap(True)
+        hint.setProperty("role", "hint")
+        lay.addWidget(hint)
+        form = QFormLayout()
+        self.edits: list[QLineEdit] = []
+        for i, c in enumerate(classes):
+            e = QLineEdit(c)
+            e.setObjectName(f"className{i}")
+            n = counts.get(c)
+            form.addRow(f"label {i}" + (f" ({n} images)" if n is not None else ""), e)
+            self.edits.append(e)
+        lay.addLayout(form)
+        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        lay.addWidget(buttons)
+
+    def names(self) -> list[str]:
+        return [e.text().strip() for e in self.edits]

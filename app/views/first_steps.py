@@ -4,7 +4,7 @@
 runs) or None when the panel has what it needs. ``WorkspaceState.read(workspace, jobs)`` gathers
 what the rules look at (datasets, generated sets, runs with a checkpoint, studies, jobs running),
 cheap registry reads on the GUI thread. The main window shows the step in each panel's
-``NextStepBar`` (``widgets/next_step.py``) and runs the action (``MainWindow.run_next_step``):
+``NextStepBar`` (``widgets/next_step.py``) and runs the action (``run_action``, below):
 
     datasets      no dataset:                make the demo dataset
     train         no run yet:                train the quick demo model (preset cpu-quickstart)
@@ -116,3 +116,63 @@ def next_step(key: str, s: WorkspaceState) -> NextStep | None:
         return NextStep("Choose a real set and a synthetic set under Design, name the study and press Create study; "
                         "then give each reader their session under Readers.")
     return None
+
+
+# -- what the buttons do (MainWindow.run_next_step) ----------------------------------------------
+def run_action(win, action: str):
+    """What a next-step button of the main window ``win`` does; returns the job handle or panel it started
+    or showed."""
+    if action == "make_demo":
+        win.create_demo()
+        win.refresh_next_steps()
+        return win.demo_handle
+    if action == "train_demo":
+        return train_quick_demo(win)
+    if action == "demo_slice":
+        return load_demo_slice(win)
+    if action.startswith("show_"):
+        return win.show_panel(action.removeprefix("show_"))
+    raise ValueError(f"unknown next-step action {action!r}")
+
+
+def _demo_or_first_dataset(win) -> str | None:
+    """The demo dataset if the workspace has it, else its first real (not generated) dataset, else None."""
+    from app.engine.specs.data import DEMO_NAME
+
+    names = [d.name for d in win.workspace.datasets() if not d.synthetic]
+    return DEMO_NAME if DEMO_NAME in names else (names[0] if names else None)
+
+
+def train_quick_demo(win):
+    """The quick demo model: the Training panel's cpu-quickstart preset on the demo dataset
+    (or the first real dataset), started as a train job; the Training panel is shown."""
+    panel = win.show_panel("train")
+    if not hasattr(panel, "apply_preset") or getattr(panel, "form", None) is None:
+        win.statusBar().showMessage("Training is not available in this build", 8000)
+        return None
+    dataset = _demo_or_first_dataset(win)
+    if dataset is None:
+        win.statusBar().showMessage("Import a dataset first (or make the demo dataset)", 8000)
+        return None
+    panel.apply_preset("cpu-quickstart")
+    panel.form.set_values({"dataset": dataset})
+    h = panel.start()
+    win.refresh_next_steps()
+    return h
+
+
+def load_demo_slice(win):
+    """Reconstruction's MRI source: an image of the demo dataset (or the first dataset) as fully
+    sampled single-coil k-space, ready to reconstruct."""
+    panel = win.show_panel("reconstruct")
+    mri = getattr(panel, "mri", None)
+    dataset = _demo_or_first_dataset(win)
+    if mri is None or dataset is None:
+        return None
+    f = mri.form
+    i = f.source_kind.findData("dataset")
+    if i >= 0:
+        f.source_kind.setCurrentIndex(i)
+    mri.set_datasets([d.name for d in win.workspace.datasets() if not d.synthetic])
+    f.dataset_combo.setCurrentText(dataset)
+    return mri.use_dataset_image()

@@ -47,6 +47,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.views import first_steps
 from app.views.context import AppContext
 from app.views.dialogs import ErrorDialog, ShortcutsDialog, about_text
 from app.views.widgets.jobs_dock import JobsDock
@@ -251,7 +252,7 @@ class MainWindow(QMainWindow):
         self._update_jobs_label()
         self.refresh_next_steps()
         if first_start:
-            QTimer.singleShot(0, self._create_demo)
+            QTimer.singleShot(0, self.create_demo)
 
     def _panel_page(self, key: str, panel: QWidget) -> QScrollArea:
         """The panel under its next-step strip, in a scroll area: a panel larger than the window
@@ -403,7 +404,7 @@ class MainWindow(QMainWindow):
         self.compute_label.setText(text)
 
     # -- first start -----------------------------------------------------------------------------
-    def _create_demo(self) -> None:
+    def create_demo(self) -> None:
         """The demo dataset, made by a job (never on the GUI thread) on an empty workspace."""
         try:
             from app.engine.specs import spec_class
@@ -420,69 +421,24 @@ class MainWindow(QMainWindow):
         """Each panel's next-step strip, from the workspace as it is now."""
         if self._closing or not getattr(self, "next_steps", None):
             return
-        from app.views.first_steps import WorkspaceState, next_step
-
         mri = getattr(self.panels.get("reconstruct"), "mri", None)
-        state = WorkspaceState.read(self.workspace, self.jobs,
+        state = first_steps.WorkspaceState.read(self.workspace, self.jobs,
                                     recon_source=getattr(mri, "source", None) is not None)
         for key, bar in self.next_steps.items():
-            bar.show_step(next_step(key, state))
+            bar.show_step(first_steps.next_step(key, state))
             holder = bar.parentWidget()
             if holder is not None:
                 holder.setVisible(bar.step is not None)
 
     def run_next_step(self, action: str):
-        """What a next-step button does; returns the job handle or panel it started or showed."""
-        if action == "make_demo":
-            self._create_demo()
-            self.refresh_next_steps()
-            return self.demo_handle
-        if action == "train_demo":
-            return self.train_quick_demo()
-        if action == "demo_slice":
-            return self.load_demo_slice()
-        if action.startswith("show_"):
-            return self.show_panel(action.removeprefix("show_"))
-        raise ValueError(f"unknown next-step action {action!r}")
+        """What a next-step button does (first_steps.run_action); the job handle or panel it started or showed."""
+        return first_steps.run_action(self, action)
 
     def train_quick_demo(self):
-        """The quick demo model: the Training panel's cpu-quickstart preset on the demo dataset
-        (or the first real dataset), started as a train job; the Training panel is shown."""
-        from app.engine.specs.data import DEMO_NAME
-
-        panel = self.show_panel("train")
-        if not hasattr(panel, "apply_preset") or getattr(panel, "form", None) is None:
-            self.statusBar().showMessage("Training is not available in this build", 8000)
-            return None
-        names = [d.name for d in self.workspace.datasets() if not d.synthetic]
-        if not names:
-            self.statusBar().showMessage("Import a dataset first (or make the demo dataset)", 8000)
-            return None
-        panel.apply_preset("cpu-quickstart")
-        panel.form.set_values({"dataset": DEMO_NAME if DEMO_NAME in names else names[0]})
-        h = panel.start()
-        self.refresh_next_steps()
-        return h
+        return first_steps.train_quick_demo(self)
 
     def load_demo_slice(self):
-        """Reconstruction's MRI source: an image of the demo dataset (or the first dataset) as fully
-        sampled single-coil k-space, ready to reconstruct."""
-        from app.engine.specs.data import DEMO_NAME
-
-        panel = self.show_panel("reconstruct")
-        mri = getattr(panel, "mri", None)
-        if mri is None:
-            return None
-        names = [d.name for d in self.workspace.datasets() if not d.synthetic]
-        if not names:
-            return None
-        f = mri.form
-        i = f.source_kind.findData("dataset")
-        if i >= 0:
-            f.source_kind.setCurrentIndex(i)
-        mri.set_datasets(names)
-        f.dataset_combo.setCurrentText(DEMO_NAME if DEMO_NAME in names else names[0])
-        return mri.use_dataset_image()
+        return first_steps.load_demo_slice(self)
 
     def _on_panel_shown(self) -> None:
         """Reconstruction opened on the demo workspace with nothing loaded: a demo slice is loaded
