@@ -30,7 +30,7 @@ import os
 import traceback
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtCore import QSettings, QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -159,8 +159,8 @@ class MainWindow(QMainWindow):
         self.connection_state = "local"  # local | connecting | remote | unreachable
         self.connection_message = ""
         self._closing = False
-        self.resize(1400, 880)
         self.setMinimumSize(900, 560)
+        self.resize(self._first_size())
         self._build_menus()
         self._build_status_bar()
         self._open(workspace, demo_at_first_start)
@@ -293,6 +293,15 @@ class MainWindow(QMainWindow):
             return PlaceholderPanel(key, title, text, error=traceback.format_exc())
         panel.setObjectName(key)
         return panel
+
+    def _first_size(self) -> QSize:
+        """1400x880, or the screen's work area where that is smaller (a 1366x768 laptop; no window manager
+        is trusted to shrink it), never below the minimum size."""
+        size = QSize(1400, 880)
+        screen = self.screen()
+        if screen is not None:
+            size = size.boundedTo(screen.availableGeometry().size())
+        return size.expandedTo(self.minimumSize())
 
     def _build_menus(self) -> None:
         mb = self.menuBar()

@@ -219,3 +219,10 @@ def test_a_first_start_closed_before_the_demo_was_made_makes_it_at_the_next_star
     from app.views.main_window import _demo_still_due
 
     assert not _demo_still_due(workspace)
+
+
+def test_a_new_window_fits_the_work_area_of_its_screen_but_not_below_its_minimum(main_window):
+    avail = main_window.screen().availableGeometry().size()  # the offscreen screen: 800x800
+    size, least = main_window.size(), main_window.minimumSize()
+    assert size.height() <= max(avail.height(), least.height()) and size.width() <= max(avail.width(), least.width())
+    assert size.width() >= least.width() and size.height() >= least.height()
